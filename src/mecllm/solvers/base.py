@@ -1,0 +1,77 @@
+"""Types shared by every solver: options, progress callback and the result builder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mecllm.errors import SolverError
+from mecllm.instance import Instance
+from mecllm.physics import evaluate
+from mecllm.solution import Plan, SolveResult
+
+#: Called with one history record after each outer iteration (for ``--verbose``).
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class SolveOptions:
+    """Knobs common to all algorithms.
+
+    Attributes
+    ----------
+    seed : int
+        Seed of the one ``numpy.random.Generator`` a randomised algorithm uses.
+    tolerance : float
+        Relative change of the Dinkelbach ratio y that stops the outer loop (epsilon).
+    max_iterations : int
+        Cap on outer iterations.
+    inner_tolerance : float
+        Relative change that stops inner loops (the FP z-loop).
+    max_inner_iterations : int
+        Cap on inner iterations.
+    time_limit_s : float
+        Wall-clock budget of one solve; the best plan so far is returned when it runs out.
+    progress : ProgressCallback or None
+        Receives each outer iteration's record as it finishes.
+    """
+
+    seed: int = 0
+    tolerance: float = 1e-4
+    max_iterations: int = 20
+    inner_tolerance: float = 1e-4
+    max_inner_iterations: int = 15
+    time_limit_s: float = 600.0
+    progress: ProgressCallback | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def rng(self) -> np.random.Generator:
+        """The generator for this solve."""
+        return np.random.default_rng(self.seed)
+
+
+def finish(instance: Instance, algorithm: str, plan: Plan, started: float, *,
+           status: str = "heuristic", message: str = "", iterations: int = 0,
+           history: list[dict[str, Any]] | None = None) -> SolveResult:
+    """Score ``plan`` with the physics and wrap it as a :class:`SolveResult`.
+
+    Raises
+    ------
+    SolverError
+        If the plan is infeasible: a solver must never hand one to a user.
+    """
+    report = evaluate(instance, plan)
+    if not report.feasible:
+        first = report.violations[0].message
+        raise SolverError(f"{algorithm} produced an infeasible plan ({first}); this is a bug, "
+                          "please report it with the instance file")
+    return SolveResult(
+        algorithm=algorithm, plan=plan, scr=report.scr, delay_s=report.delay_s,
+        energy_j=report.energy_j, service=report.service, status=status, message=message,
+        iterations=iterations, history=history or [],
+        wall_time_s=time.perf_counter() - started,
+    )

@@ -1,0 +1,81 @@
+"""Registered algorithms by name: each is an association step composed with an allocation step.
+
+The paper's five methods (MODEL.md section 7) and any method the project adds are listed in
+:data:`ALGORITHMS`; ``mecllm algorithms`` prints them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from mecllm.errors import InvalidInputError
+from mecllm.instance import Instance
+from mecllm.solution import SolveResult
+from mecllm.solvers.association import greedy_association, random_association
+from mecllm.solvers.base import SolveOptions, finish
+from mecllm.solvers.equal_split import equal_split
+
+Runner = Callable[[Instance, SolveOptions], SolveResult]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A registered algorithm: name, one-line description and the function that runs it."""
+
+    name: str
+    description: str
+    run: Runner
+
+
+ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def register(name: str, description: str) -> Callable[[Runner], Runner]:
+    """Decorator adding ``run`` to :data:`ALGORITHMS` under ``name``."""
+
+    def add(run: Runner) -> Runner:
+        if name in ALGORITHMS:
+            raise ValueError(f"algorithm {name!r} registered twice")
+        ALGORITHMS[name] = Algorithm(name, description, run)
+        return run
+
+    return add
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """Look an algorithm up by name; unknown names list the known ones."""
+    key = name.strip().lower()
+    if key not in ALGORITHMS:
+        raise InvalidInputError(
+            f"algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}")
+    return ALGORITHMS[key]
+
+
+def solve(instance: Instance, algorithm: str, options: SolveOptions | None = None) -> SolveResult:
+    """Solve ``instance`` with the named algorithm (the one entry point, scipy style)."""
+    return get_algorithm(algorithm).run(instance, options or SolveOptions())
+
+
+HALF = 0.5
+
+
+@register("rucaa", "random user connection, equal resource split, phi = 0.5 (paper baseline)")
+def _rucaa(instance: Instance, options: SolveOptions) -> SolveResult:
+    started = time.perf_counter()
+    assignment = random_association(instance, options.rng())
+    plan = equal_split(instance, assignment, np.full(instance.n_users, HALF))
+    return finish(instance, "rucaa", plan, started,
+                  message=f"random association drawn with seed {options.seed}")
+
+
+@register("gucaa", "greedy user connection (fewest users first), equal split, phi = 0.5 "
+          "(paper baseline)")
+def _gucaa(instance: Instance, options: SolveOptions) -> SolveResult:
+    started = time.perf_counter()
+    assignment = greedy_association(instance)
+    plan = equal_split(instance, assignment, np.full(instance.n_users, HALF))
+    return finish(instance, "gucaa", plan, started, message="greedy association")
