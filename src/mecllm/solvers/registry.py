@@ -14,10 +14,12 @@ import numpy as np
 
 from mecllm.errors import InvalidInputError
 from mecllm.instance import Instance
-from mecllm.solution import SolveResult
+from mecllm.solution import Plan, SolveResult
 from mecllm.solvers.association import greedy_association, random_association
 from mecllm.solvers.base import SolveOptions, finish
+from mecllm.solvers.dinkelbach import dinkelbach
 from mecllm.solvers.equal_split import equal_split
+from mecllm.solvers.steps import Step, equal_split_step, part1_step, part2_step
 
 Runner = Callable[[Instance, SolveOptions], SolveResult]
 
@@ -79,3 +81,38 @@ def _gucaa(instance: Instance, options: SolveOptions) -> SolveResult:
     assignment = greedy_association(instance)
     plan = equal_split(instance, assignment, np.full(instance.n_users, HALF))
     return finish(instance, "gucaa", plan, started, message="greedy association")
+
+
+def _greedy_start(instance: Instance) -> Plan:
+    """The common start of the optimisers: greedy association, equal split, phi = 0.5."""
+    return equal_split(instance, greedy_association(instance), np.full(instance.n_users, HALF))
+
+
+def _loop(name: str, association: Step | None, allocation: Step) -> Runner:
+    def run(instance: Instance, options: SolveOptions) -> SolveResult:
+        return dinkelbach(instance, name, _greedy_start(instance), association, allocation,
+                          options)
+
+    return run
+
+
+def _part2(options: SolveOptions) -> Step:
+    return part2_step(options.inner_tolerance, options.max_inner_iterations)
+
+
+@register("aauco", "AO part 1 (SDR + Hungarian) for association and phi, equal resource split "
+          "(paper baseline)")
+def _aauco(instance: Instance, options: SolveOptions) -> SolveResult:
+    return _loop("aauco", part1_step("sdr", "equal"), equal_split_step)(instance, options)
+
+
+@register("gucro", "greedy user connection, phi = 0.5, AO part 2 (fractional programming) for "
+          "resources (paper baseline)")
+def _gucro(instance: Instance, options: SolveOptions) -> SolveResult:
+    return _loop("gucro", None, _part2(options))(instance, options)
+
+
+@register("dashf", "DASHF as the paper specifies: Dinkelbach + AO of part 1 (SDR + Hungarian) "
+          "and part 2 (fractional programming)")
+def _dashf(instance: Instance, options: SolveOptions) -> SolveResult:
+    return _loop("dashf", part1_step("sdr", "keep"), _part2(options))(instance, options)
