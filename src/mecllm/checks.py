@@ -78,8 +78,9 @@ def scalar(
             return default
         raise InvalidInputError(f"{where} is missing (required number)")
     result = number(data[key], where)
-    check_range(np.array([result]), where, low=low, low_inclusive=low_inclusive, high=high,
-                scalar=True)
+    check_range(
+        np.array([result]), where, low=low, low_inclusive=low_inclusive, high=high, scalar=True
+    )
     return result
 
 
@@ -92,6 +93,7 @@ def vector(
     low: float | None = None,
     low_inclusive: bool = False,
     high: float | None = None,
+    floor: float | None = None,
 ) -> FloatArray:
     """Read ``data[key]`` as a list of numbers of the given length and range."""
     where = f"{path}.{key}"
@@ -103,7 +105,7 @@ def vector(
     if length is not None and len(raw) != length:
         raise InvalidInputError(f"{where} must have {length} entries, got {len(raw)}")
     values = _numbers(raw, where)
-    check_range(values, where, low=low, low_inclusive=low_inclusive, high=high)
+    check_range(values, where, low=low, low_inclusive=low_inclusive, high=high, floor=floor)
     return values
 
 
@@ -117,6 +119,7 @@ def matrix(
     low_inclusive: bool = False,
     high: float | None = None,
     path: str = "",
+    floor: float | None = None,
 ) -> FloatArray:
     """Read ``data[key]`` as a ``rows`` x ``cols`` nested list of numbers."""
     where = f"{path}.{key}" if path else key
@@ -134,7 +137,7 @@ def matrix(
         if len(row) != cols:
             raise InvalidInputError(f"{where}[{i}] must have {cols} entries, got {len(row)}")
         out[i, :] = _numbers(row, f"{where}[{i}]")
-    check_range(out, where, low=low, low_inclusive=low_inclusive, high=high)
+    check_range(out, where, low=low, low_inclusive=low_inclusive, high=high, floor=floor)
     return out
 
 
@@ -153,14 +156,21 @@ def check_range(
     low_inclusive: bool = False,
     high: float | None = None,
     scalar: bool = False,
+    floor: float | None = None,
 ) -> None:
-    """Raise for the first entry of ``values`` outside ``[low, high]`` (or ``(low, high]``)."""
+    """Raise for the first entry of ``values`` outside ``[low, high]`` (or ``(low, high]``).
+
+    ``floor`` is a smallest physical magnitude, checked after ``low``: a cap of 1e-300 passes
+    "> 0" but would make times overflow.
+    """
     flat = values.reshape(-1)
     bad = ~np.isfinite(flat)
     if low is not None:
         bad |= (flat < low) if low_inclusive else (flat <= low)
     if high is not None:
         bad |= flat > high
+    if floor is not None:
+        bad |= flat < floor
     if not bad.any():
         return
     k = int(np.flatnonzero(bad)[0])
@@ -170,6 +180,8 @@ def check_range(
         raise fail(where, "must be finite", v)
     if low is not None and (v < low or (v == low and not low_inclusive)):
         raise fail(where, f"must be {'>=' if low_inclusive else '>'} {low:g}", v)
+    if floor is not None and v < floor:
+        raise fail(where, f"must be >= {floor:g} (smaller is not a physical value)", v)
     raise fail(where, f"must be <= {high:g} (larger is not a physical value)", v)
 
 

@@ -70,8 +70,9 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
             try:
                 value = float(raw)
             except ValueError:
-                raise InvalidInputError(f"--set {key} must be a number or true/false, "
-                                        f"got {raw!r}") from None
+                raise InvalidInputError(
+                    f"--set {key} must be a number or true/false, got {raw!r}"
+                ) from None
             if key.strip() in ("n_users", "n_servers"):
                 value = int(value)
         result[key.strip()] = value
@@ -81,34 +82,49 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
 @app.command("generate")
 def generate_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Instance JSON to write.")],
-    preset_name: Annotated[str, typer.Option("--preset", help=f"One of {', '.join(PRESETS)}.")]
-    = "paper",
+    preset_name: Annotated[
+        str, typer.Option("--preset", help=f"One of {', '.join(PRESETS)}.")
+    ] = "paper",
     users: Annotated[int | None, typer.Option("--users", help="Number of users N.")] = None,
-    servers: Annotated[int | None, typer.Option("--servers", help="Number of servers M.")]
-    = None,
+    servers: Annotated[int | None, typer.Option("--servers", help="Number of servers M.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    bandwidth_mhz: Annotated[float | None, typer.Option(
-        "--bandwidth-mhz", help="Bandwidth of every server, MHz.")] = None,
-    noise_dbm_hz: Annotated[float | None, typer.Option(
-        "--noise-dbm-hz", help="Noise PSD, dBm/Hz.")] = None,
-    weights: Annotated[tuple[float, float] | None, typer.Option(
-        "--weights", help="Delay and energy weights omega_t omega_e.")] = None,
-    shadowing_db: Annotated[float | None, typer.Option(
-        "--shadowing-db", help="Log-normal shadowing spread, dB (default none).")] = None,
-    count_idle: Annotated[bool | None, typer.Option(
-        "--count-idle/--no-count-idle",
-        help="Whether server resources of users with no server work earn service score.")]
-    = None,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Any other scenario setting, KEY=VALUE (repeatable).")] = None,
+    bandwidth_mhz: Annotated[
+        float | None, typer.Option("--bandwidth-mhz", help="Bandwidth of every server, MHz.")
+    ] = None,
+    noise_dbm_hz: Annotated[
+        float | None, typer.Option("--noise-dbm-hz", help="Noise PSD, dBm/Hz.")
+    ] = None,
+    weights: Annotated[
+        tuple[float, float] | None,
+        typer.Option("--weights", help="Delay and energy weights omega_t omega_e."),
+    ] = None,
+    shadowing_db: Annotated[
+        float | None,
+        typer.Option("--shadowing-db", help="Log-normal shadowing spread, dB (default none)."),
+    ] = None,
+    count_idle: Annotated[
+        bool | None,
+        typer.Option(
+            "--count-idle/--no-count-idle",
+            help="Whether server resources of users with no server work earn service score.",
+        ),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any other scenario setting, KEY=VALUE (repeatable)."),
+    ] = None,
 ) -> None:
     """Draw a random scenario (MODEL.md section 8) and write it as an instance file."""
 
     def run() -> None:
         overrides = _parse_set(set_ or [])
-        for key, value in (("n_users", users), ("n_servers", servers),
-                           ("noise_dbm_per_hz", noise_dbm_hz), ("shadowing_db", shadowing_db),
-                           ("count_idle", count_idle)):
+        for key, value in (
+            ("n_users", users),
+            ("n_servers", servers),
+            ("noise_dbm_per_hz", noise_dbm_hz),
+            ("shadowing_db", shadowing_db),
+            ("count_idle", count_idle),
+        ):
             if value is not None:
                 overrides[key] = value
         if bandwidth_mhz is not None:
@@ -117,16 +133,21 @@ def generate_cmd(
             overrides["weight_delay"], overrides["weight_energy"] = weights
         instance = generate(preset(preset_name, **overrides), np.random.default_rng(seed))
         instance.save(output)
-        err.print(f"wrote {output} ({instance.n_users} users, {instance.n_servers} servers, "
-                  f"preset {preset_name}, seed {seed})", highlight=False)
+        err.print(
+            f"wrote {output} ({instance.n_users} users, {instance.n_servers} servers, "
+            f"preset {preset_name}, seed {seed})",
+            highlight=False,
+        )
 
     _guard(run)
 
 
 def _progress_printer(algorithm: str) -> Callable[[dict[str, Any]], None]:
     def show(record: dict[str, Any]) -> None:
-        parts = [f"[{algorithm}] iter {record.get('iteration', '?')}",
-                 f"y = {record.get('y', float('nan')):.6g}"]
+        parts = [
+            f"[{algorithm}] iter {record.get('iteration', '?')}",
+            f"y = {record.get('y', float('nan')):.6g}",
+        ]
         for key, value in record.items():
             if key.endswith("_s") and isinstance(value, float):
                 parts.append(f"{key[:-2]} {value:.2f}s")
@@ -141,27 +162,36 @@ def _progress_printer(algorithm: str) -> Callable[[dict[str, Any]], None]:
 @app.command("solve")
 def solve_cmd(
     instance_path: Annotated[Path, typer.Argument(help="Instance JSON.", metavar="INSTANCE")],
-    algorithm: Annotated[str, typer.Option("--algorithm", "-a", help="Registered name "
-                                           "(see `mecllm algorithms`).")],
+    algorithm: Annotated[
+        str, typer.Option("--algorithm", "-a", help="Registered name (see `mecllm algorithms`).")
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="Solution JSON to write.")],
     seed: Annotated[int, typer.Option("--seed", help="Seed of randomised algorithms.")] = 0,
-    time_limit: Annotated[float, typer.Option("--time-limit", help="Wall-clock budget, s.")]
-    = 600.0,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v",
-                                          help="Print each iteration as it happens.")] = False,
+    time_limit: Annotated[
+        float, typer.Option("--time-limit", help="Wall-clock budget, s.")
+    ] = 600.0,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print each iteration as it happens.")
+    ] = False,
 ) -> None:
     """Solve an instance with one algorithm and write the solution file."""
 
     def run() -> None:
         spec = get_algorithm(algorithm)
         instance = Instance.load(instance_path)
-        options = SolveOptions(seed=seed, time_limit_s=time_limit,
-                               progress=_progress_printer(spec.name) if verbose else None)
+        options = SolveOptions(
+            seed=seed,
+            time_limit_s=time_limit,
+            progress=_progress_printer(spec.name) if verbose else None,
+        )
         result = spec.run(instance, options)
         result.save(output)
-        err.print(f"{spec.name}: SCR {result.scr:.6g}, delay {result.delay_s:.4g} s, energy "
-                  f"{result.energy_j:.6g} J, status {result.status}, {result.iterations} "
-                  f"iterations, {result.wall_time_s:.2f} s -> {output}", highlight=False)
+        err.print(
+            f"{spec.name}: SCR {result.scr:.6g}, delay {result.delay_s:.4g} s, energy "
+            f"{result.energy_j:.6g} J, status {result.status}, {result.iterations} "
+            f"iterations, {result.wall_time_s:.2f} s -> {output}",
+            highlight=False,
+        )
 
     _guard(run)
 
@@ -183,9 +213,13 @@ def _phase_table(report: Evaluation) -> Table:
     table.add_column("delay", justify="right")
     table.add_column("service", justify="right")
     for n in range(report.t1.shape[0]):
-        table.add_row(str(n), *(f"{v:.4g}" for v in report.times[:, n]),
-                      *(f"{v:.4g}" for v in report.energies[:, n]),
-                      f"{report.user_delay_s[n]:.4g}", f"{report.user_service[n]:.5g}")
+        table.add_row(
+            str(n),
+            *(f"{v:.4g}" for v in report.times[:, n]),
+            *(f"{v:.4g}" for v in report.energies[:, n]),
+            f"{report.user_delay_s[n]:.4g}",
+            f"{report.user_service[n]:.5g}",
+        )
     return table
 
 
@@ -194,16 +228,17 @@ def dominant_phases(report: Evaluation) -> tuple[str, str]:
     t = np.where(np.isfinite(report.times), report.times, 0.0).sum(axis=1)
     e = np.where(np.isfinite(report.energies), report.energies, 0.0).sum(axis=1)
     ti, ei = int(np.argmax(t)), int(np.argmax(e))
-    return (f"T{ti + 1} ({PHASES[ti]}, {t[ti] / max(t.sum(), 1e-300):.0%} of summed delay)",
-            f"E{ei + 1} ({PHASES[ei]}, {e[ei] / max(e.sum(), 1e-300):.0%} of energy)")
+    return (
+        f"T{ti + 1} ({PHASES[ti]}, {t[ti] / max(t.sum(), 1e-300):.0%} of summed delay)",
+        f"E{ei + 1} ({PHASES[ei]}, {e[ei] / max(e.sum(), 1e-300):.0%} of energy)",
+    )
 
 
 @app.command("evaluate")
 def evaluate_cmd(
     instance_path: Annotated[Path, typer.Argument(metavar="INSTANCE", help="Instance JSON.")],
     solution_path: Annotated[Path, typer.Argument(metavar="SOLUTION", help="Solution JSON.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-    = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Recompute every figure of a solution and check its feasibility (exit 1 if infeasible)."""
 
@@ -220,10 +255,13 @@ def evaluate_cmd(
         summary = Table(title=f"Evaluation of {solution_path}")
         summary.add_column("figure")
         summary.add_column("value", justify="right")
-        for name, value in (("SCR", f"{report.scr:.6g}"), ("delay (s)", f"{report.delay_s:.6g}"),
-                            ("energy (J)", f"{report.energy_j:.6g}"),
-                            ("service", f"{report.service:.6g}"),
-                            ("feasible", "yes" if report.feasible else "NO")):
+        for name, value in (
+            ("SCR", f"{report.scr:.6g}"),
+            ("delay (s)", f"{report.delay_s:.6g}"),
+            ("energy (J)", f"{report.energy_j:.6g}"),
+            ("service", f"{report.service:.6g}"),
+            ("feasible", "yes" if report.feasible else "NO"),
+        ):
             summary.add_row(name, value)
         t_dom, e_dom = dominant_phases(report)
         summary.add_row("dominant delay", t_dom)
@@ -233,10 +271,13 @@ def evaluate_cmd(
         for v in report.violations:
             out.print(f"violation: {v.message}", markup=False)
         if report.idle is not None:
-            out.print(f"idle allocations (phi = 1 users holding server resources): users "
-                      f"{report.idle.users}; compute share per server "
-                      f"{np.round(report.idle.compute_share, 3).tolist()}, power share "
-                      f"{np.round(report.idle.power_share, 3).tolist()}", markup=False)
+            out.print(
+                f"idle allocations (phi = 1 users holding server resources): users "
+                f"{report.idle.users}; compute share per server "
+                f"{np.round(report.idle.compute_share, 3).tolist()}, power share "
+                f"{np.round(report.idle.power_share, 3).tolist()}",
+                markup=False,
+            )
         for line in mismatches:
             out.print(f"note: {line}", markup=False)
         return report.feasible
@@ -258,27 +299,46 @@ def _mismatches(report: Evaluation, stored: dict[str, Any]) -> list[str]:
 
 def _results_table(results: Sequence[SolveResult], title: str) -> Table:
     table = Table(title=title)
-    for name, justify in (("algorithm", "left"), ("SCR", "right"), ("delay (s)", "right"),
-                          ("energy (J)", "right"), ("service", "right"), ("iterations", "right"),
-                          ("status", "left"), ("wall time (s)", "right")):
+    for name, justify in (
+        ("algorithm", "left"),
+        ("SCR", "right"),
+        ("delay (s)", "right"),
+        ("energy (J)", "right"),
+        ("service", "right"),
+        ("iterations", "right"),
+        ("status", "left"),
+        ("wall time (s)", "right"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     best = max(r.scr for r in results)
     for r in results:
         style = "bold green" if r.scr == best else None
-        table.add_row(r.algorithm, f"{r.scr:.5g}", f"{r.delay_s:.4g}", f"{r.energy_j:.5g}",
-                      f"{r.service:.5g}", str(r.iterations), r.status, f"{r.wall_time_s:.2f}",
-                      style=style)
+        table.add_row(
+            r.algorithm,
+            f"{r.scr:.5g}",
+            f"{r.delay_s:.4g}",
+            f"{r.energy_j:.5g}",
+            f"{r.service:.5g}",
+            str(r.iterations),
+            r.status,
+            f"{r.wall_time_s:.2f}",
+            style=style,
+        )
     return table
 
 
-def _run_all(instance: Instance, names: Sequence[str], seed: int, time_limit: float,
-             verbose: bool) -> list[SolveResult]:
+def _run_all(
+    instance: Instance, names: Sequence[str], seed: int, time_limit: float, verbose: bool
+) -> list[SolveResult]:
     results = []
     for name in names:
         spec = get_algorithm(name)
         err.print(f"solving with {spec.name} ...", highlight=False)
-        options = SolveOptions(seed=seed, time_limit_s=time_limit,
-                               progress=_progress_printer(spec.name) if verbose else None)
+        options = SolveOptions(
+            seed=seed,
+            time_limit_s=time_limit,
+            progress=_progress_printer(spec.name) if verbose else None,
+        )
         results.append(spec.run(instance, options))
     return results
 
@@ -286,11 +346,11 @@ def _run_all(instance: Instance, names: Sequence[str], seed: int, time_limit: fl
 @app.command("compare")
 def compare_cmd(
     instance_path: Annotated[Path, typer.Argument(metavar="INSTANCE", help="Instance JSON.")],
-    algorithms: Annotated[str, typer.Option(
-        "--algorithms", help="Comma-separated names (default: all registered).")] = "",
+    algorithms: Annotated[
+        str, typer.Option("--algorithms", help="Comma-separated names (default: all registered).")
+    ] = "",
     seed: Annotated[int, typer.Option("--seed", help="Seed of randomised algorithms.")] = 0,
-    time_limit: Annotated[float, typer.Option("--time-limit", help="Budget per solve, s.")]
-    = 600.0,
+    time_limit: Annotated[float, typer.Option("--time-limit", help="Budget per solve, s.")] = 600.0,
     plot: Annotated[Path | None, typer.Option("--plot", help="Also write this PNG.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -300,8 +360,11 @@ def compare_cmd(
         instance = Instance.load(instance_path)
         names = [a for a in algorithms.split(",") if a.strip()] or list(ALGORITHMS)
         results = _run_all(instance, names, seed, time_limit, verbose)
-        out.print(_results_table(results, f"{instance_path}: {instance.n_users} users, "
-                                          f"{instance.n_servers} servers"))
+        out.print(
+            _results_table(
+                results, f"{instance_path}: {instance.n_users} users, {instance.n_servers} servers"
+            )
+        )
         if plot is not None:
             from mecllm.plots import plot_comparison
 
@@ -313,8 +376,9 @@ def compare_cmd(
 
 @app.command("demo")
 def demo_cmd(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the files.")]
-    = Path("demo-out"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the files.")] = Path(
+        "demo-out"
+    ),
     seed: Annotated[int, typer.Option("--seed", help="Scenario seed.")] = 0,
     preset_name: Annotated[str, typer.Option("--preset")] = "paper",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
@@ -331,17 +395,27 @@ def demo_cmd(
         results = _run_all(instance, list(ALGORITHMS), seed, 600.0, verbose)
         for r in results:
             r.save(out_dir / f"solution-{r.algorithm}.json")
-        out.print(_results_table(
-            results, f"Paper default scenario ({preset_name} preset, seed {seed}): "
-            f"{instance.n_users} users, {instance.n_servers} servers"))
+        out.print(
+            _results_table(
+                results,
+                f"Paper default scenario ({preset_name} preset, seed {seed}): "
+                f"{instance.n_users} users, {instance.n_servers} servers",
+            )
+        )
         best = max(results, key=lambda r: r.scr)
         t_dom, e_dom = dominant_phases(evaluate(instance, best.plan))
-        out.print(f"Best: {best.algorithm} (SCR {best.scr:.5g}); in its plan the largest delay "
-                  f"share is {t_dom} and the largest energy share {e_dom}.", highlight=False)
+        out.print(
+            f"Best: {best.algorithm} (SCR {best.scr:.5g}); in its plan the largest delay "
+            f"share is {t_dom} and the largest energy share {e_dom}.",
+            highlight=False,
+        )
         figure = out_dir / "demo.png"
         plot_comparison(instance, results, figure, topology_of=best.algorithm)
-        out.print(f"Wrote {figure} (topology + SCR bars), the instance and one solution file "
-                  f"per algorithm in {out_dir}/", highlight=False)
+        out.print(
+            f"Wrote {figure} (topology + SCR bars), the instance and one solution file "
+            f"per algorithm in {out_dir}/",
+            highlight=False,
+        )
 
     _guard(run)
 

@@ -28,16 +28,41 @@ _MAX_FLOPS_PER_PARAM = 1e16
 _MAX_EPOCHS = 1e6
 _MAX_POWER_W = 1e6
 _MAX_FLOPS = 1e21
-_MAX_KAPPA = 1e-20
+_MAX_KAPPA = 1e-3
+# Lower bounds on positive quantities: a cap of 1e-300 would make times overflow to infinity.
+# Together with the upper bounds they keep every time, rate and energy far inside float64.
+_MIN_PARAMS = 1.0
+_MIN_FLOPS_PER_PARAM = 1e-6
+_MIN_EPOCHS = 1e-6
+_MIN_POWER_W = 1e-15
+_MIN_FLOPS = 1.0
+_MIN_BANDWIDTH_HZ = 1.0
+_MIN_GAIN = 1e-30
 _MAX_BANDWIDTH_HZ = 1e13
 _MAX_GAIN = 1e3
 _MAX_POSITION_M = 1e8
 
-_USER_FIELDS = {"adapter_params", "flops_per_param", "epochs", "max_power_w", "max_flops", "kappa",
-                "position_m"}
+_USER_FIELDS = {
+    "adapter_params",
+    "flops_per_param",
+    "epochs",
+    "max_power_w",
+    "max_flops",
+    "kappa",
+    "position_m",
+}
 _SERVER_FIELDS = {"bandwidth_hz", "max_power_w", "max_flops", "kappa", "epochs", "position_m"}
-_TOP_FIELDS = {"users", "servers", "channel_gain", "noise_psd_w_per_hz", "bits_per_param",
-               "weights", "service", "kind", "name"}
+_TOP_FIELDS = {
+    "users",
+    "servers",
+    "channel_gain",
+    "noise_psd_w_per_hz",
+    "bits_per_param",
+    "weights",
+    "service",
+    "kind",
+    "name",
+}
 
 
 def _frozen(values: FloatArray) -> FloatArray:
@@ -118,10 +143,22 @@ class Instance:
         # Construction from Python goes through the same rules as a JSON file: one gate.
         checked = Instance.from_dict(self.to_dict(), _build=False)
         del checked
-        for name in ("adapter_params", "flops_per_param", "user_epochs", "user_max_power_w",
-                     "user_max_flops", "user_kappa", "bandwidth_hz", "server_max_power_w",
-                     "server_max_flops", "server_kappa", "server_epochs", "channel_gain",
-                     "user_position_m", "server_position_m"):
+        for name in (
+            "adapter_params",
+            "flops_per_param",
+            "user_epochs",
+            "user_max_power_w",
+            "user_max_flops",
+            "user_kappa",
+            "bandwidth_hz",
+            "server_max_power_w",
+            "server_max_flops",
+            "server_kappa",
+            "server_epochs",
+            "channel_gain",
+            "user_position_m",
+            "server_position_m",
+        ):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _frozen(value))
@@ -171,8 +208,11 @@ class Instance:
             "noise_psd_w_per_hz": float(self.noise_psd_w_per_hz),
             "bits_per_param": float(self.bits_per_param),
             "weights": {"delay": float(self.weight_delay), "energy": float(self.weight_energy)},
-            "service": {"scale": float(self.service_scale), "norm": float(self.service_norm),
-                        "count_idle": bool(self.count_idle)},
+            "service": {
+                "scale": float(self.service_scale),
+                "norm": float(self.service_norm),
+                "count_idle": bool(self.count_idle),
+            },
         }
 
     @classmethod
@@ -194,35 +234,62 @@ class Instance:
         checks.reject_unknown(users, _USER_FIELDS, "users")
         checks.reject_unknown(servers, _SERVER_FIELDS, "servers")
 
-        d = checks.vector(users, "adapter_params", "users", None, low=0, high=_MAX_PARAMS)
+        d = checks.vector(
+            users, "adapter_params", "users", None, low=0, high=_MAX_PARAMS, floor=_MIN_PARAMS
+        )
         n = d.shape[0]
         if n == 0:
             raise InvalidInputError("users.adapter_params must list at least one user, got 0")
-        bw = checks.vector(servers, "bandwidth_hz", "servers", None, low=0, high=_MAX_BANDWIDTH_HZ)
+        bw = checks.vector(
+            servers,
+            "bandwidth_hz",
+            "servers",
+            None,
+            low=0,
+            high=_MAX_BANDWIDTH_HZ,
+            floor=_MIN_BANDWIDTH_HZ,
+        )
         m = bw.shape[0]
         if m == 0:
             raise InvalidInputError("servers.bandwidth_hz must list at least one server, got 0")
 
-        def uvec(key: str, *, low: float, high: float, inclusive: bool = False) -> FloatArray:
-            return checks.vector(users, key, "users", n, low=low, low_inclusive=inclusive,
-                                 high=high)
+        def uvec(
+            key: str,
+            *,
+            low: float,
+            high: float,
+            inclusive: bool = False,
+            floor: float | None = None,
+        ) -> FloatArray:
+            return checks.vector(
+                users, key, "users", n, low=low, low_inclusive=inclusive, high=high, floor=floor
+            )
 
-        def svec(key: str, *, low: float, high: float, inclusive: bool = False) -> FloatArray:
-            return checks.vector(servers, key, "servers", m, low=low, low_inclusive=inclusive,
-                                 high=high)
+        def svec(
+            key: str,
+            *,
+            low: float,
+            high: float,
+            inclusive: bool = False,
+            floor: float | None = None,
+        ) -> FloatArray:
+            return checks.vector(
+                servers, key, "servers", m, low=low, low_inclusive=inclusive, high=high, floor=floor
+            )
 
-        t = uvec("flops_per_param", low=0, high=_MAX_FLOPS_PER_PARAM)
-        e_n = uvec("epochs", low=0, high=_MAX_EPOCHS)
-        p_n = uvec("max_power_w", low=0, high=_MAX_POWER_W)
-        f_n = uvec("max_flops", low=0, high=_MAX_FLOPS)
+        t = uvec("flops_per_param", low=0, high=_MAX_FLOPS_PER_PARAM, floor=_MIN_FLOPS_PER_PARAM)
+        e_n = uvec("epochs", low=0, high=_MAX_EPOCHS, floor=_MIN_EPOCHS)
+        p_n = uvec("max_power_w", low=0, high=_MAX_POWER_W, floor=_MIN_POWER_W)
+        f_n = uvec("max_flops", low=0, high=_MAX_FLOPS, floor=_MIN_FLOPS)
         k_n = uvec("kappa", low=0, high=_MAX_KAPPA, inclusive=True)
-        p_m = svec("max_power_w", low=0, high=_MAX_POWER_W)
-        f_m = svec("max_flops", low=0, high=_MAX_FLOPS)
+        p_m = svec("max_power_w", low=0, high=_MAX_POWER_W, floor=_MIN_POWER_W)
+        f_m = svec("max_flops", low=0, high=_MAX_FLOPS, floor=_MIN_FLOPS)
         k_m = svec("kappa", low=0, high=_MAX_KAPPA, inclusive=True)
-        e_m = svec("epochs", low=0, high=_MAX_EPOCHS)
-        gain = checks.matrix(data, "channel_gain", n, m, low=0, high=_MAX_GAIN)
-        noise = checks.scalar(data, "noise_psd_w_per_hz", "", low=1e-35, low_inclusive=True,
-                              high=1e-3)
+        e_m = svec("epochs", low=0, high=_MAX_EPOCHS, floor=_MIN_EPOCHS)
+        gain = checks.matrix(data, "channel_gain", n, m, low=0, high=_MAX_GAIN, floor=_MIN_GAIN)
+        noise = checks.scalar(
+            data, "noise_psd_w_per_hz", "", low=1e-35, low_inclusive=True, high=1e-3
+        )
         bits = checks.scalar(data, "bits_per_param", "", low=0, high=1024)
         weights = checks.section(data, "weights")
         checks.reject_unknown(weights, {"delay", "energy"}, "weights")
@@ -245,12 +312,27 @@ class Instance:
         if not _build:
             return cls.__new__(cls)
         return cls(
-            adapter_params=d, flops_per_param=t, user_epochs=e_n, user_max_power_w=p_n,
-            user_max_flops=f_n, user_kappa=k_n, bandwidth_hz=bw, server_max_power_w=p_m,
-            server_max_flops=f_m, server_kappa=k_m, server_epochs=e_m, channel_gain=gain,
-            noise_psd_w_per_hz=noise, bits_per_param=bits, weight_delay=w_t, weight_energy=w_e,
-            service_scale=scale, service_norm=norm, count_idle=count_idle,
-            user_position_m=pos_u, server_position_m=pos_s,
+            adapter_params=d,
+            flops_per_param=t,
+            user_epochs=e_n,
+            user_max_power_w=p_n,
+            user_max_flops=f_n,
+            user_kappa=k_n,
+            bandwidth_hz=bw,
+            server_max_power_w=p_m,
+            server_max_flops=f_m,
+            server_kappa=k_m,
+            server_epochs=e_m,
+            channel_gain=gain,
+            noise_psd_w_per_hz=noise,
+            bits_per_param=bits,
+            weight_delay=w_t,
+            weight_energy=w_e,
+            service_scale=scale,
+            service_norm=norm,
+            count_idle=count_idle,
+            user_position_m=pos_u,
+            server_position_m=pos_s,
         )
 
     @classmethod
@@ -272,8 +354,16 @@ class Instance:
 def _positions(data: Mapping[str, Any], path: str, count: int) -> FloatArray | None:
     if "position_m" not in data:
         return None
-    return checks.matrix(data, "position_m", count, 2, low=-_MAX_POSITION_M, low_inclusive=True,
-                         high=_MAX_POSITION_M, path=path)
+    return checks.matrix(
+        data,
+        "position_m",
+        count,
+        2,
+        low=-_MAX_POSITION_M,
+        low_inclusive=True,
+        high=_MAX_POSITION_M,
+        path=path,
+    )
 
 
 def _list(values: FloatArray) -> list[float]:
@@ -290,13 +380,8 @@ def read_json(path: str | Path, what: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"{what} file {file} cannot be read: {exc}") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        # NaN and Infinity are not JSON, but Python's parser reads them as floats: the
+        # validation then names the field that holds them ("... must be finite").
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{what} file {file} is not valid JSON: {exc}") from None
-    except InvalidInputError as exc:
-        raise InvalidInputError(f"{what} file {file}: {exc}") from None
-
-
-def _reject_constant(name: str) -> float:
-    # NaN / Infinity are not JSON; Python's parser accepts them unless told otherwise.
-    raise InvalidInputError(f"contains {name}, which is not a finite number")

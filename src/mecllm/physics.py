@@ -23,8 +23,9 @@ FEASIBILITY_RTOL = 1e-6
 PHASES = ("local training", "upload", "server training", "download")
 
 
-def shannon_rate(bandwidth_hz: FloatArray, power_w: FloatArray,
-                 gain_over_noise: FloatArray) -> FloatArray:
+def shannon_rate(
+    bandwidth_hz: FloatArray, power_w: FloatArray, gain_over_noise: FloatArray
+) -> FloatArray:
     """FDMA link rate ``b log2(1 + (g / sigma^2) p / b)`` in bit/s, shape of the inputs.
 
     Zero bandwidth or zero power gives rate 0 (the limit), not a NaN.
@@ -58,8 +59,12 @@ class Violation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"constraint": self.constraint, "index": self.index, "amount": self.amount,
-                "message": self.message}
+        return {
+            "constraint": self.constraint,
+            "index": self.index,
+            "amount": self.amount,
+            "message": self.message,
+        }
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,11 @@ class IdleAllocation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form: user indices and, per server, the share of its caps they hold."""
-        return {"users": self.users, "server_compute_share": self.compute_share.tolist(),
-                "server_power_share": self.power_share.tolist()}
+        return {
+            "users": self.users,
+            "server_compute_share": self.compute_share.tolist(),
+            "server_power_share": self.power_share.tolist(),
+        }
 
 
 @dataclass(frozen=True)
@@ -120,6 +128,7 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (non-finite numbers become null)."""
+
         def arr(values: FloatArray) -> list[float | None]:
             return [float(v) if np.isfinite(v) else None for v in values]
 
@@ -128,17 +137,26 @@ class Evaluation:
 
         return {
             "feasible": self.feasible,
-            "scr": num(self.scr), "delay_s": num(self.delay_s), "energy_j": num(self.energy_j),
-            "service": num(self.service), "cost": num(self.cost),
+            "scr": num(self.scr),
+            "delay_s": num(self.delay_s),
+            "energy_j": num(self.energy_j),
+            "service": num(self.service),
+            "cost": num(self.cost),
             "violations": [v.to_dict() for v in self.violations],
             "idle_allocations": self.idle.to_dict() if self.idle else None,
             "per_user": {
                 "uplink_rate_bps": arr(self.uplink_rate_bps),
                 "downlink_rate_bps": arr(self.downlink_rate_bps),
-                "t1_s": arr(self.t1), "t2_s": arr(self.t2), "t3_s": arr(self.t3),
-                "t4_s": arr(self.t4), "e1_j": arr(self.e1), "e2_j": arr(self.e2),
-                "e3_j": arr(self.e3), "e4_j": arr(self.e4),
-                "delay_s": arr(self.user_delay_s), "service": arr(self.user_service),
+                "t1_s": arr(self.t1),
+                "t2_s": arr(self.t2),
+                "t3_s": arr(self.t3),
+                "t4_s": arr(self.t4),
+                "e1_j": arr(self.e1),
+                "e2_j": arr(self.e2),
+                "e3_j": arr(self.e3),
+                "e4_j": arr(self.e4),
+                "delay_s": arr(self.user_delay_s),
+                "service": arr(self.user_service),
             },
         }
 
@@ -146,11 +164,14 @@ class Evaluation:
 def service_score(instance: Instance, plan: Plan) -> FloatArray:
     """v_n of MODEL.md section 4, shape (N,)."""
     m = plan.assignment
-    share = (plan.server_power_w / instance.server_max_power_w[m]
-             + plan.server_flops / instance.server_max_flops[m]
-             + plan.bandwidth_hz / instance.bandwidth_hz[m])
+    share = (
+        plan.server_power_w / instance.server_max_power_w[m]
+        + plan.server_flops / instance.server_max_flops[m]
+        + plan.bandwidth_hz / instance.bandwidth_hz[m]
+    )
     out: FloatArray = instance.service_scale * np.log1p(
-        instance.service_norm * np.maximum(share, 0.0))
+        instance.service_norm * np.maximum(share, 0.0)
+    )
     return out
 
 
@@ -181,9 +202,23 @@ def evaluate(instance: Instance, plan: Plan) -> Evaluation:
     total_service = float(np.sum(v))
     scr = total_service / cost if np.isfinite(cost) and cost > 0 else 0.0
     return Evaluation(
-        uplink_rate_bps=r_up, downlink_rate_bps=r_dn, t1=t1, t2=t2, t3=t3, t4=t4,
-        e1=e1, e2=e2, e3=e3, e4=e4, user_delay_s=delay_n, user_service=v,
-        delay_s=delay, energy_j=energy, service=total_service, cost=float(cost), scr=float(scr),
+        uplink_rate_bps=r_up,
+        downlink_rate_bps=r_dn,
+        t1=t1,
+        t2=t2,
+        t3=t3,
+        t4=t4,
+        e1=e1,
+        e2=e2,
+        e3=e3,
+        e4=e4,
+        user_delay_s=delay_n,
+        user_service=v,
+        delay_s=delay,
+        energy_j=energy,
+        service=total_service,
+        cost=float(cost),
+        scr=float(scr),
         violations=violations(instance, plan, (t1, t2, t3, t4)),
         idle=idle_allocations(instance, plan),
     )
@@ -191,12 +226,15 @@ def evaluate(instance: Instance, plan: Plan) -> Evaluation:
 
 def _power_times(power: FloatArray, time: FloatArray) -> FloatArray:
     # 0 x inf (no power, no rate) is an infeasible phase: keep it infinite, never NaN.
-    out: FloatArray = np.where(time == 0, 0.0, np.where(np.isfinite(time), power * time, np.inf))
+    finite = np.isfinite(time)
+    product = np.multiply(power, time, out=np.full(np.shape(time), np.inf), where=finite)
+    out: FloatArray = np.where(time == 0, 0.0, product)
     return out
 
 
-def violations(instance: Instance, plan: Plan,
-               times: tuple[FloatArray, ...] | None = None) -> list[Violation]:
+def violations(
+    instance: Instance, plan: Plan, times: tuple[FloatArray, ...] | None = None
+) -> list[Violation]:
     """Every constraint of (3a)-(3i) the plan breaks, plus phases that can never finish."""
     found: list[Violation] = []
     m = plan.assignment
@@ -205,14 +243,23 @@ def violations(instance: Instance, plan: Plan,
     def check_upper(name: str, values: FloatArray, caps: FloatArray, unit: str) -> None:
         excess = values - caps * (1 + FEASIBILITY_RTOL)
         for i in np.flatnonzero(excess > 0):
-            found.append(Violation(name, int(i), float(values[i] - caps[i]),
-                                   f"{name}[{i}] = {values[i]:.6g} {unit} exceeds the cap "
-                                   f"{caps[i]:.6g} {unit} by {values[i] - caps[i]:.3g}"))
+            found.append(
+                Violation(
+                    name,
+                    int(i),
+                    float(values[i] - caps[i]),
+                    f"{name}[{i}] = {values[i]:.6g} {unit} exceeds the cap "
+                    f"{caps[i]:.6g} {unit} by {values[i] - caps[i]:.3g}",
+                )
+            )
 
     def check_nonnegative(name: str, values: FloatArray) -> None:
         for i in np.flatnonzero(values < 0):
-            found.append(Violation(name, int(i), float(-values[i]),
-                                   f"{name}[{i}] = {values[i]:.6g} must be >= 0"))
+            found.append(
+                Violation(
+                    name, int(i), float(-values[i]), f"{name}[{i}] = {values[i]:.6g} must be >= 0"
+                )
+            )
 
     if plan.n_users != n_users:
         raise ValueError(f"plan has {plan.n_users} users, instance {n_users}")
@@ -228,20 +275,34 @@ def violations(instance: Instance, plan: Plan,
         ("server_power_w", plan.server_power_w, instance.server_max_power_w, "W"),
         ("server_flops", plan.server_flops, instance.server_max_flops, "FLOP/s"),
     ):
-        used = np.bincount(m, weights=np.maximum(values, 0.0), minlength=m_count)
+        used = np.bincount(m, weights=np.maximum(values, 0.0), minlength=m_count).astype(float)
         check_upper(f"{name}_total", used, caps, unit)
     if not instance.count_idle:
         work_share = np.clip(1.0 - plan.phi, 0.0, 1.0)
-        check_upper("server_flops_idle", plan.server_flops,
-                    work_share * instance.server_max_flops[m], "FLOP/s")
-        check_upper("server_power_idle", plan.server_power_w,
-                    work_share * instance.server_max_power_w[m], "W")
+        check_upper(
+            "server_flops_idle",
+            plan.server_flops,
+            work_share * instance.server_max_flops[m],
+            "FLOP/s",
+        )
+        check_upper(
+            "server_power_idle",
+            plan.server_power_w,
+            work_share * instance.server_max_power_w[m],
+            "W",
+        )
     if times is not None:
         for phase, t in zip(PHASES, times, strict=True):
             for i in np.flatnonzero(~np.isfinite(t)):
-                found.append(Violation("unfinishable_phase", int(i), float("inf"),
-                                       f"user {i}: the {phase} phase has work but no "
-                                       "resource, so it never finishes"))
+                found.append(
+                    Violation(
+                        "unfinishable_phase",
+                        int(i),
+                        float("inf"),
+                        f"user {i}: the {phase} phase has work but no "
+                        "resource, so it never finishes",
+                    )
+                )
     return found
 
 
@@ -255,6 +316,8 @@ def idle_allocations(instance: Instance, plan: Plan) -> IdleAllocation | None:
     count = instance.n_servers
     compute = np.bincount(m[holding], weights=plan.server_flops[holding], minlength=count)
     power = np.bincount(m[holding], weights=plan.server_power_w[holding], minlength=count)
-    return IdleAllocation(users=[int(i) for i in np.flatnonzero(holding)],
-                          compute_share=compute / instance.server_max_flops,
-                          power_share=power / instance.server_max_power_w)
+    return IdleAllocation(
+        users=[int(i) for i in np.flatnonzero(holding)],
+        compute_share=compute / instance.server_max_flops,
+        power_share=power / instance.server_max_power_w,
+    )

@@ -81,8 +81,9 @@ class ScenarioSettings:
         known = {f.name for f in fields(self)}
         for key in changes:
             if key not in known:
-                raise InvalidInputError(f"scenario setting {key!r} does not exist "
-                                        f"(known: {', '.join(sorted(known))})")
+                raise InvalidInputError(
+                    f"scenario setting {key!r} does not exist (known: {', '.join(sorted(known))})"
+                )
         return replace(self, **changes)
 
 
@@ -131,8 +132,11 @@ def generate(settings: ScenarioSettings, rng: np.random.Generator) -> Instance:
     d = rng.uniform(settings.adapter_params_min, settings.adapter_params_max, size=n)
     token_bits = rng.uniform(settings.token_bits_min, settings.token_bits_max, size=n)
     fading = rng.exponential(1.0, size=(n, m))
-    shadow_db = (rng.normal(0.0, settings.shadowing_db, size=(n, m))
-                 if settings.shadowing_db > 0 else np.zeros((n, m)))
+    shadow_db = (
+        rng.normal(0.0, settings.shadowing_db, size=(n, m))
+        if settings.shadowing_db > 0
+        else np.zeros((n, m))
+    )
     distance = np.linalg.norm(user_xy[:, None, :] - server_xy[None, :, :], axis=2)
     gain = 10.0 ** (-(path_loss_db(distance) + shadow_db) / 10.0) * fading
     tokens = token_bits / settings.bits_per_token

@@ -93,8 +93,7 @@ class Plan:
         """
         raw = data.get("assignment")
         if not isinstance(raw, list):
-            raise checks.fail("assignment", "must be a list of server indices",
-                              type(raw).__name__)
+            raise checks.fail("assignment", "must be a list of server indices", type(raw).__name__)
         if len(raw) != n_users:
             raise InvalidInputError(f"assignment must have {n_users} entries, got {len(raw)}")
         for i, a in enumerate(raw):
@@ -104,8 +103,14 @@ class Plan:
                 raise checks.fail(f"assignment[{i}]", f"must be in 0..{n_servers - 1}", a)
         values = {
             key: checks.vector(data, key, "solution", n_users)
-            for key in ("phi", "bandwidth_hz", "user_power_w", "server_power_w", "user_flops",
-                        "server_flops")
+            for key in (
+                "phi",
+                "bandwidth_hz",
+                "user_power_w",
+                "server_power_w",
+                "user_flops",
+                "server_flops",
+            )
         }
         return cls(assignment=np.array(raw, dtype=np.int64), **values)
 
@@ -151,17 +156,19 @@ class SolveResult:
         """The full section-10 solution JSON form."""
         out: dict[str, Any] = {"algorithm": self.algorithm}
         out.update(self.plan.to_dict())
-        out.update({
-            "scr": _finite_or_none(self.scr),
-            "delay_s": _finite_or_none(self.delay_s),
-            "energy_j": _finite_or_none(self.energy_j),
-            "service": _finite_or_none(self.service),
-            "status": self.status,
-            "message": self.message,
-            "iterations": int(self.iterations),
-            "history": self.history,
-            "wall_time_s": float(self.wall_time_s),
-        })
+        out.update(
+            {
+                "scr": _finite_or_none(self.scr),
+                "delay_s": _finite_or_none(self.delay_s),
+                "energy_j": _finite_or_none(self.energy_j),
+                "service": _finite_or_none(self.service),
+                "status": self.status,
+                "message": self.message,
+                "iterations": int(self.iterations),
+                "history": self.history,
+                "wall_time_s": float(self.wall_time_s),
+            }
+        )
         return out
 
     def save(self, path: str | Path) -> None:

@@ -54,9 +54,17 @@ class SolveOptions:
         return np.random.default_rng(self.seed)
 
 
-def finish(instance: Instance, algorithm: str, plan: Plan, started: float, *,
-           status: str = "heuristic", message: str = "", iterations: int = 0,
-           history: list[dict[str, Any]] | None = None) -> SolveResult:
+def finish(
+    instance: Instance,
+    algorithm: str,
+    plan: Plan,
+    started: float,
+    *,
+    status: str = "heuristic",
+    message: str = "",
+    iterations: int = 0,
+    history: list[dict[str, Any]] | None = None,
+) -> SolveResult:
     """Score ``plan`` with the physics and wrap it as a :class:`SolveResult`.
 
     Raises
@@ -67,11 +75,20 @@ def finish(instance: Instance, algorithm: str, plan: Plan, started: float, *,
     report = evaluate(instance, plan)
     if not report.feasible:
         first = report.violations[0].message
-        raise SolverError(f"{algorithm} produced an infeasible plan ({first}); this is a bug, "
-                          "please report it with the instance file")
+        raise SolverError(
+            f"{algorithm} produced an infeasible plan ({first}); this is a bug, "
+            "please report it with the instance file"
+        )
     return SolveResult(
-        algorithm=algorithm, plan=plan, scr=report.scr, delay_s=report.delay_s,
-        energy_j=report.energy_j, service=report.service, status=status, message=message,
-        iterations=iterations, history=history or [],
+        algorithm=algorithm,
+        plan=plan,
+        scr=report.scr,
+        delay_s=report.delay_s,
+        energy_j=report.energy_j,
+        service=report.service,
+        status=status,
+        message=message,
+        iterations=iterations,
+        history=history or [],
         wall_time_s=time.perf_counter() - started,
     )

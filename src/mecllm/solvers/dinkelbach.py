@@ -19,8 +19,14 @@ from mecllm.solvers.base import SolveOptions, finish
 from mecllm.solvers.steps import Step
 
 
-def dinkelbach(instance: Instance, name: str, start: Plan, association: Step | None,
-               allocation: Step, options: SolveOptions) -> SolveResult:
+def dinkelbach(
+    instance: Instance,
+    name: str,
+    start: Plan,
+    association: Step | None,
+    allocation: Step,
+    options: SolveOptions,
+) -> SolveResult:
     """Run the loop from ``start`` and return the best feasible plan as a result."""
     started = time.perf_counter()
     report = evaluate(instance, start)
@@ -60,5 +66,13 @@ def dinkelbach(instance: Instance, name: str, start: Plan, association: Step | N
     message = f"best SCR {best_y:.6g} after {len(history)} iterations"
     if notes:
         message += "; " + "; ".join(notes)
-    return finish(instance, name, best, started, status=status, message=message,
-                  iterations=len(history), history=history)
+    return finish(
+        instance,
+        name,
+        best,
+        started,
+        status=status,
+        message=message,
+        iterations=len(history),
+        history=history,
+    )

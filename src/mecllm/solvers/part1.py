@@ -71,14 +71,21 @@ class PairCosts:
         """The minimisation objective of a rounded (x, phi), with T at the largest delay."""
         rows = np.arange(assignment.shape[0])
         delay = self.delay_base[rows, assignment] + phi * self.delay_slope[rows, assignment]
-        return float(self.delay_weight * delay.max()
-                     + np.sum(self.constant[rows, assignment]
-                              + phi * self.slope_cost[rows, assignment]))
+        return float(
+            self.delay_weight * delay.max()
+            + np.sum(self.constant[rows, assignment] + phi * self.slope_cost[rows, assignment])
+        )
 
 
-def pair_costs(instance: Instance, y: float, bandwidth: FloatArray, user_power: FloatArray,
-               server_power: FloatArray, user_flops: FloatArray,
-               server_flops: FloatArray) -> PairCosts:
+def pair_costs(
+    instance: Instance,
+    y: float,
+    bandwidth: FloatArray,
+    user_power: FloatArray,
+    server_power: FloatArray,
+    user_flops: FloatArray,
+    server_flops: FloatArray,
+) -> PairCosts:
     """Coefficients for per-pair resources: ``bandwidth``, ``server_power``, ``server_flops``
     of shape (N, M) and the users' own ``user_power``, ``user_flops`` of shape (N,)."""
     n_users, n_servers = instance.n_users, instance.n_servers
@@ -91,7 +98,7 @@ def pair_costs(instance: Instance, y: float, bandwidth: FloatArray, user_power: 
     d = instance.adapter_params[:, None]
     bits = d * instance.bits_per_param
     user_work = (instance.flops_per_param * instance.adapter_params * instance.user_epochs)[:, None]
-    server_work = (instance.flops_per_param[:, None] * d * instance.server_epochs[None, :])
+    server_work = instance.flops_per_param[:, None] * d * instance.server_epochs[None, :]
     t1 = user_work / f * np.ones((1, n_servers))
     t2 = bits / shannon_rate(b, p, c)
     t3 = server_work / s
@@ -100,15 +107,19 @@ def pair_costs(instance: Instance, y: float, bandwidth: FloatArray, user_power: 
     e2 = p * t2
     e3 = instance.server_kappa[None, :] * server_work * s**2
     e4 = q * t4
-    share = (q / instance.server_max_power_w + s / instance.server_max_flops
-             + b / instance.bandwidth_hz)
+    share = (
+        q / instance.server_max_power_w + s / instance.server_max_flops + b / instance.bandwidth_hz
+    )
     service = instance.service_scale * np.log1p(instance.service_norm * share)
     we = y * instance.weight_energy
     if instance.count_idle:
         phi_cap = np.ones((n_users, n_servers))
     else:
-        phi_cap = np.clip(1.0 - np.maximum(s / instance.server_max_flops,
-                                           q / instance.server_max_power_w), 0.0, 1.0)
+        phi_cap = np.clip(
+            1.0 - np.maximum(s / instance.server_max_flops, q / instance.server_max_power_w),
+            0.0,
+            1.0,
+        )
     return PairCosts(
         constant=we * (e3 + e4) - service,
         slope_cost=we * (e1 + e2 - e3 - e4),
@@ -116,8 +127,9 @@ def pair_costs(instance: Instance, y: float, bandwidth: FloatArray, user_power: 
         delay_slope=t1 + t2 - t3 - t4,
         phi_cap=phi_cap,
         usage=np.stack([bandwidth, server_power, server_flops]),
-        capacity=np.stack([instance.bandwidth_hz, instance.server_max_power_w,
-                           instance.server_max_flops]),
+        capacity=np.stack(
+            [instance.bandwidth_hz, instance.server_max_power_w, instance.server_max_flops]
+        ),
         delay_weight=y * instance.weight_delay,
     )
 
@@ -149,15 +161,15 @@ def price_moves(instance: Instance, plan: Plan, y: float) -> tuple[PairCosts, Fl
     plan = canonical(instance, plan)
     n_users, n_servers = instance.n_users, instance.n_servers
     counts = np.bincount(plan.assignment, minlength=n_servers).astype(float)
-    caps = np.stack([instance.bandwidth_hz, instance.server_max_power_w,
-                     instance.server_max_flops])
+    caps = np.stack([instance.bandwidth_hz, instance.server_max_power_w, instance.server_max_flops])
     priced = np.broadcast_to((caps / (counts + 1.0))[:, None, :], (3, n_users, n_servers)).copy()
     rows = np.arange(n_users)
     own = np.stack([plan.bandwidth_hz, plan.server_power_w, plan.server_flops])
     keep = counts[plan.assignment] / (counts[plan.assignment] + 1.0)
     priced[:, rows, plan.assignment] = own * keep
-    costs = pair_costs(instance, y, priced[0], plan.user_power_w, priced[1], plan.user_flops,
-                       priced[2])
+    costs = pair_costs(
+        instance, y, priced[0], plan.user_power_w, priced[1], plan.user_flops, priced[2]
+    )
     return costs, priced
 
 
@@ -211,8 +223,9 @@ def _phi_by_search(costs: PairCosts, assignment: IntArray) -> tuple[FloatArray, 
     return best_phi, best
 
 
-def _phi_interval(base: FloatArray, slope: FloatArray, cap: FloatArray,
-                  t: float) -> tuple[FloatArray, FloatArray]:
+def _phi_interval(
+    base: FloatArray, slope: FloatArray, cap: FloatArray, t: float
+) -> tuple[FloatArray, FloatArray]:
     with np.errstate(divide="ignore", invalid="ignore"):
         bound = (t - base) / slope
     lo = np.where(slope < 0, np.maximum(bound, 0.0), 0.0)
@@ -271,8 +284,9 @@ def solve_relaxation(costs: PairCosts, solvers: list[str] | None = None) -> Rela
     last = size - 1
     xi = n + np.arange(n * m).reshape(n, m)  # index of x_nm in S
     scale = _objective_scale(costs)
-    t_ref = float(max(np.max(costs.delay_base), np.max(costs.delay_base + costs.delay_slope),
-                      1e-12))
+    t_ref = float(
+        max(np.max(costs.delay_base), np.max(costs.delay_base + costs.delay_slope), 1e-12)
+    )
     s_var = cp.Variable((size, size), PSD=True)
     tau = cp.Variable(nonneg=True)
     col = s_var[:, last]
@@ -286,13 +300,20 @@ def solve_relaxation(costs: PairCosts, solvers: list[str] | None = None) -> Rela
         s_var[last, last] == 1,
         cp.diag(s_var)[n:last] == col[n:last],  # x (x - 1) = 0
         cp.sum(x, axis=1) == 1,
-        phi >= 0, phi <= 1,
+        phi >= 0,
+        phi <= 1,
         cp.diag(s_var)[:n] <= phi,
-        w >= 0, w <= x, w <= phi_nm, w >= phi_nm + x - 1,
+        w >= 0,
+        w <= x,
+        w <= phi_nm,
+        w >= phi_nm + x - 1,
         cp.sum(w, axis=1) == phi,
         w <= cp.multiply(costs.phi_cap, x),
-        cp.sum(cp.multiply(costs.delay_base / t_ref, x)
-               + cp.multiply(costs.delay_slope / t_ref, w), axis=1) <= tau,
+        cp.sum(
+            cp.multiply(costs.delay_base / t_ref, x) + cp.multiply(costs.delay_slope / t_ref, w),
+            axis=1,
+        )
+        <= tau,
     ]
     if m > 1:
         # x_nm x_nm' = 0 for m != m' (one server per user).
@@ -303,9 +324,11 @@ def solve_relaxation(costs: PairCosts, solvers: list[str] | None = None) -> Rela
     for k in range(3):
         share = costs.usage[k] / costs.capacity[k][None, :]
         constraints.append(cp.sum(cp.multiply(share, x), axis=0) <= 1)
-    objective = cp.Minimize(costs.delay_weight * t_ref / scale * tau
-                            + cp.sum(cp.multiply(costs.constant / scale, x))
-                            + cp.sum(cp.multiply(costs.slope_cost / scale, w)))
+    objective = cp.Minimize(
+        costs.delay_weight * t_ref / scale * tau
+        + cp.sum(cp.multiply(costs.constant / scale, x))
+        + cp.sum(cp.multiply(costs.slope_cost / scale, w))
+    )
     problem = cp.Problem(objective, constraints)
     status, used = "failed", ""
     kept: tuple[np.ndarray, float, str] | None = None
@@ -327,15 +350,25 @@ def solve_relaxation(costs: PairCosts, solvers: list[str] | None = None) -> Rela
             status = "inaccurate"
             kept = (np.asarray(s_var.value), float(problem.value), solver)
     if kept is None:
-        return RelaxationResult(np.full((n, m), np.nan), float("nan"), "failed", used, float("nan"),
-                                time.perf_counter() - started)
+        return RelaxationResult(
+            np.full((n, m), np.nan),
+            float("nan"),
+            "failed",
+            used,
+            float("nan"),
+            time.perf_counter() - started,
+        )
     matrix, value, used = kept
     eig = np.linalg.eigvalsh((matrix + matrix.T) / 2)
     ratio = float(eig[-2] / eig[-1]) if eig[-1] > 0 and size > 1 else 0.0
     return RelaxationResult(
         x_fractional=np.clip(matrix[xi, last], 0.0, 1.0),
         value=value * scale,
-        status=status, solver=used, eigen_ratio=ratio, seconds=time.perf_counter() - started)
+        status=status,
+        solver=used,
+        eigen_ratio=ratio,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def _objective_scale(costs: PairCosts) -> float:
@@ -374,8 +407,14 @@ def _slots(costs: PairCosts, server: int) -> int:
     fit = n
     for k in range(3):
         usage = np.sort(costs.usage[k][:, server])
-        fit = min(fit, int(np.searchsorted(np.cumsum(usage), costs.capacity[k][server]
-                                           * (1 + 1e-9), side="right")))
+        fit = min(
+            fit,
+            int(
+                np.searchsorted(
+                    np.cumsum(usage), costs.capacity[k][server] * (1 + 1e-9), side="right"
+                )
+            ),
+        )
     return max(fit, 1)
 
 
@@ -393,8 +432,9 @@ class MilpResult:
     seconds: float
 
 
-def solve_milp(costs: PairCosts, time_limit_s: float = 60.0,
-               start: IntArray | None = None) -> MilpResult:
+def solve_milp(
+    costs: PairCosts, time_limit_s: float = 60.0, start: IntArray | None = None
+) -> MilpResult:
     """Part 1 exactly: x binary, w = x phi linearised (exact since x is binary), HiGHS.
 
     Variables ``[x (N*M), w (N*M), tau]``; phi_n = sum_m w_nm. ``start`` is unused by scipy's
@@ -405,10 +445,15 @@ def solve_milp(costs: PairCosts, time_limit_s: float = 60.0,
     n, m = costs.shape
     nm = n * m
     scale = _objective_scale(costs)
-    t_ref = float(max(np.max(costs.delay_base), np.max(costs.delay_base + costs.delay_slope),
-                      1e-12))
-    c = np.concatenate([costs.constant.ravel(), costs.slope_cost.ravel(),
-                        [costs.delay_weight * t_ref]]) / scale
+    t_ref = float(
+        max(np.max(costs.delay_base), np.max(costs.delay_base + costs.delay_slope), 1e-12)
+    )
+    c = (
+        np.concatenate(
+            [costs.constant.ravel(), costs.slope_cost.ravel(), [costs.delay_weight * t_ref]]
+        )
+        / scale
+    )
     user_of = np.repeat(np.arange(n), m)
     server_of = np.tile(np.arange(m), n)
     eye_nm = sp.identity(nm, format="csr")
@@ -417,34 +462,58 @@ def solve_milp(costs: PairCosts, time_limit_s: float = 60.0,
     # w <= cap * x
     w_le_x = sp.hstack([-sp.diags(costs.phi_cap.ravel()), eye_nm, sp.csr_matrix((nm, 1))])
     # delay: sum_m base x + slope w - tau <= 0
-    delay = sp.hstack([
-        sp.csr_matrix(((costs.delay_base / t_ref).ravel(), (user_of, np.arange(nm))),
-                      shape=(n, nm)),
-        sp.csr_matrix(((costs.delay_slope / t_ref).ravel(), (user_of, np.arange(nm))),
-                      shape=(n, nm)),
-        -np.ones((n, 1))])
+    delay = sp.hstack(
+        [
+            sp.csr_matrix(
+                ((costs.delay_base / t_ref).ravel(), (user_of, np.arange(nm))), shape=(n, nm)
+            ),
+            sp.csr_matrix(
+                ((costs.delay_slope / t_ref).ravel(), (user_of, np.arange(nm))), shape=(n, nm)
+            ),
+            -np.ones((n, 1)),
+        ]
+    )
     blocks = [sp.hstack([one_hot, sp.csr_matrix((n, nm + 1))]), w_le_x, delay]
     lower = [np.ones(n), np.full(nm, -np.inf), np.full(n, -np.inf)]
     upper = [np.ones(n), np.zeros(nm), np.zeros(n)]
     for k in range(3):
         usage = costs.usage[k].ravel() / costs.capacity[k][server_of]
-        blocks.append(sp.hstack([sp.csr_matrix((usage, (server_of, np.arange(nm))),
-                                               shape=(m, nm)), sp.csr_matrix((m, nm + 1))]))
+        blocks.append(
+            sp.hstack(
+                [
+                    sp.csr_matrix((usage, (server_of, np.arange(nm))), shape=(m, nm)),
+                    sp.csr_matrix((m, nm + 1)),
+                ]
+            )
+        )
         lower.append(np.full(m, -np.inf))
         upper.append(np.ones(m) * (1 + 1e-9))
-    constraints = so.LinearConstraint(sp.vstack(blocks, format="csr"), np.concatenate(lower),
-                                      np.concatenate(upper))
+    constraints = so.LinearConstraint(
+        sp.vstack(blocks, format="csr"), np.concatenate(lower), np.concatenate(upper)
+    )
     integrality = np.concatenate([np.ones(nm), np.zeros(nm + 1)])
     bounds = so.Bounds(np.zeros(2 * nm + 1), np.concatenate([np.ones(2 * nm), [np.inf]]))
-    result = so.milp(c, constraints=constraints, integrality=integrality, bounds=bounds,
-                     options={"time_limit": max(time_limit_s, 0.1), "mip_rel_gap": 1e-6})
+    result = so.milp(
+        c,
+        constraints=constraints,
+        integrality=integrality,
+        bounds=bounds,
+        options={"time_limit": max(time_limit_s, 0.1), "mip_rel_gap": 1e-6},
+    )
     seconds = time.perf_counter() - started
     if result.x is None:
-        return MilpResult(np.zeros(n, dtype=np.int64), np.zeros(n), float("nan"), float("nan"),
-                          float("inf"), "failed", seconds)
+        return MilpResult(
+            np.zeros(n, dtype=np.int64),
+            np.zeros(n),
+            float("nan"),
+            float("nan"),
+            float("inf"),
+            "failed",
+            seconds,
+        )
     x = result.x[:nm].reshape(n, m)
     assignment = np.argmax(x, axis=1).astype(np.int64)
-    phi = np.clip(result.x[nm:2 * nm].reshape(n, m).sum(axis=1), 0.0, 1.0)
+    phi = np.clip(result.x[nm : 2 * nm].reshape(n, m).sum(axis=1), 0.0, 1.0)
     bound = float(getattr(result, "mip_dual_bound", np.nan)) * scale
     value = costs.objective(assignment, phi)
     gap = float(getattr(result, "mip_gap", 0.0) or 0.0)

@@ -32,6 +32,18 @@ _LN2 = math.log(2.0)
 _SOLVERS = ("CLARABEL", "SCS")
 
 
+def fp_bound(chi: FloatArray, rate: FloatArray, z: FloatArray) -> FloatArray:
+    """The quadratic transform ``chi^2 z + 1 / (4 r^2 z)`` of ``chi / r`` (an upper bound)."""
+    out: FloatArray = chi**2 * z + 1.0 / (4.0 * rate**2 * z)
+    return out
+
+
+def fp_optimal_z(chi: FloatArray, rate: FloatArray) -> FloatArray:
+    """The z where :func:`fp_bound` touches ``chi / r``: ``1 / (2 chi r)``."""
+    out: FloatArray = 1.0 / (2.0 * chi * rate)
+    return out
+
+
 def dinkelbach_value(instance: Instance, plan: Plan, y: float) -> float:
     """The Dinkelbach subproblem objective ``sum v - y (w_t T + w_e E)`` of a plan."""
     report = evaluate(instance, plan)
@@ -83,10 +95,12 @@ class _Surrogate:
 
         gamma_up = c * instance.user_max_power_w / bw
         gamma_dn = c * instance.server_max_power_w[m] / bw
-        self.rho_up = -cp.rel_entr(self.bs[up], self.bs[up] + cp.multiply(gamma_up[up],
-                                                                           self.ps[up])) / _LN2
-        self.rho_dn = -cp.rel_entr(self.bs[dn], self.bs[dn] + cp.multiply(gamma_dn[dn],
-                                                                           self.qs[dn])) / _LN2
+        self.rho_up = (
+            -cp.rel_entr(self.bs[up], self.bs[up] + cp.multiply(gamma_up[up], self.ps[up])) / _LN2
+        )
+        self.rho_dn = (
+            -cp.rel_entr(self.bs[dn], self.bs[dn] + cp.multiply(gamma_dn[dn], self.qs[dn])) / _LN2
+        )
         user_work = instance.flops_per_param * phi * d * instance.user_epochs
         server_work = instance.flops_per_param * (1 - phi) * d * instance.server_epochs[m]
         k1 = user_work / instance.user_max_flops / t_ref
@@ -96,11 +110,11 @@ class _Surrogate:
         # Energy prices, already multiplied by y w_e / scale.
         price = y * instance.weight_energy / scale
         eps1 = price * instance.user_kappa * user_work * instance.user_max_flops**2
-        eps3 = price * instance.server_kappa[m] * server_work * instance.server_max_flops[m]**2
+        eps3 = price * instance.server_kappa[m] * server_work * instance.server_max_flops[m] ** 2
         self.k_up = price * instance.user_max_power_w * phi * d * bits / bw  # E2 = k_up ps/rho
         self.k_dn = price * instance.server_max_power_w[m] * (1 - phi) * d * bits / bw
-        self.a_up = cp.Parameter(len(up), nonneg=True)   # k_up z
-        self.c_up = cp.Parameter(len(up), nonneg=True)   # k_up / (4 z)
+        self.a_up = cp.Parameter(len(up), nonneg=True)  # k_up z
+        self.c_up = cp.Parameter(len(up), nonneg=True)  # k_up / (4 z)
         self.a_dn = cp.Parameter(len(dn), nonneg=True)
         self.c_dn = cp.Parameter(len(dn), nonneg=True)
 
@@ -110,32 +124,53 @@ class _Surrogate:
         rows_dn = np.zeros((n, len(dn)))
         rows_dn[dn, np.arange(len(dn))] = 1.0
         if len(up):
-            user_delay.append(rows_up @ (cp.multiply(k1[up], cp.inv_pos(self.fs[up]))
-                                         + cp.multiply(k2[up], cp.inv_pos(self.rho_up))))
+            user_delay.append(
+                rows_up
+                @ (
+                    cp.multiply(k1[up], cp.inv_pos(self.fs[up]))
+                    + cp.multiply(k2[up], cp.inv_pos(self.rho_up))
+                )
+            )
         if len(dn):
-            user_delay.append(rows_dn @ (cp.multiply(k3[dn], cp.inv_pos(self.ss[dn]))
-                                         + cp.multiply(k4[dn], cp.inv_pos(self.rho_dn))))
-        service = cp.sum(cp.multiply(
-            instance.service_scale / scale,
-            cp.log1p(instance.service_norm * (self.bs + self.qs + self.ss))))
+            user_delay.append(
+                rows_dn
+                @ (
+                    cp.multiply(k3[dn], cp.inv_pos(self.ss[dn]))
+                    + cp.multiply(k4[dn], cp.inv_pos(self.rho_dn))
+                )
+            )
+        service = cp.sum(
+            cp.multiply(
+                instance.service_scale / scale,
+                cp.log1p(instance.service_norm * (self.bs + self.qs + self.ss)),
+            )
+        )
         energy = cp.sum(cp.multiply(eps1[up], cp.square(self.fs[up]))) if len(up) else 0
         if len(dn):
             energy = energy + cp.sum(cp.multiply(eps3[dn], cp.square(self.ss[dn])))
-            energy = energy + cp.sum(cp.multiply(self.a_dn, cp.square(self.qs[dn]))
-                                     + cp.multiply(self.c_dn, cp.power(self.rho_dn, -2)))
+            energy = energy + cp.sum(
+                cp.multiply(self.a_dn, cp.square(self.qs[dn]))
+                + cp.multiply(self.c_dn, cp.power(self.rho_dn, -2))
+            )
         if len(up):
-            energy = energy + cp.sum(cp.multiply(self.a_up, cp.square(self.ps[up]))
-                                     + cp.multiply(self.c_up, cp.power(self.rho_up, -2)))
+            energy = energy + cp.sum(
+                cp.multiply(self.a_up, cp.square(self.ps[up]))
+                + cp.multiply(self.c_up, cp.power(self.rho_up, -2))
+            )
         delay_price = y * instance.weight_delay * t_ref / scale
         constraints = [
             sum(user_delay[1:], user_delay[0]) <= self.tau,
-            member @ self.bs <= 1, member @ self.qs <= 1, member @ self.ss <= 1,
-            self.ps <= 1, self.fs <= 1,
+            member @ self.bs <= 1,
+            member @ self.qs <= 1,
+            member @ self.ss <= 1,
+            self.ps <= 1,
+            self.fs <= 1,
         ]
         if not instance.count_idle:
             constraints += [self.qs <= 1 - phi, self.ss <= 1 - phi]
-        self.problem = cp.Problem(cp.Maximize(service - delay_price * self.tau - energy),
-                                  constraints)
+        self.problem = cp.Problem(
+            cp.Maximize(service - delay_price * self.tau - energy), constraints
+        )
 
     def set_z(self, plan: Plan) -> None:
         """The closed-form z update at ``plan``: z = 1 / (2 chi r) in the scaled units."""
@@ -146,8 +181,14 @@ class _Surrogate:
         bs = plan.bandwidth_hz / bw
         for idx, power, cap, a, cc, k in (
             (self.up, plan.user_power_w, inst.user_max_power_w, self.a_up, self.c_up, self.k_up),
-            (self.dn, plan.server_power_w, inst.server_max_power_w[m], self.a_dn, self.c_dn,
-             self.k_dn),
+            (
+                self.dn,
+                plan.server_power_w,
+                inst.server_max_power_w[m],
+                self.a_dn,
+                self.c_dn,
+                self.k_dn,
+            ),
         ):
             if not len(idx):
                 continue
@@ -155,7 +196,8 @@ class _Surrogate:
             gamma = c[idx] * cap[idx] / bw[idx]
             b = np.maximum(bs[idx], 1e-9)
             rho = b * np.log2(1 + gamma * share / b)
-            z = 1.0 / (2.0 * share * np.maximum(rho, 1e-12))
+            # chi = share (the constant k is factored out of both terms of the bound)
+            z = fp_optimal_z(share, np.maximum(rho, 1e-12))
             a.value = k[idx] * z
             cc.value = k[idx] / (4.0 * z)
 
@@ -168,8 +210,10 @@ class _Surrogate:
                     self.problem.solve(solver=solver)
             except (cp.error.SolverError, ArithmeticError, ValueError):
                 continue
-            if self.problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) \
-                    and self.bs.value is not None:
+            if (
+                self.problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+                and self.bs.value is not None
+            ):
                 status = "optimal" if self.problem.status == cp.OPTIMAL else "inaccurate"
                 return self._plan(), status
         return None, "failed"
@@ -178,7 +222,8 @@ class _Surrogate:
         inst, m = self.instance, self.assignment
 
         def share(var: cp.Variable) -> FloatArray:
-            return np.clip(np.asarray(var.value, dtype=float), 0.0, 1.0)
+            values: FloatArray = np.clip(np.asarray(var.value, dtype=float), 0.0, 1.0)
+            return values
 
         bs, ps, qs, fs, ss = (share(v) for v in (self.bs, self.ps, self.qs, self.fs, self.ss))
         # Solver tolerance may overshoot a server's budget by ~1e-8: scale back exactly.
@@ -191,7 +236,8 @@ class _Surrogate:
             ss = np.minimum(ss, 1 - self.phi)
         no_up = self.phi <= 0
         return Plan(
-            assignment=m, phi=self.phi,
+            assignment=m,
+            phi=self.phi,
             bandwidth_hz=bs * inst.bandwidth_hz[m],
             user_power_w=np.where(no_up, 1.0, ps) * inst.user_max_power_w,
             server_power_w=qs * inst.server_max_power_w[m],
@@ -200,8 +246,9 @@ class _Surrogate:
         )
 
 
-def optimise_resources(instance: Instance, start: Plan, y: float, *, tolerance: float = 1e-4,
-                       max_iterations: int = 15) -> AllocationResult:
+def optimise_resources(
+    instance: Instance, start: Plan, y: float, *, tolerance: float = 1e-4, max_iterations: int = 15
+) -> AllocationResult:
     """Part 2 from ``start``: quadratic-transform FP iterations until the objective settles.
 
     Returns the best plan seen (never worse than ``start`` in the Dinkelbach objective).

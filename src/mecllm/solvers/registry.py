@@ -52,8 +52,7 @@ def get_algorithm(name: str) -> Algorithm:
     """Look an algorithm up by name; unknown names list the known ones."""
     key = name.strip().lower()
     if key not in ALGORITHMS:
-        raise InvalidInputError(
-            f"algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}")
+        raise InvalidInputError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}")
     return ALGORITHMS[key]
 
 
@@ -70,12 +69,18 @@ def _rucaa(instance: Instance, options: SolveOptions) -> SolveResult:
     started = time.perf_counter()
     assignment = random_association(instance, options.rng())
     plan = equal_split(instance, assignment, np.full(instance.n_users, HALF))
-    return finish(instance, "rucaa", plan, started,
-                  message=f"random association drawn with seed {options.seed}")
+    return finish(
+        instance,
+        "rucaa",
+        plan,
+        started,
+        message=f"random association drawn with seed {options.seed}",
+    )
 
 
-@register("gucaa", "greedy user connection (fewest users first), equal split, phi = 0.5 "
-          "(paper baseline)")
+@register(
+    "gucaa", "greedy user connection (fewest users first), equal split, phi = 0.5 (paper baseline)"
+)
 def _gucaa(instance: Instance, options: SolveOptions) -> SolveResult:
     started = time.perf_counter()
     assignment = greedy_association(instance)
@@ -90,8 +95,7 @@ def _greedy_start(instance: Instance) -> Plan:
 
 def _loop(name: str, association: Step | None, allocation: Step) -> Runner:
     def run(instance: Instance, options: SolveOptions) -> SolveResult:
-        return dinkelbach(instance, name, _greedy_start(instance), association, allocation,
-                          options)
+        return dinkelbach(instance, name, _greedy_start(instance), association, allocation, options)
 
     return run
 
@@ -100,19 +104,27 @@ def _part2(options: SolveOptions) -> Step:
     return part2_step(options.inner_tolerance, options.max_inner_iterations)
 
 
-@register("aauco", "AO part 1 (SDR + Hungarian) for association and phi, equal resource split "
-          "(paper baseline)")
+@register(
+    "aauco",
+    "AO part 1 (SDR + Hungarian) for association and phi, equal resource split (paper baseline)",
+)
 def _aauco(instance: Instance, options: SolveOptions) -> SolveResult:
     return _loop("aauco", part1_step("sdr", "equal"), equal_split_step)(instance, options)
 
 
-@register("gucro", "greedy user connection, phi = 0.5, AO part 2 (fractional programming) for "
-          "resources (paper baseline)")
+@register(
+    "gucro",
+    "greedy user connection, phi = 0.5, AO part 2 (fractional programming) for "
+    "resources (paper baseline)",
+)
 def _gucro(instance: Instance, options: SolveOptions) -> SolveResult:
     return _loop("gucro", None, _part2(options))(instance, options)
 
 
-@register("dashf", "DASHF as the paper specifies: Dinkelbach + AO of part 1 (SDR + Hungarian) "
-          "and part 2 (fractional programming)")
+@register(
+    "dashf",
+    "DASHF as the paper specifies: Dinkelbach + AO of part 1 (SDR + Hungarian) "
+    "and part 2 (fractional programming)",
+)
 def _dashf(instance: Instance, options: SolveOptions) -> SolveResult:
     return _loop("dashf", part1_step("sdr", "keep"), _part2(options))(instance, options)

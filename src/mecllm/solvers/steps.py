@@ -33,8 +33,9 @@ Step = Callable[[Instance, Plan, float], tuple[Plan, Record]]
 
 
 # ---------------------------------------------------------------------- how resources follow x
-def keep_resources(instance: Instance, previous: Plan, assignment: IntArray,
-                   priced: FloatArray) -> Plan:
+def keep_resources(
+    instance: Instance, previous: Plan, assignment: IntArray, priced: FloatArray
+) -> Plan:
     """Resources after a move, for an optimised allocation (DASHF).
 
     A server that gained nobody leaves its stayers' shares as they were; on a server that gained
@@ -48,22 +49,31 @@ def keep_resources(instance: Instance, previous: Plan, assignment: IntArray,
     use_priced = gained[assignment]
     own = np.stack([previous.bandwidth_hz, previous.server_power_w, previous.server_flops])
     chosen = np.where(use_priced[None, :], priced[:, rows, assignment], own)
-    caps = np.stack([instance.bandwidth_hz, instance.server_max_power_w,
-                     instance.server_max_flops])
+    caps = np.stack([instance.bandwidth_hz, instance.server_max_power_w, instance.server_max_flops])
     for k in range(3):
         used = np.bincount(assignment, weights=chosen[k], minlength=instance.n_servers)
         factor = np.minimum(1.0, caps[k] / np.maximum(used, 1e-300))
         chosen[k] = chosen[k] * factor[assignment]
-    return previous.replace(assignment=assignment, bandwidth_hz=chosen[0],
-                            server_power_w=chosen[1], server_flops=chosen[2])
+    return previous.replace(
+        assignment=assignment,
+        bandwidth_hz=chosen[0],
+        server_power_w=chosen[1],
+        server_flops=chosen[2],
+    )
 
 
 def _with_optimal_phi(instance: Instance, plan: Plan, y: float) -> tuple[Plan, float]:
     """Re-solve phi and T exactly (an LP) for the plan's association and resources."""
     tile = np.ones((1, instance.n_servers))
-    costs = pair_costs(instance, y, plan.bandwidth_hz[:, None] * tile, plan.user_power_w,
-                       plan.server_power_w[:, None] * tile, plan.user_flops,
-                       plan.server_flops[:, None] * tile)
+    costs = pair_costs(
+        instance,
+        y,
+        plan.bandwidth_hz[:, None] * tile,
+        plan.user_power_w,
+        plan.server_power_w[:, None] * tile,
+        plan.user_flops,
+        plan.server_flops[:, None] * tile,
+    )
     phi, value = optimal_phi(costs, plan.assignment)
     return canonical(instance, plan.replace(phi=phi)), value
 
@@ -80,9 +90,13 @@ def part1_step(method: str, resources: str, time_limit_s: float = 60.0) -> Step:
         record: Record = {}
         if method == "sdr":
             relaxed = solve_relaxation(costs)
-            record.update(relaxation_status=relaxed.status, relaxation_solver=relaxed.solver,
-                          relaxation_value=relaxed.value, relaxation_s=relaxed.seconds,
-                          eigen_ratio=relaxed.eigen_ratio)
+            record.update(
+                relaxation_status=relaxed.status,
+                relaxation_solver=relaxed.solver,
+                relaxation_value=relaxed.value,
+                relaxation_s=relaxed.seconds,
+                eigen_ratio=relaxed.eigen_ratio,
+            )
             if relaxed.status == "failed":
                 assignment = plan.assignment.copy()
                 record["note"] = "relaxation failed with every solver; association kept"
@@ -101,8 +115,11 @@ def part1_step(method: str, resources: str, time_limit_s: float = 60.0) -> Step:
         new_plan, value = _with_optimal_phi(instance, moved, y)
         if resources == "equal" and not instance.count_idle:
             new_plan = equal_split(instance, assignment, new_plan.phi)
-        record.update(part1_objective=value, part1_s=time.perf_counter() - started,
-                      moved_users=int(np.sum(assignment != plan.assignment)))
+        record.update(
+            part1_objective=value,
+            part1_s=time.perf_counter() - started,
+            moved_users=int(np.sum(assignment != plan.assignment)),
+        )
         return new_plan, record
 
     return step
@@ -123,10 +140,12 @@ def part2_step(tolerance: float = 1e-4, max_iterations: int = 15) -> Step:
         candidates = [plan, equal_split(instance, plan.assignment, plan.phi)]
         values = [dinkelbach_value(instance, c, y) for c in candidates]
         start = candidates[int(np.argmax(values))]
-        result = optimise_resources(instance, start, y, tolerance=tolerance,
-                                    max_iterations=max_iterations)
+        result = optimise_resources(
+            instance, start, y, tolerance=tolerance, max_iterations=max_iterations
+        )
         record: Record = {
-            "part2_status": result.status, "part2_values": result.values,
+            "part2_status": result.status,
+            "part2_values": result.values,
             "inner_iterations": len(result.values) - 1,
             "part2_start": "previous" if start is plan else "equal split",
             "part2_s": time.perf_counter() - started,
@@ -134,4 +153,3 @@ def part2_step(tolerance: float = 1e-4, max_iterations: int = 15) -> Step:
         return canonical(instance, result.plan), record
 
     return step
-
