@@ -261,7 +261,7 @@ class RelaxationResult:
 #: finish with "solved" instead of "almost solved" on these mixed-scale problems.
 _SOLVER_OPTIONS: dict[str, dict[str, float | int]] = {
     "CLARABEL": {"tol_gap_abs": 1e-6, "tol_gap_rel": 1e-6, "tol_feas": 1e-7, "max_iter": 300},
-    "SCS": {"eps_abs": 1e-6, "eps_rel": 1e-6, "max_iters": 20000},
+    "SCS": {"eps_abs": 1e-5, "eps_rel": 1e-5, "max_iters": 5000},
 }
 
 
