@@ -26,20 +26,30 @@ from stats import mean_ci
 PAPER_ALGORITHMS = ("rucaa", "gucaa", "aauco", "gucro", "dashf")
 
 
-def run(sizes: list[tuple[int, int]], seeds: int, preset_name: str,
-        algorithms: list[str]) -> list[dict[str, object]]:
+def run(
+    sizes: list[tuple[int, int]], seeds: int, preset_name: str, algorithms: list[str]
+) -> list[dict[str, object]]:
     rows: list[dict[str, object]] = []
     for n, m in sizes:
         for seed in range(seeds):
-            instance = generate(preset(preset_name, n_users=n, n_servers=m),
-                                np.random.default_rng(seed))
+            instance = generate(
+                preset(preset_name, n_users=n, n_servers=m), np.random.default_rng(seed)
+            )
             for name in algorithms:
                 result = solve(instance, name)
-                rows.append({"size": f"{n}x{m}", "seed": seed, "algorithm": name,
-                             "scr": result.scr, "delay_s": result.delay_s,
-                             "energy_j": result.energy_j, "iterations": result.iterations,
-                             "wall_time_s": result.wall_time_s})
-            line = " ".join(f"{r['algorithm']}={r['scr']:.4g}" for r in rows[-len(algorithms):])
+                rows.append(
+                    {
+                        "size": f"{n}x{m}",
+                        "seed": seed,
+                        "algorithm": name,
+                        "scr": result.scr,
+                        "delay_s": result.delay_s,
+                        "energy_j": result.energy_j,
+                        "iterations": result.iterations,
+                        "wall_time_s": result.wall_time_s,
+                    }
+                )
+            line = " ".join(f"{r['algorithm']}={r['scr']:.4g}" for r in rows[-len(algorithms) :])
             print(f"[{n}x{m} seed {seed}] {line}", file=sys.stderr, flush=True)
     return rows
 
@@ -61,14 +71,22 @@ def report(rows: list[dict[str, object]], algorithms: list[str]) -> None:
         if "dashf" in algorithms:
             wins = 0
             for seed in seeds:
-                by = {r["algorithm"]: float(r["scr"]) for r in part  # type: ignore[arg-type]
-                      if r["seed"] == seed}
+                by = {
+                    r["algorithm"]: float(r["scr"])
+                    for r in part  # type: ignore[arg-type]
+                    if r["seed"] == seed
+                }
                 wins += all(by["dashf"] >= v * (1 - 1e-9) for v in by.values())
             print(f"\nDASHF SCR >= every other algorithm on {wins} of {len(seeds)} seeds.")
-            times = [float(r["wall_time_s"]) for r in part  # type: ignore[arg-type]
-                     if r["algorithm"] == "dashf"]
-            print(f"DASHF wall time per solve: max {max(times):.2f} s, "
-                  f"median {float(np.median(times)):.2f} s.")
+            times = [
+                float(r["wall_time_s"])
+                for r in part  # type: ignore[arg-type]
+                if r["algorithm"] == "dashf"
+            ]
+            print(
+                f"DASHF wall time per solve: max {max(times):.2f} s, "
+                f"median {float(np.median(times)):.2f} s."
+            )
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
         return math.nan, math.nan
     if data.size < 2:
         return float(data.mean()), 0.0
-    half = stats.t.ppf(0.5 + confidence / 2, data.size - 1) * data.std(ddof=1) / math.sqrt(
-        data.size
+    half = (
+        stats.t.ppf(0.5 + confidence / 2, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size)
     )
     return float(data.mean()), float(half)

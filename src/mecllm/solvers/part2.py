@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import cvxpy as cp
 import numpy as np
+import scipy.sparse as sp
 
 from mecllm.checks import FloatArray
 from mecllm.instance import Instance
@@ -90,8 +91,7 @@ class _Surrogate:
         self.fs = cp.Variable(n, nonneg=True)
         self.ss = cp.Variable(n, nonneg=True)
         self.tau = cp.Variable(nonneg=True)
-        member = np.zeros((instance.n_servers, n))
-        member[m, np.arange(n)] = 1.0
+        member = sp.csr_matrix((np.ones(n), (m, np.arange(n))), shape=(instance.n_servers, n))
 
         gamma_up = c * instance.user_max_power_w / bw
         gamma_dn = c * instance.server_max_power_w[m] / bw
@@ -119,10 +119,9 @@ class _Surrogate:
         self.c_dn = cp.Parameter(len(dn), nonneg=True)
 
         user_delay: list[cp.Expression] = [cp.Constant(np.zeros(n))]
-        rows_up = np.zeros((n, len(up)))
-        rows_up[up, np.arange(len(up))] = 1.0
-        rows_dn = np.zeros((n, len(dn)))
-        rows_dn[dn, np.arange(len(dn))] = 1.0
+        # Sparse selections put each group's terms back at its users' rows.
+        rows_up = sp.csr_matrix((np.ones(len(up)), (up, np.arange(len(up)))), shape=(n, len(up)))
+        rows_dn = sp.csr_matrix((np.ones(len(dn)), (dn, np.arange(len(dn)))), shape=(n, len(dn)))
         if len(up):
             user_delay.append(
                 rows_up

@@ -128,3 +128,23 @@ def _gucro(instance: Instance, options: SolveOptions) -> SolveResult:
 )
 def _dashf(instance: Instance, options: SolveOptions) -> SolveResult:
     return _loop("dashf", part1_step("sdr", "keep"), _part2(options))(instance, options)
+
+
+@register(
+    "dashf-fullsdr",
+    "DASHF with the relaxation solved as one dense PSD matrix of size N(M+1)+1, as printed "
+    "(same result as dashf, far slower; for reproducing the paper's cost)",
+)
+def _dashf_fullsdr(instance: Instance, options: SolveOptions) -> SolveResult:
+    return _loop("dashf-fullsdr", part1_step("sdr-full", "keep"), _part2(options))(
+        instance, options
+    )
+
+
+@register(
+    "dashf-milp",
+    "DASHF with AO part 1 solved exactly as a mixed-integer LP (McCormick products, HiGHS)",
+)
+def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
+    step = part1_step("milp", "keep", time_limit_s=min(60.0, options.time_limit_s))
+    return _loop("dashf-milp", step, _part2(options))(instance, options)

@@ -80,16 +80,20 @@ def _with_optimal_phi(instance: Instance, plan: Plan, y: float) -> tuple[Plan, f
 
 # ---------------------------------------------------------------------- association steps
 def part1_step(method: str, resources: str, time_limit_s: float = 60.0) -> Step:
-    """AO part 1: association by the SDR + Hungarian route (``"sdr"``) or the exact MILP
-    (``"milp"``), then phi and T re-solved exactly for the resources that follow the move
-    (``"keep"``: optimised allocation, ``"equal"``: the equal split)."""
+    """AO part 1, then phi and T re-solved exactly for the resources that follow the move.
+
+    ``method``: ``"sdr"`` (the paper's relaxation in chordal form + Hungarian rounding),
+    ``"sdr-full"`` (the same relaxation as one dense PSD matrix, as printed) or ``"milp"``
+    (exact, HiGHS). ``resources``: ``"keep"`` (optimised allocation follows the move, DASHF) or
+    ``"equal"`` (the equal split, AAUCO).
+    """
 
     def step(instance: Instance, plan: Plan, y: float) -> tuple[Plan, Record]:
         started = time.perf_counter()
         costs, priced = price_moves(instance, plan, y)
         record: Record = {}
-        if method == "sdr":
-            relaxed = solve_relaxation(costs)
+        if method in ("sdr", "sdr-full"):
+            relaxed = solve_relaxation(costs, form="full" if method == "sdr-full" else "chordal")
             record.update(
                 relaxation_status=relaxed.status,
                 relaxation_solver=relaxed.solver,
