@@ -420,6 +420,117 @@ def demo_cmd(
     _guard(run)
 
 
+def _run_experiments(
+    experiments: list[Any],
+    trials: int,
+    out_dir: Path,
+    preset_name: str,
+    backend: str,
+    workers: int,
+    scheduler: str | None,
+    fresh: bool,
+    seed: int,
+) -> None:
+    from mecllm.experiments.runner import run_experiments
+
+    if trials < 1:
+        raise InvalidInputError(f"--trials must be >= 1, got {trials}")
+    preset(preset_name)  # validate the name before any work
+    counts, claims = run_experiments(
+        experiments,
+        trials=trials,
+        out=out_dir,
+        preset=preset_name,
+        backend=backend,
+        workers=workers,
+        scheduler=scheduler,
+        fresh=fresh,
+        base_seed=seed,
+        console=err,
+    )
+    table = Table(title="Trials")
+    for column in ("experiment", "total", "skipped (already finished)", "computed now"):
+        table.add_column(column, justify="left" if column == "experiment" else "right")
+    for c in counts:
+        table.add_row(c.experiment, str(c.total), str(c.skipped), str(c.computed))
+    out.print(table)
+    if claims:
+        verdicts = Table(title="Claims of the paper")
+        for column in ("experiment", "claim", "result", "numbers"):
+            verdicts.add_column(column)
+        for claim in claims:
+            verdicts.add_row(
+                claim.experiment,
+                claim.text,
+                "[green]PASS[/]" if claim.passed else "[red]FAIL[/]",
+                claim.evidence,
+            )
+        out.print(verdicts)
+
+
+_BACKEND = typer.Option("--backend", help="local (process pool) or dask.")
+_WORKERS = typer.Option("--workers", help="Parallel workers (local pool or LocalCluster).")
+_SCHEDULER = typer.Option("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler.")
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    name: Annotated[str, typer.Argument(help="convergence, baselines, bandwidth, weights or all.")],
+    trials: Annotated[int, typer.Option("--trials", help="Seeded instances per setting.")] = 10,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reproduce"),
+    preset_name: Annotated[str, typer.Option("--preset")] = "paper",
+    backend: Annotated[str, _BACKEND] = "local",
+    workers: Annotated[int, _WORKERS] = 2,
+    scheduler: Annotated[str | None, _SCHEDULER] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Forget finished trials.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Base seed of the trials.")] = 0,
+) -> None:
+    """Reproduce the paper's Section V: CSVs, PNGs and REPORT.md (resumable)."""
+
+    def run() -> None:
+        from mecllm.experiments.definitions import BUILTIN, get_experiment
+
+        chosen = list(BUILTIN.values()) if name == "all" else [get_experiment(name)]
+        _run_experiments(
+            chosen, trials, out_dir, preset_name, backend, workers, scheduler, fresh, seed
+        )
+
+    _guard(run)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    file: Annotated[Path, typer.Argument(help="Sweep definition (TOML).", metavar="FILE")],
+    trials: Annotated[int | None, typer.Option("--trials", help="Overrides the file.")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("sweep-out"),
+    preset_name: Annotated[str | None, typer.Option("--preset")] = None,
+    backend: Annotated[str, _BACKEND] = "local",
+    workers: Annotated[int, _WORKERS] = 2,
+    scheduler: Annotated[str | None, _SCHEDULER] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Forget finished trials.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Base seed of the trials.")] = 0,
+) -> None:
+    """Sweep any scenario setting defined in a TOML file (see README)."""
+
+    def run() -> None:
+        from mecllm.experiments.definitions import load_sweep
+
+        experiment, options = load_sweep(file)
+        _run_experiments(
+            [experiment],
+            int(trials or options.get("trials", 10)),
+            out_dir,
+            str(preset_name or options.get("preset", "paper")),
+            backend,
+            workers,
+            scheduler,
+            fresh,
+            seed,
+        )
+
+    _guard(run)
+
+
 @app.command("algorithms")
 def algorithms_cmd() -> None:
     """List the registered algorithms: name<TAB>description."""

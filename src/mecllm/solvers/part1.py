@@ -260,7 +260,13 @@ class RelaxationResult:
 #: Interior-point tolerances: 1e-6 is well below what the rounding needs and lets Clarabel
 #: finish with "solved" instead of "almost solved" on these mixed-scale problems.
 _SOLVER_OPTIONS: dict[str, dict[str, float | int]] = {
-    "CLARABEL": {"tol_gap_abs": 1e-6, "tol_gap_rel": 1e-6, "tol_feas": 1e-7, "max_iter": 300},
+    "CLARABEL": {
+        "tol_gap_abs": 1e-6,
+        "tol_gap_rel": 1e-6,
+        "tol_feas": 1e-7,
+        "max_iter": 300,
+        "max_threads": 1,  # deterministic, and no oversubscription under parallel sweeps
+    },
     "SCS": {"eps_abs": 1e-5, "eps_rel": 1e-5, "max_iters": 5000},
 }
 

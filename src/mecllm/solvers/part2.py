@@ -31,6 +31,8 @@ from mecllm.solution import Plan
 
 _LN2 = math.log(2.0)
 _SOLVERS = ("CLARABEL", "SCS")
+#: One thread: results do not depend on scheduling, and parallel sweeps do not oversubscribe.
+_SOLVER_OPTIONS: dict[str, dict[str, int]] = {"CLARABEL": {"max_threads": 1}}
 
 
 def fp_bound(chi: FloatArray, rate: FloatArray, z: FloatArray) -> FloatArray:
@@ -206,7 +208,7 @@ class _Surrogate:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    self.problem.solve(solver=solver)
+                    self.problem.solve(solver=solver, **_SOLVER_OPTIONS.get(solver, {}))
             except (cp.error.SolverError, ArithmeticError, ValueError):
                 continue
             if (

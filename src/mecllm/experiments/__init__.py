@@ -1,0 +1,1 @@
+"""Experiments: the paper's figures as data, a resumable results store, executors, reports."""
