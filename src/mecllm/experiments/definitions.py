@@ -94,7 +94,7 @@ def _builtin() -> dict[str, Experiment]:
                 for wt, we in weights
             ),
             algorithms=PAPER_ALGORITHMS,
-            x_label="delay weight omega_t (energy weight falls from 0.009 to 0.001)",
+            x_label="delay weight ω_t (energy weight ω_e = 0.01 − ω_t/100)",
         ),
     }
 

@@ -101,6 +101,8 @@ def run_experiments(
             highlight=False,
         )
         started = time.perf_counter()
+        # On a terminal the bar redraws in place; in a log file print a line every 5%.
+        step = max(1, len(todo) // 20)
         with Progress(
             TextColumn("[bold]trials"),
             BarColumn(),
@@ -120,6 +122,12 @@ def run_experiments(
                 store.add(key, row)
                 rate = finished / max(time.perf_counter() - started, 1e-9)
                 progress.update(task, advance=1, rate=f"{rate:.2f} trials/s")
+                if not console.is_terminal and (finished % step == 0 or finished == len(todo)):
+                    eta = (len(todo) - finished) / max(rate, 1e-9)
+                    console.print(
+                        f"{finished}/{len(todo)} trials, {rate:.2f} trials/s, ETA {eta:.0f} s",
+                        highlight=False,
+                    )
         claims = write_reports(experiments, store, out, preset, version, trials)
     finally:
         store.close()

@@ -148,3 +148,26 @@ def _dashf_fullsdr(instance: Instance, options: SolveOptions) -> SolveResult:
 def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
     step = part1_step("milp", "keep", time_limit_s=min(60.0, options.time_limit_s))
     return _loop("dashf-milp", step, _part2(options))(instance, options)
+
+
+@register(
+    "exhaustive",
+    "reference for small instances (M^N <= 6561): every association screened, the best "
+    "solved from several starts",
+)
+def _exhaustive(instance: Instance, options: SolveOptions) -> SolveResult:
+    from mecllm.solvers.exhaustive import exhaustive
+
+    extra = [_greedy_start(instance).assignment]
+    return exhaustive(instance, options, extra)
+
+
+@register(
+    "dashf-plus",
+    "DASHF-MILP from two starts, phi polished jointly with resources, then single-user-move "
+    "local search (the project's best method for quality)",
+)
+def _dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
+    from mecllm.solvers.plus import dashf_plus
+
+    return dashf_plus(instance, options)

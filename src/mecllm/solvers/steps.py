@@ -52,7 +52,7 @@ def keep_resources(
     caps = np.stack([instance.bandwidth_hz, instance.server_max_power_w, instance.server_max_flops])
     for k in range(3):
         used = np.bincount(assignment, weights=chosen[k], minlength=instance.n_servers)
-        factor = np.minimum(1.0, caps[k] / np.maximum(used, 1e-300))
+        factor = np.minimum(1.0, np.divide(caps[k], used, out=np.ones_like(used), where=used > 0))
         chosen[k] = chosen[k] * factor[assignment]
     return previous.replace(
         assignment=assignment,
@@ -157,3 +157,11 @@ def part2_step(tolerance: float = 1e-4, max_iterations: int = 15) -> Step:
         return canonical(instance, result.plan), record
 
     return step
+
+
+def phi_step(instance: Instance, plan: Plan, y: float) -> tuple[Plan, Record]:
+    """Association kept, phi and T re-solved exactly (an LP) for the current resources."""
+    started = time.perf_counter()
+    # With count_idle = false the LP's phi caps keep s <= (1 - phi) F and q <= (1 - phi) p.
+    new_plan, value = _with_optimal_phi(instance, plan, y)
+    return new_plan, {"part1_objective": value, "part1_s": time.perf_counter() - started}
