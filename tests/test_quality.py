@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import small_instance
 
 from mecllm.errors import InvalidInputError
 from mecllm.physics import evaluate
 from mecllm.solvers.registry import solve
+
+from conftest import small_instance
 
 
 def test_exhaustive_refuses_large_instances_politely() -> None:
