@@ -31,7 +31,8 @@ MAX_ASSOCIATIONS = 6561
 FULL_SOLVES = 24
 
 
-def _starts(instance: Instance, assignment: IntArray, rng: np.random.Generator) -> list[Plan]:
+def multistarts(instance: Instance, assignment: IntArray, rng: np.random.Generator) -> list[Plan]:
+    """Equal-split plans of ``assignment`` with phi = 0.5, 1, 0 and uniformly random."""
     n = instance.n_users
     phis = [np.full(n, 0.5), np.ones(n), np.zeros(n), rng.uniform(0, 1, n)]
     return [equal_split(instance, assignment, phi) for phi in phis]
@@ -93,7 +94,7 @@ def exhaustive(
     best: SolveResult | None = None
     finals: dict[bytes, list[float]] = {}
     for assignment in chosen:
-        for start in _starts(instance, assignment, rng):
+        for start in multistarts(instance, assignment, rng):
             result = continuous(instance, start, options)
             finals.setdefault(assignment.tobytes(), []).append(result.scr)
             if best is None or result.scr > best.scr:

@@ -6,7 +6,8 @@ paper's route stops at the first association it cannot improve by one relaxation
 1. runs the DASHF loop with the exact part-1 step (MILP) from two starts: the greedy
    association and the strongest-channel association;
 2. polishes the best plan by alternating exact phi (LP) and part 2 with the association fixed,
-   so that phi moves jointly with the resources;
+   so that phi moves jointly with the resources, from the plan itself and from four more
+   starts (phi = 0.5, 1, 0 and random with the equal split);
 3. tries every single-user move to another server (the mover gets an equal share there) and
    every swap of two users on different servers (they exchange shares), polishes each, and
    keeps each one that raises the SCR, until a full pass finds none or the time budget runs
@@ -26,7 +27,8 @@ from mecllm.solvers.association import greedy_association
 from mecllm.solvers.base import SolveOptions, finish
 from mecllm.solvers.dinkelbach import dinkelbach
 from mecllm.solvers.equal_split import equal_split
-from mecllm.solvers.steps import part1_step, part2_step, phi_step
+from mecllm.solvers.exhaustive import continuous, multistarts
+from mecllm.solvers.steps import part1_step, part2_step
 
 #: Moves and swaps tried per pass at most (the rest are skipped, and the message says so).
 MAX_MOVES_PER_PASS = 400
@@ -39,14 +41,14 @@ def strongest_channel(instance: Instance) -> IntArray:
 
 
 def _polish(instance: Instance, plan: Plan, options: SolveOptions) -> SolveResult:
-    return dinkelbach(
-        instance,
-        "polish",
-        plan,
-        phi_step,
-        part2_step(options.inner_tolerance, options.max_inner_iterations),
-        SolveOptions(max_iterations=options.max_iterations, tolerance=options.tolerance),
-    )
+    return continuous(instance, plan, options)
+
+
+def _polish_multistart(instance: Instance, plan: Plan, options: SolveOptions) -> SolveResult:
+    """The continuous problem of ``plan``'s association from ``plan`` and the reference's
+    starts (phi = 0.5, 1, 0 and random, equal split); the best result."""
+    starts = [plan, *multistarts(instance, plan.assignment, options.rng())]
+    return max((continuous(instance, s, options) for s in starts), key=lambda r: r.scr)
 
 
 def _moved(instance: Instance, plan: Plan, user: int, server: int) -> Plan:
@@ -135,7 +137,7 @@ def dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
         if best is None or result.scr > best.scr:
             best = result
     assert best is not None
-    best = max(best, _polish(instance, best.plan, options), key=lambda r: r.scr)
+    best = max(best, _polish_multistart(instance, best.plan, options), key=lambda r: r.scr)
     history.append({"stage": "polish", "y": best.scr, "elapsed_s": time.perf_counter() - started})
     moves_tried, accepted, note = 0, 0, ""
     improved = instance.n_servers > 1
@@ -169,6 +171,11 @@ def dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
                 "moves_accepted": accepted,
                 "elapsed_s": time.perf_counter() - started,
             }
+        )
+    if accepted:
+        best = max(best, _polish_multistart(instance, best.plan, options), key=lambda r: r.scr)
+        history.append(
+            {"stage": "final polish", "y": best.scr, "elapsed_s": time.perf_counter() - started}
         )
     return finish(
         instance,
