@@ -502,9 +502,16 @@ def _run_experiments(
         out.print(verdicts)
 
 
-_BACKEND = typer.Option("--backend", help="local (process pool) or dask.")
-_WORKERS = typer.Option("--workers", help="Parallel workers (local pool or LocalCluster).")
-_SCHEDULER = typer.Option("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler.")
+# Options shared by `reproduce` and `sweep`.
+BackendOpt = Annotated[str, typer.Option("--backend", help="local (process pool) or dask.")]
+WorkersOpt = Annotated[
+    int, typer.Option("--workers", help="Parallel workers (local pool or LocalCluster).")
+]
+SchedulerOpt = Annotated[
+    str | None, typer.Option("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler.")
+]
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="Forget finished trials.")]
+BaseSeedOpt = Annotated[int, typer.Option("--seed", help="Base seed of the trials.")]
 
 
 @app.command("reproduce")
@@ -513,11 +520,11 @@ def reproduce_cmd(
     trials: Annotated[int, typer.Option("--trials", help="Seeded instances per setting.")] = 10,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reproduce"),
     preset_name: Annotated[str, typer.Option("--preset")] = "paper",
-    backend: Annotated[str, _BACKEND] = "local",
-    workers: Annotated[int, _WORKERS] = 2,
-    scheduler: Annotated[str | None, _SCHEDULER] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Forget finished trials.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Base seed of the trials.")] = 0,
+    backend: BackendOpt = "local",
+    workers: WorkersOpt = 2,
+    scheduler: SchedulerOpt = None,
+    fresh: FreshOpt = False,
+    seed: BaseSeedOpt = 0,
 ) -> None:
     """Reproduce the paper's Section V: CSVs, PNGs and REPORT.md (resumable)."""
 
@@ -538,11 +545,11 @@ def sweep_cmd(
     trials: Annotated[int | None, typer.Option("--trials", help="Overrides the file.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("sweep-out"),
     preset_name: Annotated[str | None, typer.Option("--preset")] = None,
-    backend: Annotated[str, _BACKEND] = "local",
-    workers: Annotated[int, _WORKERS] = 2,
-    scheduler: Annotated[str | None, _SCHEDULER] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Forget finished trials.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Base seed of the trials.")] = 0,
+    backend: BackendOpt = "local",
+    workers: WorkersOpt = 2,
+    scheduler: SchedulerOpt = None,
+    fresh: FreshOpt = False,
+    seed: BaseSeedOpt = 0,
 ) -> None:
     """Sweep any scenario setting defined in a TOML file (see README)."""
 

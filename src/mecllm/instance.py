@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -253,29 +254,8 @@ class Instance:
         if m == 0:
             raise InvalidInputError("servers.bandwidth_hz must list at least one server, got 0")
 
-        def uvec(
-            key: str,
-            *,
-            low: float,
-            high: float,
-            inclusive: bool = False,
-            floor: float | None = None,
-        ) -> FloatArray:
-            return checks.vector(
-                users, key, "users", n, low=low, low_inclusive=inclusive, high=high, floor=floor
-            )
-
-        def svec(
-            key: str,
-            *,
-            low: float,
-            high: float,
-            inclusive: bool = False,
-            floor: float | None = None,
-        ) -> FloatArray:
-            return checks.vector(
-                servers, key, "servers", m, low=low, low_inclusive=inclusive, high=high, floor=floor
-            )
+        uvec = partial(_section_vector, users, "users", n)
+        svec = partial(_section_vector, servers, "servers", m)
 
         t = uvec("flops_per_param", low=0, high=_MAX_FLOPS_PER_PARAM, floor=_MIN_FLOPS_PER_PARAM)
         e_n = uvec("epochs", low=0, high=_MAX_EPOCHS, floor=_MIN_EPOCHS)
@@ -349,6 +329,22 @@ class Instance:
         values = {name: getattr(self, name) for name in self.__dataclass_fields__}
         values.update(changes)
         return Instance(**values)
+
+
+def _section_vector(
+    data: Mapping[str, Any],
+    path: str,
+    count: int,
+    key: str,
+    *,
+    low: float,
+    high: float,
+    inclusive: bool = False,
+    floor: float | None = None,
+) -> FloatArray:
+    return checks.vector(
+        data, key, path, count, low=low, low_inclusive=inclusive, high=high, floor=floor
+    )
 
 
 def _positions(data: Mapping[str, Any], path: str, count: int) -> FloatArray | None:
