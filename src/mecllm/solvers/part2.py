@@ -32,7 +32,13 @@ from mecllm.solution import Plan
 _LN2 = math.log(2.0)
 _SOLVERS = ("CLARABEL", "SCS")
 #: One thread: results do not depend on scheduling, and parallel sweeps do not oversubscribe.
-_SOLVER_OPTIONS: dict[str, dict[str, int]] = {"CLARABEL": {"max_threads": 1}}
+#: SCS is the fallback when Clarabel stops (it does on badly conditioned instances such as the
+#: paper-literal noise); its default 100,000 iterations cost seconds for answers that rarely
+#: improve the plan, so it is capped.
+_SOLVER_OPTIONS: dict[str, dict[str, float | int]] = {
+    "CLARABEL": {"max_threads": 1},
+    "SCS": {"max_iters": 10_000, "eps_abs": 1e-5, "eps_rel": 1e-5},
+}
 
 
 def fp_bound(chi: FloatArray, rate: FloatArray, z: FloatArray) -> FloatArray:
