@@ -95,8 +95,11 @@ def test_resume_after_sigkill_recomputes_nothing(tmp_path: Path) -> None:
     finished = 0
     while time.time() < deadline and process.poll() is None:
         if database.exists():
-            with sqlite3.connect(database) as db:
-                finished = db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+            try:
+                with sqlite3.connect(database) as db:
+                    finished = db.execute("SELECT COUNT(*) FROM trials").fetchone()[0]
+            except sqlite3.OperationalError:  # created but the table is not there yet
+                finished = 0
             if finished >= 6:
                 break
         time.sleep(0.05)
