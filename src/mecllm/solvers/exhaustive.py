@@ -5,7 +5,9 @@ under the equal split); the best-scoring associations, plus those the heuristics
 then solved as continuous problems (phi and every resource, Dinkelbach over alternating phi-LP
 and fractional-programming steps) from several starts. The result reports the best plan, how
 many associations were enumerated and solved, and how many starts agreed on the best value.
-It is a reference, not a certificate: the continuous problem is non-convex.
+The plans of other methods can be passed as further starts (the registered ``exhaustive``
+passes the greedy start and dashf-plus's plan), so the reference is never below them. It is a
+reference, not a certificate: the continuous problem is non-convex.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def screen(instance: Instance) -> list[tuple[float, IntArray]]:
 
 
 def exhaustive(
-    instance: Instance, options: SolveOptions, extra_associations: list[IntArray] | None = None
+    instance: Instance, options: SolveOptions, extra_starts: list[Plan] | None = None
 ) -> SolveResult:
     """The reference solve (see the module docstring)."""
     n, m = instance.n_users, instance.n_servers
@@ -88,13 +90,15 @@ def exhaustive(
     rng = options.rng()
     scored = screen(instance)
     chosen: list[IntArray] = [a for _, a in scored[:FULL_SOLVES]]
-    for extra in extra_associations or []:
-        if not any(np.array_equal(extra, a) for a in chosen):
-            chosen.append(extra)
+    for extra in extra_starts or []:
+        if not any(np.array_equal(extra.assignment, a) for a in chosen):
+            chosen.append(extra.assignment)
     best: SolveResult | None = None
     finals: dict[bytes, list[float]] = {}
     for assignment in chosen:
-        for start in multistarts(instance, assignment, rng):
+        starts = multistarts(instance, assignment, rng)
+        starts += [p for p in extra_starts or [] if np.array_equal(p.assignment, assignment)]
+        for start in starts:
             result = continuous(instance, start, options)
             finals.setdefault(assignment.tobytes(), []).append(result.scr)
             if best is None or result.scr > best.scr:
@@ -106,6 +110,7 @@ def exhaustive(
         "associations": count,
         "fully_solved": len(chosen),
         "starts_per_association": 4,
+        "extra_starts": len(extra_starts or []),
         "starts_agreeing_on_best": int(agree),
     }
     return finish(
@@ -115,7 +120,8 @@ def exhaustive(
         started,
         status="converged",
         message=(
-            f"{count} associations screened, {len(chosen)} solved from 4 starts each; "
+            f"{count} associations screened, {len(chosen)} solved from 4 starts each "
+            f"(plus {len(extra_starts or [])} given plans as starts); "
             f"{agree} of {len(on_best)} starts on the best association "
             "reached the best value"
         ),

@@ -153,12 +153,14 @@ def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
 @register(
     "exhaustive",
     "reference for small instances (M^N <= 6561): every association screened, the best "
-    "solved from several starts",
+    "solved from several starts, dashf-plus's plan among them",
 )
 def _exhaustive(instance: Instance, options: SolveOptions) -> SolveResult:
     from mecllm.solvers.exhaustive import exhaustive
 
-    extra = [_greedy_start(instance).assignment]
+    from mecllm.solvers.plus import dashf_plus
+
+    extra = [_greedy_start(instance), dashf_plus(instance, options).plan]
     return exhaustive(instance, options, extra)
 
 
