@@ -157,7 +157,6 @@ def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
 )
 def _exhaustive(instance: Instance, options: SolveOptions) -> SolveResult:
     from mecllm.solvers.exhaustive import exhaustive
-
     from mecllm.solvers.plus import dashf_plus
 
     extra = [_greedy_start(instance), dashf_plus(instance, options).plan]
