@@ -57,19 +57,26 @@ def continuous(instance: Instance, start: Plan, options: SolveOptions) -> SolveR
     )
 
 
-def screen(instance: Instance) -> list[tuple[float, IntArray]]:
-    """Every association with its cheap score (equal split, phi by LP), best first."""
-    scored = []
-    n, m = instance.n_users, instance.n_servers
-    for combo in itertools.product(range(m), repeat=n):
-        assignment = np.array(combo, dtype=np.int64)
-        plan = equal_split(instance, assignment, np.full(n, 0.5))
+def cheap_score(instance: Instance, assignment: IntArray) -> float:
+    """SCR of an association under the equal split with phi solved by LP (twice, so that phi
+    is optimal for its own ratio). Cheap (no conic solve) and robust to bad conditioning."""
+    n = instance.n_users
+    plan = equal_split(instance, assignment, np.full(n, 0.5))
+    y = evaluate(instance, plan).scr
+    for _ in range(2):
+        plan, _ = phi_step(instance, plan, y)
+        plan = equal_split(instance, assignment, plan.phi)
         y = evaluate(instance, plan).scr
-        for _ in range(2):  # phi for the current ratio, then once more at the new ratio
-            plan, _ = phi_step(instance, plan, y)
-            plan = equal_split(instance, assignment, plan.phi)
-            y = evaluate(instance, plan).scr
-        scored.append((y, assignment))
+    return y
+
+
+def screen(instance: Instance) -> list[tuple[float, IntArray]]:
+    """Every association with its :func:`cheap_score`, best first."""
+    n, m = instance.n_users, instance.n_servers
+    scored = [
+        (cheap_score(instance, np.array(combo, dtype=np.int64)), np.array(combo, dtype=np.int64))
+        for combo in itertools.product(range(m), repeat=n)
+    ]
     scored.sort(key=lambda item: -item[0])
     return scored
 

@@ -7,7 +7,9 @@ paper's route stops at the first association it cannot improve by one relaxation
    association and the strongest-channel association;
 2. polishes the best plan by alternating exact phi (LP) and part 2 with the association fixed,
    so that phi moves jointly with the resources, from the plan itself and from four more
-   starts (phi = 0.5, 1, 0 and random with the equal split);
+   starts (phi = 0.5, 1, 0 and random with the equal split); does the same for a few more
+   associations chosen by a cheap, solver-free score (equal split, phi by LP): the best six of
+   all M^N when M^N <= 729, else the local optimum of that score from the strongest channels;
 3. tries every single-user move to another server (the mover gets an equal share there) and
    every swap of two users on different servers (they exchange shares), polishes each, and
    keeps each one that raises the SCR, until a full pass finds none or the time budget runs
@@ -27,8 +29,13 @@ from mecllm.solvers.association import greedy_association
 from mecllm.solvers.base import SolveOptions, finish
 from mecllm.solvers.dinkelbach import dinkelbach
 from mecllm.solvers.equal_split import equal_split
-from mecllm.solvers.exhaustive import continuous, multistarts
+from mecllm.solvers.exhaustive import cheap_score, continuous, multistarts, screen
 from mecllm.solvers.steps import part1_step, part2_step
+
+#: Instances with at most this many associations (M^N) are screened exhaustively.
+SCREEN_LIMIT = 729
+#: Screened associations polished from several starts.
+SCREENED_CANDIDATES = 6
 
 #: Moves and swaps tried per pass at most (the rest are skipped, and the message says so).
 MAX_MOVES_PER_PASS = 400
@@ -112,6 +119,34 @@ def _neighbours(instance: Instance, plan: Plan) -> list[tuple[str, int, int]]:
     return moves + swaps
 
 
+def cheap_local_search(instance: Instance, assignment: IntArray) -> IntArray:
+    """Single-user moves that raise :func:`cheap_score`, until none does (first improvement)."""
+    current = assignment.copy()
+    value = cheap_score(instance, current)
+    improved = True
+    while improved:
+        improved = False
+        for n in range(instance.n_users):
+            for m in range(instance.n_servers):
+                if m == current[n]:
+                    continue
+                trial = current.copy()
+                trial[n] = m
+                score = cheap_score(instance, trial)
+                if score > value * (1 + 1e-9):
+                    current, value, improved = trial, score, True
+    return current
+
+
+def candidate_associations(instance: Instance) -> list[IntArray]:
+    """Associations worth a full solve besides DASHF's: the best few by the cheap score when
+    the instance is small enough to screen every one, else the cheap local optimum reached
+    from the strongest-channel association."""
+    if instance.n_servers**instance.n_users <= SCREEN_LIMIT:
+        return [a for _, a in screen(instance)[:SCREENED_CANDIDATES]]
+    return [cheap_local_search(instance, strongest_channel(instance))]
+
+
 def dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
     """Run the method of the module docstring."""
     started = time.perf_counter()
@@ -139,6 +174,14 @@ def dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
     assert best is not None
     best = max(best, _polish_multistart(instance, best.plan, options), key=lambda r: r.scr)
     history.append({"stage": "polish", "y": best.scr, "elapsed_s": time.perf_counter() - started})
+    for assignment in candidate_associations(instance):
+        if time.perf_counter() >= deadline:
+            break
+        start = equal_split(instance, assignment, half)
+        best = max(best, _polish_multistart(instance, start, options), key=lambda r: r.scr)
+    history.append(
+        {"stage": "screened candidates", "y": best.scr, "elapsed_s": time.perf_counter() - started}
+    )
     moves_tried, accepted, note = 0, 0, ""
     improved = instance.n_servers > 1
     while improved and time.perf_counter() < deadline:
