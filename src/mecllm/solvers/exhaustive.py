@@ -81,18 +81,24 @@ def screen(instance: Instance) -> list[tuple[float, IntArray]]:
     return scored
 
 
-def exhaustive(
-    instance: Instance, options: SolveOptions, extra_starts: list[Plan] | None = None
-) -> SolveResult:
-    """The reference solve (see the module docstring)."""
+def check_size(instance: Instance) -> int:
+    """The number of associations M^N; refuses (invalid input) above the limit."""
     n, m = instance.n_users, instance.n_servers
-    count = m**n
+    count: int = m**n
     if count > MAX_ASSOCIATIONS:
         raise InvalidInputError(
             f"exhaustive enumerates every association and handles at most "
             f"{MAX_ASSOCIATIONS} (M^N); this instance has {m}^{n} = {count}. "
             "Use dashf-plus for larger instances"
         )
+    return count
+
+
+def exhaustive(
+    instance: Instance, options: SolveOptions, extra_starts: list[Plan] | None = None
+) -> SolveResult:
+    """The reference solve (see the module docstring)."""
+    count = check_size(instance)
     started = time.perf_counter()
     rng = options.rng()
     scored = screen(instance)

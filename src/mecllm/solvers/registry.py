@@ -156,9 +156,10 @@ def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
     "solved from several starts, dashf-plus's plan among them",
 )
 def _exhaustive(instance: Instance, options: SolveOptions) -> SolveResult:
-    from mecllm.solvers.exhaustive import exhaustive
+    from mecllm.solvers.exhaustive import check_size, exhaustive
     from mecllm.solvers.plus import dashf_plus
 
+    check_size(instance)  # refuse before spending time on the extra starts
     extra = [_greedy_start(instance), dashf_plus(instance, options).plan]
     return exhaustive(instance, options, extra)
 
