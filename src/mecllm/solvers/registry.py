@@ -123,8 +123,8 @@ def _gucro(instance: Instance, options: SolveOptions) -> SolveResult:
 
 @register(
     "dashf",
-    "DASHF as the paper specifies: Dinkelbach + AO of part 1 (SDR + Hungarian) "
-    "and part 2 (fractional programming)",
+    "DASHF as the paper specifies: Dinkelbach + AO of part 1 (SDR, solved in its exact "
+    "chordal form, + Hungarian) and part 2 (fractional programming)",
 )
 def _dashf(instance: Instance, options: SolveOptions) -> SolveResult:
     return _loop("dashf", part1_step("sdr", "keep"), _part2(options))(instance, options)
