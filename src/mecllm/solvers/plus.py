@@ -4,7 +4,8 @@ Measured on small instances against the exhaustive reference (benchmarks/quality
 paper's route stops at the first association it cannot improve by one relaxation. This method
 
 1. runs the DASHF loop with the exact part-1 step (MILP) from two starts: the greedy
-   association and the strongest-channel association;
+   association and the strongest-channel association; and, resources first, part 2 alone with
+   phi = 0.5 on the greedy association (GUCRO) and on the best association so far;
 2. polishes the best plan by alternating exact phi (LP) and part 2 with the association fixed,
    so that phi moves jointly with the resources, from the plan itself and from four more
    starts (phi = 0.5, 1, 0 and random with the equal split); does the same for a few more
@@ -172,6 +173,15 @@ def dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
         if best is None or result.scr > best.scr:
             best = result
     assert best is not None
+    # Resources first: with phi held at 0.5 part 2 can reach plans that the phi-LP, run first
+    # on an equal split, never visits (it jumps to phi = 1 when server energy dominates).
+    for assignment in (greedy_association(instance), best.plan.assignment):
+        start = equal_split(instance, assignment, half)
+        resources_first = dinkelbach(instance, "dashf-plus", start, None, step2, options)
+        best = max(best, resources_first, key=lambda r: r.scr)
+    history.append(
+        {"stage": "resources first", "y": best.scr, "elapsed_s": time.perf_counter() - started}
+    )
     best = max(best, _polish_multistart(instance, best.plan, options), key=lambda r: r.scr)
     history.append({"stage": "polish", "y": best.scr, "elapsed_s": time.perf_counter() - started})
     for assignment in candidate_associations(instance):
