@@ -48,10 +48,6 @@ def strongest_channel(instance: Instance) -> IntArray:
     return out
 
 
-def _polish(instance: Instance, plan: Plan, options: SolveOptions) -> SolveResult:
-    return continuous(instance, plan, options)
-
-
 def _polish_multistart(instance: Instance, plan: Plan, options: SolveOptions) -> SolveResult:
     """The continuous problem of ``plan``'s association from ``plan`` and the reference's
     starts (phi = 0.5, 1, 0 and random, equal split); the best result."""
@@ -213,7 +209,7 @@ def dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
                 if kind == "move"
                 else _swapped(instance, best.plan, n, other)
             )
-            candidate = _polish(instance, neighbour, options)
+            candidate = continuous(instance, neighbour, options)
             if candidate.scr > best.scr * (1 + 1e-6):
                 best, improved, accepted = candidate, True, accepted + 1
         history.append(
