@@ -12,7 +12,8 @@ paper's route stops at the first association it cannot improve by one relaxation
    associations chosen by a cheap, solver-free score (equal split, phi by LP): the best six of
    all M^N when M^N <= 729, else the local optimum of that score from the strongest channels;
 3. tries every single-user move to another server (the mover gets an equal share there) and
-   every swap of two users on different servers (they exchange shares), polishes each, and
+   every swap of two users on different servers (they exchange shares), polishes each (from
+   the inherited shares, and if that does not improve, from a fresh equal split), and
    keeps each one that raises the SCR, until a full pass finds none or the time budget runs
    out.
 """
@@ -46,6 +47,10 @@ def strongest_channel(instance: Instance) -> IntArray:
     """Each user joins the server with the largest channel gain."""
     out: IntArray = np.argmax(instance.channel_gain, axis=1).astype(np.int64)
     return out
+
+
+def _scr(result: SolveResult) -> float:
+    return result.scr
 
 
 def _polish_multistart(instance: Instance, plan: Plan, options: SolveOptions) -> SolveResult:
@@ -210,6 +215,11 @@ def dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
                 else _swapped(instance, best.plan, n, other)
             )
             candidate = continuous(instance, neighbour, options)
+            if candidate.scr <= best.scr * (1 + 1e-6):
+                # The inherited shares can trap part 2 in a poor local optimum; a fresh
+                # equal split of the same association is the second chance.
+                fresh = equal_split(instance, neighbour.assignment, half)
+                candidate = max(candidate, continuous(instance, fresh, options), key=_scr)
             if candidate.scr > best.scr * (1 + 1e-6):
                 best, improved, accepted = candidate, True, accepted + 1
         history.append(
