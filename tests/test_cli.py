@@ -15,14 +15,16 @@ from conftest import hand_instance_dict, hand_solution_dict
 runner = CliRunner()
 
 
-def test_algorithms_lists_name_tab_description() -> None:
+def test_algorithms_lists_name_system_description() -> None:
     result = runner.invoke(app, ["algorithms"])
     assert result.exit_code == 0
     lines = result.stdout.strip().splitlines()
-    names = [line.split("\t")[0] for line in lines]
+    names = [line.split("\t")[0] for line in lines if line.split("\t")[1] == "edge-llm"]
     assert names == list(ALGORITHMS)
     assert {"rucaa", "gucaa", "aauco", "gucro", "dashf"} <= set(names)
-    assert all(len(line.split("\t")) == 2 and line.split("\t")[1] for line in lines)
+    secure = [line.split("\t")[0] for line in lines if line.split("\t")[1] == "secure-offsite"]
+    assert {"secure-ao", "secure-blind"} <= set(secure)
+    assert all(len(line.split("\t")) == 3 and line.split("\t")[2] for line in lines)
 
 
 def test_generate_solve_evaluate_pipeline(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from mecllm.errors import InvalidInputError, MecllmError, SolverError
 from mecllm.instance import Instance, read_json
 from mecllm.physics import PHASES, Evaluation, evaluate
 from mecllm.scenario import PRESETS, generate, preset
+from mecllm.secure.instance import KIND as SECURE_KIND
+from mecllm.secure.instance import instance_kind
 from mecllm.solution import Plan, SolveResult
 from mecllm.solvers.base import SolveOptions
 from mecllm.solvers.registry import ALGORITHMS, get_algorithm
@@ -86,9 +88,18 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
 @app.command("generate")
 def generate_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Instance JSON to write.")],
+    system: Annotated[
+        str,
+        typer.Option("--system", help="edge-llm (the default, the main system) or secure-offsite."),
+    ] = "edge-llm",
     preset_name: Annotated[
-        str, typer.Option("--preset", help=f"One of {', '.join(PRESETS)}.")
-    ] = "paper",
+        str | None,
+        typer.Option(
+            "--preset",
+            help=f"edge-llm: one of {', '.join(PRESETS)} (default paper); secure-offsite: "
+            "default or balanced (default default).",
+        ),
+    ] = None,
     users: Annotated[int | None, typer.Option("--users", help="Number of users N.")] = None,
     servers: Annotated[int | None, typer.Option("--servers", help="Number of servers M.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
@@ -122,6 +133,25 @@ def generate_cmd(
 
     def run() -> None:
         overrides = _parse_set(set_ or [])
+        if system == SECURE_KIND:
+            _secure_generate(
+                output,
+                preset_name,
+                seed,
+                overrides,
+                users=users,
+                noise_dbm_hz=noise_dbm_hz,
+                bandwidth_mhz=bandwidth_mhz,
+                weights=weights,
+                not_applicable={
+                    "--servers": servers,
+                    "--shadowing-db": shadowing_db,
+                    "--count-idle": count_idle,
+                },
+            )
+            return
+        if system != "edge-llm":
+            raise InvalidInputError(f"--system must be edge-llm or {SECURE_KIND}, got {system!r}")
         for key, value in (
             ("n_users", users),
             ("n_servers", servers),
@@ -135,15 +165,45 @@ def generate_cmd(
             overrides["bandwidth_hz"] = bandwidth_mhz * 1e6
         if weights is not None:
             overrides["weight_delay"], overrides["weight_energy"] = weights
-        instance = generate(preset(preset_name, **overrides), np.random.default_rng(seed))
+        name = preset_name or "paper"
+        instance = generate(preset(name, **overrides), np.random.default_rng(seed))
         instance.save(output)
         err.print(
             f"wrote {output} ({instance.n_users} users, {instance.n_servers} servers, "
-            f"preset {preset_name}, seed {seed})",
+            f"preset {name}, seed {seed})",
             highlight=False,
         )
 
     _guard(run)
+
+
+def _secure_generate(
+    output: Path,
+    preset_name: str | None,
+    seed: int,
+    overrides: dict[str, Any],
+    *,
+    users: int | None,
+    noise_dbm_hz: float | None,
+    bandwidth_mhz: float | None,
+    weights: tuple[float, float] | None,
+    not_applicable: dict[str, object],
+) -> None:
+    """``generate --system secure-offsite``: the options that exist for that system."""
+    from mecllm.secure.commands import generate_secure_file
+
+    for option, value in not_applicable.items():
+        if value is not None:
+            raise InvalidInputError(f"{option} does not apply to --system {SECURE_KIND}")
+    if users is not None:
+        overrides["n_users"] = users
+    if noise_dbm_hz is not None:
+        overrides["noise_dbm_per_hz"] = noise_dbm_hz
+    if bandwidth_mhz is not None:
+        overrides["bandwidth_hz"] = bandwidth_mhz * 1e6
+    if weights is not None:
+        overrides["weight_delay"], overrides["weight_energy"] = weights
+    generate_secure_file(output, preset_name, seed, overrides, err)
 
 
 def _progress_printer(algorithm: str) -> Callable[[dict[str, Any]], None]:
@@ -181,8 +241,15 @@ def solve_cmd(
     """Solve an instance with one algorithm and write the solution file."""
 
     def run() -> None:
+        data = read_json(instance_path, "instance")
+        if instance_kind(data) == SECURE_KIND:
+            from mecllm.secure.commands import solve_secure_file
+
+            progress = _progress_printer(algorithm) if verbose else None
+            solve_secure_file(data, algorithm, output, seed, time_limit, progress, err)
+            return
         spec = get_algorithm(algorithm)
-        instance = Instance.load(instance_path)
+        instance = Instance.from_dict(data)
         options = SolveOptions(
             seed=seed,
             time_limit_s=time_limit,
@@ -263,7 +330,12 @@ def evaluate_cmd(
     """Recompute every figure of a solution and check its feasibility (exit 1 if infeasible)."""
 
     def run() -> bool:
-        instance = Instance.load(instance_path)
+        data = read_json(instance_path, "instance")
+        if instance_kind(data) == SECURE_KIND:
+            from mecllm.secure.commands import evaluate_secure_file
+
+            return evaluate_secure_file(data, solution_path, as_json, out)
+        instance = Instance.from_dict(data)
         plan, stored = _load_solution(solution_path, instance)
         report = evaluate(instance, plan)
         mismatches = _mismatches(report, stored)
@@ -380,7 +452,21 @@ def compare_cmd(
     """Run several algorithms on one instance and print them side by side."""
 
     def run() -> None:
-        instance = Instance.load(instance_path)
+        data = read_json(instance_path, "instance")
+        if instance_kind(data) == SECURE_KIND:
+            from mecllm.secure.commands import compare_secure
+
+            def progress_for(name: str) -> Callable[[dict[str, Any]], None] | None:
+                return _progress_printer(name) if verbose else None
+
+            if plot is not None:
+                raise InvalidInputError("--plot is not available for secure-offsite instances")
+            chosen = [a.strip() for a in algorithms.split(",") if a.strip()]
+            compare_secure(
+                data, chosen, seed, time_limit, progress_for, out, err, str(instance_path)
+            )
+            return
+        instance = Instance.from_dict(data)
         names = [a for a in algorithms.split(",") if a.strip()] or list(ALGORITHMS)
         results = _run_all(instance, names, seed, time_limit, verbose)
         out.print(
@@ -469,7 +555,15 @@ def _run_experiments(
 
     if trials < 1:
         raise InvalidInputError(f"--trials must be >= 1, got {trials}")
-    preset(preset_name)  # validate the name before any work
+    systems = {e.system for e in experiments}
+    if len(systems) > 1:
+        raise InvalidInputError("one run holds experiments of one system (edge-llm or secure)")
+    if systems == {SECURE_KIND}:
+        from mecllm.secure.scenario import secure_preset
+
+        secure_preset(preset_name)  # validate the name before any work
+    else:
+        preset(preset_name)
     counts, claims = run_experiments(
         experiments,
         trials=trials,
@@ -516,10 +610,19 @@ BaseSeedOpt = Annotated[int, typer.Option("--seed", help="Base seed of the trial
 
 @app.command("reproduce")
 def reproduce_cmd(
-    name: Annotated[str, typer.Argument(help="convergence, baselines, bandwidth, weights or all.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="convergence, baselines, bandwidth, weights or all (the main paper); secure "
+            "(the second system: secure-methods, secure-eavesdropper, secure-rho, or one of them)."
+        ),
+    ],
     trials: Annotated[int, typer.Option("--trials", help="Seeded instances per setting.")] = 10,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reproduce"),
-    preset_name: Annotated[str, typer.Option("--preset")] = "paper",
+    preset_name: Annotated[
+        str | None,
+        typer.Option("--preset", help="Default: paper (main) or default (secure)."),
+    ] = None,
     backend: BackendOpt = "local",
     workers: WorkersOpt = 2,
     scheduler: SchedulerOpt = None,
@@ -529,11 +632,25 @@ def reproduce_cmd(
     """Reproduce the paper's Section V: CSVs, PNGs and REPORT.md (resumable)."""
 
     def run() -> None:
-        from mecllm.experiments.definitions import BUILTIN, get_experiment
+        from mecllm.experiments.definitions import BUILTIN, SECURE_BUILTIN, get_experiment
 
-        chosen = list(BUILTIN.values()) if name == "all" else [get_experiment(name)]
+        if name == "secure":
+            chosen = list(SECURE_BUILTIN.values())
+        elif name in SECURE_BUILTIN:
+            chosen = [SECURE_BUILTIN[name]]
+        else:
+            chosen = list(BUILTIN.values()) if name == "all" else [get_experiment(name)]
+        default = "default" if chosen[0].system == SECURE_KIND else "paper"
         _run_experiments(
-            chosen, trials, out_dir, preset_name, backend, workers, scheduler, fresh, seed
+            chosen,
+            trials,
+            out_dir,
+            preset_name or default,
+            backend,
+            workers,
+            scheduler,
+            fresh,
+            seed,
         )
 
     _guard(run)
@@ -574,9 +691,13 @@ def sweep_cmd(
 
 @app.command("algorithms")
 def algorithms_cmd() -> None:
-    """List the registered algorithms: name<TAB>description."""
+    """List the registered algorithms: name<TAB>system<TAB>description."""
+    from mecllm.secure.solvers import SECURE_ALGORITHMS
+
     for spec in ALGORITHMS.values():
-        sys.stdout.write(f"{spec.name}\t{spec.description}\n")
+        sys.stdout.write(f"{spec.name}\tedge-llm\t{spec.description}\n")
+    for secure in SECURE_ALGORITHMS.values():
+        sys.stdout.write(f"{secure.name}\t{SECURE_KIND}\t{secure.description}\n")
 
 
 def main() -> None:

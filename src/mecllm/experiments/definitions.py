@@ -50,6 +50,7 @@ class Experiment:
     x_label: str = ""
     kind: str = "sweep"
     notes: dict[str, Any] = field(default_factory=dict)
+    system: str = "edge-llm"
 
     def scenario(self, base: ScenarioSettings, setting: Setting) -> ScenarioSettings:
         """The scenario settings of one point."""
@@ -101,12 +102,61 @@ def _builtin() -> dict[str, Experiment]:
 
 BUILTIN: dict[str, Experiment] = _builtin()
 
+SECURE_ALGORITHM_NAMES = (
+    "secure-ao",
+    "secure-equal",
+    "secure-fixed-phi",
+    "secure-phi-only",
+    "secure-blind",
+)
+
+
+def _secure_builtin() -> dict[str, Experiment]:
+    distances = [50, 100, 200, 300, 400, 600]
+    ratios = [0.2, 0.35, 0.5, 0.75, 1.0]
+    return {
+        "secure-methods": Experiment(
+            name="secure-methods",
+            title="Secure offsite-tuning: U/S, delay, energy and secrecy of every method",
+            settings=(Setting("default", {}, 0),),
+            algorithms=SECURE_ALGORITHM_NAMES,
+            metrics=("us_ratio", "delay_s", "energy_j", "mean_secrecy_mbps", "floor_violations"),
+            kind="bars",
+            system="secure-offsite",
+        ),
+        "secure-eavesdropper": Experiment(
+            name="secure-eavesdropper",
+            title="Secure offsite-tuning: U/S vs eavesdropper distance",
+            settings=tuple(
+                Setting(f"{d}m", {"eavesdropper_distance_m": float(d)}, d) for d in distances
+            ),
+            algorithms=SECURE_ALGORITHM_NAMES,
+            metrics=("us_ratio", "served_securely"),
+            x_label="eavesdropper distance from its owner (m)",
+            system="secure-offsite",
+        ),
+        "secure-rho": Experiment(
+            name="secure-rho",
+            title="Secure offsite-tuning: U/S vs emulator compression rho",
+            settings=tuple(Setting(f"rho={r:g}", {"emulator_ratio": r}, r) for r in ratios),
+            algorithms=SECURE_ALGORITHM_NAMES,
+            metrics=("us_ratio", "delay_s", "energy_j"),
+            x_label="emulator layer-keep ratio rho",
+            system="secure-offsite",
+        ),
+    }
+
+
+#: ``mecllm reproduce secure`` runs these (the second system, MODEL_SECURE.md).
+SECURE_BUILTIN: dict[str, Experiment] = _secure_builtin()
+
 
 def get_experiment(name: str) -> Experiment:
     """A built-in experiment by name."""
     if name not in BUILTIN:
         raise InvalidInputError(
-            f"experiment must be one of {', '.join(BUILTIN)} or all, got {name!r}"
+            f"experiment must be one of {', '.join(BUILTIN)}, all, secure or one of "
+            f"secure-methods, secure-eavesdropper, secure-rho, got {name!r}"
         )
     return BUILTIN[name]
 

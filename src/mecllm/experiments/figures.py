@@ -15,7 +15,15 @@ from mecllm.experiments.definitions import Experiment
 from mecllm.experiments.report import Summary, mean_ci
 from mecllm.plots import save_figure
 
-LABELS = {"scr": "SCR", "delay_s": "delay (s)", "energy_j": "energy (J)"}
+LABELS = {
+    "scr": "SCR",
+    "delay_s": "delay (s)",
+    "energy_j": "energy (J)",
+    "us_ratio": "U/S",
+    "mean_secrecy_mbps": "mean secrecy rate (Mbit/s)",
+    "floor_violations": "owners below the secrecy floor",
+    "served_securely": "owners served securely",
+}
 
 
 def plot_experiment(

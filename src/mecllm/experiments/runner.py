@@ -57,6 +57,7 @@ def plan_trials(
             preset,
             base_seed,
             version,
+            experiment.system,
         )
         for setting in experiment.settings
         for seed in range(trials)
@@ -168,7 +169,9 @@ def write_reports(
         f"# Reproduction report\n\nPreset: `{preset}`; {trials} trials per setting; "
         f"code version `{version}`. Intervals are 95% Student-t intervals of the mean.\n"
     )
-    body = "\n## Claims of the paper (MODEL.md section 9)\n\n"
+    body = (
+        "\n## Claims of the papers (MODEL.md section 9; secure-* rows: abstract of paper 003)\n\n"
+    )
     body += claims_markdown(all_claims) if all_claims else "No claim applies to these runs.\n"
     atomic_write_text(out / "REPORT.md", header + body + "\n\n" + "\n".join(sections))
     return all_claims

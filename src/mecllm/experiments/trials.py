@@ -26,6 +26,7 @@ class TrialSpec:
     preset: str
     base_seed: int
     code_version: str
+    system: str = "edge-llm"
 
     @property
     def key(self) -> tuple[str, str, int, str, str, str]:
@@ -48,6 +49,10 @@ def trial_rng(base_seed: int, seed: int) -> np.random.Generator:
 
 def run_trial(spec: TrialSpec) -> tuple[tuple[str, str, int, str, str, str], dict[str, Any]]:
     """Generate, solve and summarise one trial; returns its key and row."""
+    if spec.system == "secure-offsite":
+        from mecllm.secure.trials import run_secure_trial
+
+        return spec.key, run_secure_trial(spec, trial_rng(spec.base_seed, spec.seed))
     settings = preset(spec.preset, **dict(spec.overrides))
     instance = generate(settings, trial_rng(spec.base_seed, spec.seed))
     result = solve(instance, spec.algorithm, SolveOptions(seed=spec.seed))

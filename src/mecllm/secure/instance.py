@@ -65,8 +65,8 @@ _TOP_FIELDS = {
 }
 
 
-def _frozen(values: FloatArray | BoolArray, dtype: type = float) -> Any:
-    out = np.array(values, dtype=dtype, copy=True)
+def _frozen(values: Any, dtype: type = float) -> Any:
+    out: np.ndarray = np.array(values, dtype=dtype, copy=True)
     out.setflags(write=False)
     return out
 

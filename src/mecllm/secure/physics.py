@@ -287,7 +287,10 @@ def evaluate_secure(instance: SecureInstance, plan: SecurePlan) -> SecureEvaluat
     delay = float(user_delay.max()) if served.any() else 0.0
     energy = float(energies.sum())
     cost = instance.weight_delay * delay + instance.weight_energy * energy
-    ratio = u_total / cost if cost > 0 and math.isfinite(cost) else -math.inf
+    if not served.any():
+        ratio = 0.0  # nobody can be served: nothing delivered, nothing spent
+    else:
+        ratio = u_total / cost if cost > 0 and math.isfinite(cost) else -math.inf
     violations = _violations(instance, plan, status, r_sec, times)
     return SecureEvaluation(
         status=status,
@@ -323,8 +326,8 @@ def _violations(
 
     for name in plan.__dataclass_fields__:
         values = getattr(plan, name)
-        for n in np.flatnonzero(~np.isfinite(values) | (values < 0)):
-            add("nonnegative", int(n), float(values[n]), f"{name}[{n}] = {values[n]:g} < 0")
+        for k in np.flatnonzero(~np.isfinite(values) | (values < 0)):
+            add("nonnegative", int(k), float(values[k]), f"{name}[{k}] = {values[k]:g} < 0")
     served = status.served
     for n in range(instance.n_users):
         if not served[n]:

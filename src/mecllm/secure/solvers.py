@@ -152,6 +152,8 @@ def alternate(
     record per iteration) and how it ended."""
     best, y = start, _ratio(instance, start)
     history: list[dict[str, Any]] = [{"iteration": 0, "y": y}]
+    if not service_status(instance).served.any():
+        return best, history, "converged"  # nobody can be served: nothing to optimise
     ended = "iteration_limit"
     for iteration in range(1, options.max_iterations + 1):
         if time.perf_counter() >= deadline:

@@ -158,6 +158,18 @@ def phi_step(instance: SecureInstance, plan: SecurePlan, y: float) -> SecurePlan
 
 
 # ----------------------------------------------------------------------------- subproblem 2
+def eavesdropper_tangent(
+    gamma: FloatArray, b0: FloatArray, p0: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Tangent plane of ``R(b, p) = b log2(1 + gamma p / b)`` at ``(b0, p0)``: coefficients
+    ``(dR/db, dR/dp)``. R is concave and 1-homogeneous, so ``R(b, p) <= dR/db b + dR/dp p``
+    everywhere, with equality at the point (the SCA upper bound of the eavesdropper's rate)."""
+    u = gamma * p0 / b0
+    d_b: FloatArray = np.log2(1 + u) - u / ((1 + u) * _LN2)
+    d_p: FloatArray = gamma / ((1 + u) * _LN2)
+    return d_b, d_p
+
+
 @dataclass(frozen=True)
 class ResourceResult:
     """What :func:`resources_step` returns: plan, true cost after each iteration, status."""
@@ -257,9 +269,8 @@ class _Surrogate:
         b = np.maximum(plan.bandwidth_hz[idx] / big_b, 1e-12)
         ps = np.maximum(plan.user_power_w[idx] / inst.user_max_power_w[idx], 1e-12)
         qs = np.maximum(plan.server_power_w[idx] / inst.server_max_power_w, 1e-12)
+        self.eve_b.value, self.eve_p.value = eavesdropper_tangent(self.gamma_eve, b, ps)
         u = self.gamma_eve * ps / b
-        self.eve_b.value = np.log2(1 + u) - u / ((1 + u) * _LN2)
-        self.eve_p.value = self.gamma_eve / ((1 + u) * _LN2)
         gamma_dn = inst.channel_gain[idx] / inst.noise_psd_w_per_hz
         gamma_dn = gamma_dn * inst.server_max_power_w / big_b
         r_dn = b * np.log2(1 + gamma_dn * qs / b)
