@@ -689,6 +689,58 @@ def sweep_cmd(
     _guard(run)
 
 
+@app.command("train")
+def train_cmd(
+    instance_path: Annotated[Path, typer.Argument(metavar="INSTANCE", help="Instance JSON.")],
+    solution_path: Annotated[Path, typer.Argument(metavar="SOLUTION", help="Solution JSON.")],
+    epochs: Annotated[int, typer.Option("--epochs", help="Epochs on each side.")] = 2,
+    train_examples: Annotated[
+        int, typer.Option("--train-examples", help="Training sentences per user.")
+    ] = 160,
+    bottleneck: Annotated[int, typer.Option("--bottleneck", help="Adapter width r.")] = 16,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of data and adapters.")] = 0,
+    logs: Annotated[
+        Path | None, typer.Option("--logs", help="Folder for the servers' logs.")
+    ] = None,
+    as_json: Annotated[Path | None, typer.Option("--json", help="Also write the records.")] = None,
+) -> None:
+    """Run the plan's split adapter fine-tuning for real (MiniLM, loopback HTTP; needs [train])."""
+
+    def run() -> None:
+        try:
+            from mecllm.train.loop import Settings
+            from mecllm.train.run import train_plan
+        except ImportError:
+            raise InvalidInputError(
+                "mecllm train needs the [train] extra: pip install -e '.[train]'"
+            ) from None
+        from mecllm.train.report import records_table
+
+        instance = Instance.load(instance_path)
+        plan, _ = _load_solution(solution_path, instance)
+        for name, value in (("--epochs", epochs), ("--train-examples", train_examples)):
+            if value < 1:
+                raise InvalidInputError(f"{name} must be >= 1, got {value}")
+        if not 1 <= bottleneck <= 384:
+            raise InvalidInputError(f"--bottleneck must be in 1..384, got {bottleneck}")
+        settings = Settings(bottleneck=bottleneck, n_train=train_examples, epochs=epochs, seed=seed)
+        records = train_plan(
+            instance,
+            plan,
+            settings,
+            log_dir=logs,
+            progress=lambda text: err.print(text, highlight=False),
+        )
+        for table in records_table(records):
+            out.print(table)
+        if as_json is not None:
+            from mecllm.fileio import atomic_write_text
+
+            atomic_write_text(as_json, json.dumps(records, indent=1) + "\n")
+
+    _guard(run)
+
+
 @app.command("algorithms")
 def algorithms_cmd() -> None:
     """List the registered algorithms: name<TAB>system<TAB>description."""
