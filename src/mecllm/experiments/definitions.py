@@ -113,7 +113,7 @@ SECURE_ALGORITHM_NAMES = (
 
 def _secure_builtin() -> dict[str, Experiment]:
     distances = [50, 100, 200, 300, 400, 600]
-    ratios = [0.2, 0.35, 0.5, 0.75, 1.0]
+    ratios = [0.35, 0.5, 0.65, 0.8, 1.0]
     return {
         "secure-methods": Experiment(
             name="secure-methods",
