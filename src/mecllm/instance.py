@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -64,6 +65,10 @@ _TOP_FIELDS = {
     "kind",
     "name",
 }
+
+
+#: True while from_dict builds an instance from values it has just validated.
+_VALIDATED: ContextVar[bool] = ContextVar("mecllm_instance_validated", default=False)
 
 
 def _frozen(values: FloatArray) -> FloatArray:
@@ -141,9 +146,10 @@ class Instance:
     server_position_m: FloatArray | None = field(default=None)
 
     def __post_init__(self) -> None:
-        # Construction from Python goes through the same rules as a JSON file: one gate.
-        checked = Instance.from_dict(self.to_dict(), _build=False)
-        del checked
+        # Construction from Python goes through the same rules as a JSON file: one gate. Values
+        # that from_dict has just checked are not checked a second time.
+        if not _VALIDATED.get():
+            Instance.from_dict(self.to_dict(), _build=False)
         for name in (
             "adapter_params",
             "flops_per_param",
@@ -291,29 +297,33 @@ class Instance:
         pos_s = _positions(servers, "servers", m)
         if not _build:
             return cls.__new__(cls)
-        return cls(
-            adapter_params=d,
-            flops_per_param=t,
-            user_epochs=e_n,
-            user_max_power_w=p_n,
-            user_max_flops=f_n,
-            user_kappa=k_n,
-            bandwidth_hz=bw,
-            server_max_power_w=p_m,
-            server_max_flops=f_m,
-            server_kappa=k_m,
-            server_epochs=e_m,
-            channel_gain=gain,
-            noise_psd_w_per_hz=noise,
-            bits_per_param=bits,
-            weight_delay=w_t,
-            weight_energy=w_e,
-            service_scale=scale,
-            service_norm=norm,
-            count_idle=count_idle,
-            user_position_m=pos_u,
-            server_position_m=pos_s,
-        )
+        token = _VALIDATED.set(True)
+        try:
+            return cls(
+                adapter_params=d,
+                flops_per_param=t,
+                user_epochs=e_n,
+                user_max_power_w=p_n,
+                user_max_flops=f_n,
+                user_kappa=k_n,
+                bandwidth_hz=bw,
+                server_max_power_w=p_m,
+                server_max_flops=f_m,
+                server_kappa=k_m,
+                server_epochs=e_m,
+                channel_gain=gain,
+                noise_psd_w_per_hz=noise,
+                bits_per_param=bits,
+                weight_delay=w_t,
+                weight_energy=w_e,
+                service_scale=scale,
+                service_norm=norm,
+                count_idle=count_idle,
+                user_position_m=pos_u,
+                server_position_m=pos_s,
+            )
+        finally:
+            _VALIDATED.reset(token)
 
     @classmethod
     def load(cls, path: str | Path) -> Instance:
