@@ -24,6 +24,7 @@ from mecllm.secure.physics import (
     SecureResult,
     evaluate_secure,
     load_secure_plan,
+    service_status,
 )
 from mecllm.secure.scenario import generate_secure, secure_preset
 from mecllm.secure.solvers import SECURE_ALGORITHMS, get_secure_algorithm
@@ -42,15 +43,8 @@ def generate_secure_file(
         f"seed {seed})",
         highlight=False,
     )
-    for line in evaluate_secure(instance, _zero_plan(instance)).status.lines():
+    for line in service_status(instance).lines():
         err.print(f"note: {line}", highlight=False, markup=False)
-
-
-def _zero_plan(instance: SecureInstance) -> Any:
-    from mecllm.secure.physics import SecurePlan
-
-    zeros = np.zeros(instance.n_users)
-    return SecurePlan(zeros, zeros, zeros, zeros, zeros, zeros)
 
 
 def _options(seed: int, time_limit: float, progress: Any) -> SolveOptions:
@@ -77,7 +71,7 @@ def solve_secure_file(
         f"{result.iterations} iterations, {result.wall_time_s:.2f} s -> {output}",
         highlight=False,
     )
-    for line in evaluate_secure(instance, result.plan).status.lines():
+    for line in service_status(instance).lines():
         err.print(f"note: {line}", highlight=False, markup=False)
     if result.floor_violations:
         err.print(
@@ -220,6 +214,6 @@ def compare_secure(
         err.print(f"solving with {spec.name} ...", highlight=False)
         results.append(spec.run(instance, _options(seed, time_limit, progress_for(spec.name))))
     out.print(results_table(results, f"{label}: {instance.n_users} data owners (secure)"))
-    for line in evaluate_secure(instance, results[0].plan).status.lines():
+    for line in service_status(instance).lines():
         out.print(f"note: {line}", markup=False)
     return results

@@ -9,7 +9,6 @@ README. All quantities are SI units.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -360,8 +359,3 @@ def instance_kind(data: object) -> str:
 
 def _list(values: FloatArray) -> list[float]:
     return [float(v) for v in np.asarray(values, dtype=float)]
-
-
-def log_rho(instance: SecureInstance) -> float:
-    """ln(rho), the emulator-quality term of every user's utility."""
-    return math.log(instance.emulator_ratio)

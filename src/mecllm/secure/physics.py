@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -139,8 +140,18 @@ class ServiceStatus:
         ]
 
 
+_STATUS: weakref.WeakKeyDictionary[SecureInstance, ServiceStatus] = weakref.WeakKeyDictionary()
+
+
 def service_status(instance: SecureInstance) -> ServiceStatus:
-    """Classify every owner (see the module docstring)."""
+    """Classify every owner (see the module docstring). A property of the immutable instance,
+    computed once per instance (every evaluation of a plan needs it)."""
+    if instance not in _STATUS:
+        _STATUS[instance] = _classify(instance)
+    return _STATUS[instance]
+
+
+def _classify(instance: SecureInstance) -> ServiceStatus:
     need = floor_bandwidth(instance)
     status, reasons = [], []
     for n in range(instance.n_users):

@@ -232,30 +232,32 @@ def secure_equal(instance: SecureInstance, options: SolveOptions) -> SecureResul
     return finish_secure(instance, "secure-equal", plan, started, status="heuristic")
 
 
-@_register("secure-fixed-phi", "optimised resources (FP-SCA), phi fixed at its midpoint")
-def secure_fixed_phi(instance: SecureInstance, options: SolveOptions) -> SecureResult:
-    """Baseline: subproblem 2 only."""
+def _one_sided(
+    instance: SecureInstance, options: SolveOptions, name: str, *, optimise_phi: bool
+) -> SecureResult:
+    """Baselines that optimise one block from the equal split at the midpoint phi: phi alone
+    (subproblem 1, resources equal) or the resources alone (subproblem 2, phi fixed)."""
     started = time.perf_counter()
     _check_positive_utility(instance)
     equal = equal_resources(instance, np.full(instance.n_users, instance.phi_mid))
-    plan, history, ended = alternate(instance, equal, options, optimise_phi=False)
+    plan, history, ended = alternate(
+        instance, equal, options, optimise_phi=optimise_phi, optimise_resources=not optimise_phi
+    )
     return finish_secure(
-        instance, "secure-fixed-phi", plan, started, status=ended,
-        iterations=len(history) - 1, history=history,
-    )  # fmt: skip
+        instance, name, plan, started, status=ended, iterations=len(history) - 1, history=history
+    )
+
+
+@_register("secure-fixed-phi", "optimised resources (FP-SCA), phi fixed at its midpoint")
+def secure_fixed_phi(instance: SecureInstance, options: SolveOptions) -> SecureResult:
+    """Baseline: subproblem 2 only."""
+    return _one_sided(instance, options, "secure-fixed-phi", optimise_phi=False)
 
 
 @_register("secure-phi-only", "optimised phi (KKT), equal resources")
 def secure_phi_only(instance: SecureInstance, options: SolveOptions) -> SecureResult:
     """Baseline: subproblem 1 only."""
-    started = time.perf_counter()
-    _check_positive_utility(instance)
-    equal = equal_resources(instance, np.full(instance.n_users, instance.phi_mid))
-    plan, history, ended = alternate(instance, equal, options, optimise_resources=False)
-    return finish_secure(
-        instance, "secure-phi-only", plan, started, status=ended,
-        iterations=len(history) - 1, history=history,
-    )  # fmt: skip
+    return _one_sided(instance, options, "secure-phi-only", optimise_phi=True)
 
 
 @_register("secure-blind", "secure-ao with the eavesdroppers ignored (the price of security)")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass
 
 import cvxpy as cp
@@ -36,7 +35,7 @@ from mecllm.secure.physics import (
     service_status,
     utility,
 )
-from mecllm.solvers.part2 import fp_optimal_z
+from mecllm.solvers.part2 import fp_optimal_z, solve_with_fallback
 
 _LN2 = math.log(2.0)
 _SOLVER_OPTIONS: dict[str, dict[str, float | int]] = {
@@ -284,19 +283,8 @@ class _Surrogate:
 
     def solve(self) -> tuple[SecurePlan | None, str]:
         """One convex solve (Clarabel, SCS as fallback)."""
-        for solver, opts in _SOLVER_OPTIONS.items():
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    self.problem.solve(solver=solver, **opts)
-            except (cp.error.SolverError, ArithmeticError, ValueError):
-                continue
-            if self.problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) and (
-                self.bs.value is not None
-            ):
-                status = "optimal" if self.problem.status == cp.OPTIMAL else "inaccurate"
-                return self._plan(), status
-        return None, "failed"
+        status = solve_with_fallback(self.problem, self.bs, _SOLVER_OPTIONS)
+        return (None, status) if status == "failed" else (self._plan(), status)
 
     def _plan(self) -> SecurePlan:
         inst, idx = self.instance, self.idx

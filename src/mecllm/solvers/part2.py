@@ -30,7 +30,6 @@ from mecllm.physics import evaluate
 from mecllm.solution import Plan
 
 _LN2 = math.log(2.0)
-_SOLVERS = ("CLARABEL", "SCS")
 #: One thread: results do not depend on scheduling, and parallel sweeps do not oversubscribe.
 #: SCS is the fallback when Clarabel stops (it does on badly conditioned instances such as the
 #: paper-literal noise); its default 100,000 iterations cost seconds for answers that rarely
@@ -39,6 +38,23 @@ _SOLVER_OPTIONS: dict[str, dict[str, float | int]] = {
     "CLARABEL": {"max_threads": 1},
     "SCS": {"max_iters": 10_000, "eps_abs": 1e-5, "eps_rel": 1e-5},
 }
+
+
+def solve_with_fallback(
+    problem: cp.Problem, variable: cp.Variable, solver_options: dict[str, dict[str, float | int]]
+) -> str:
+    """Solve ``problem`` with each solver of ``solver_options`` in turn (with its options) until
+    one returns a solution: "optimal", "inaccurate" (``OPTIMAL_INACCURATE``) or "failed"."""
+    for solver, options in solver_options.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                problem.solve(solver=solver, **options)
+        except (cp.error.SolverError, ArithmeticError, ValueError):
+            continue
+        if problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE) and variable.value is not None:
+            return "optimal" if problem.status == cp.OPTIMAL else "inaccurate"
+    return "failed"
 
 
 def fp_bound(chi: FloatArray, rate: FloatArray, z: FloatArray) -> FloatArray:
@@ -210,20 +226,8 @@ class _Surrogate:
 
     def solve(self) -> tuple[Plan | None, str]:
         """One convex solve; the plan it gives (shares mapped back to SI) and the status."""
-        for solver in _SOLVERS:
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    self.problem.solve(solver=solver, **_SOLVER_OPTIONS.get(solver, {}))
-            except (cp.error.SolverError, ArithmeticError, ValueError):
-                continue
-            if (
-                self.problem.status in (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
-                and self.bs.value is not None
-            ):
-                status = "optimal" if self.problem.status == cp.OPTIMAL else "inaccurate"
-                return self._plan(), status
-        return None, "failed"
+        status = solve_with_fallback(self.problem, self.bs, _SOLVER_OPTIONS)
+        return (None, status) if status == "failed" else (self._plan(), status)
 
     def _plan(self) -> Plan:
         inst, m = self.instance, self.assignment
