@@ -23,13 +23,15 @@ from dataclasses import dataclass
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import NDArray
 
 from mecllm.checks import FloatArray
 from mecllm.instance import Instance
 from mecllm.physics import evaluate
-from mecllm.solution import Plan
+from mecllm.solution import IntArray, Plan
 
 _LN2 = math.log(2.0)
+BoolArray = NDArray[np.bool_]
 #: One thread: results do not depend on scheduling, and parallel sweeps do not oversubscribe.
 #: SCS is the fallback when Clarabel stops (it does on badly conditioned instances such as the
 #: paper-literal noise); its default 100,000 iterations cost seconds for answers that rarely
@@ -93,50 +95,180 @@ class AllocationResult:
     seconds: float
 
 
-class _Surrogate:
-    """The convex subproblem for one (x, phi, y), built once and re-solved for each z."""
+@dataclass(frozen=True)
+class SurrogateTerms:
+    """Coefficients of the part-2 surrogate for one (x, phi, y), in scaled units, shape (N,).
 
-    def __init__(self, instance: Instance, plan: Plan, y: float, t_ref: float, scale: float):
-        n = instance.n_users
+    The variables are shares of their caps: ``beta = b / b_max``, ``pi = p / p_max(n)``,
+    ``kappa = q / p_max(m)``, ``f = f / F_max(n)``, ``sigma = s / F_max(m)``, and
+    ``tau = T / t_ref``. Rates in units of the server's band are
+    ``rho = beta log2(1 + gamma pi / beta)``. The scaled objective (to maximise) is
+
+        sum_n service log1p(norm (beta + kappa + sigma)) - delay_price tau
+              - eps1 f^2 - eps3 sigma^2 - k_up pi / rho_up - k_dn kappa / rho_dn
+
+    subject to ``k1 / f + k2 / rho_up + k3 / sigma + k4 / rho_dn <= tau`` for every user,
+    each server's sums of beta, kappa and sigma at most 1, and ``0 <= share <= upper``.
+    The two transfer energies ``k pi / rho`` are what the quadratic transform bounds by
+    ``k (pi^2 z + 1 / (4 rho^2 z))``. Phases without work have zero coefficients; ``up`` and
+    ``dn`` flag the users with an upload (phi > 0) and a download (phi < 1).
+    """
+
+    n_servers: int
+    assignment: IntArray
+    phi: FloatArray
+    up: BoolArray
+    dn: BoolArray
+    gamma_up: FloatArray
+    gamma_dn: FloatArray
+    k1: FloatArray
+    k2: FloatArray
+    k3: FloatArray
+    k4: FloatArray
+    eps1: FloatArray
+    eps3: FloatArray
+    k_up: FloatArray
+    k_dn: FloatArray
+    service: float
+    norm: float
+    delay_price: float
+    server_upper: FloatArray
+
+
+def surrogate_terms(
+    instance: Instance, plan: Plan, y: float, t_ref: float, scale: float
+) -> SurrogateTerms:
+    """The coefficients of :class:`SurrogateTerms` for ``plan``'s x and phi at ratio ``y``."""
+    n = instance.n_users
+    m = plan.assignment
+    phi = plan.phi
+    bw = instance.bandwidth_hz[m]
+    c = instance.gain_over_noise[np.arange(n), m]
+    d = instance.adapter_params
+    bits = instance.bits_per_param
+    user_work = instance.flops_per_param * phi * d * instance.user_epochs
+    server_work = instance.flops_per_param * (1 - phi) * d * instance.server_epochs[m]
+    price = y * instance.weight_energy / scale
+    return SurrogateTerms(
+        n_servers=instance.n_servers,
+        assignment=m,
+        phi=phi,
+        up=phi > 0,
+        dn=phi < 1,
+        gamma_up=c * instance.user_max_power_w / bw,
+        gamma_dn=c * instance.server_max_power_w[m] / bw,
+        k1=user_work / instance.user_max_flops / t_ref,
+        k2=phi * d * bits / bw / t_ref,
+        k3=server_work / instance.server_max_flops[m] / t_ref,
+        k4=(1 - phi) * d * bits / bw / t_ref,
+        eps1=price * instance.user_kappa * user_work * instance.user_max_flops**2,
+        eps3=price * instance.server_kappa[m] * server_work * instance.server_max_flops[m] ** 2,
+        k_up=price * instance.user_max_power_w * phi * d * bits / bw,
+        k_dn=price * instance.server_max_power_w[m] * (1 - phi) * d * bits / bw,
+        service=instance.service_scale / scale,
+        norm=instance.service_norm,
+        delay_price=y * instance.weight_delay * t_ref / scale,
+        server_upper=np.ones(n) if instance.count_idle else 1.0 - phi,
+    )
+
+
+def band_rate(beta: FloatArray, power: FloatArray, gamma: FloatArray) -> FloatArray:
+    """``beta log2(1 + gamma power / beta)``: a rate in units of the band, 0 where beta is."""
+    b = np.maximum(beta, 1e-300)
+    out: FloatArray = np.where(beta > 0, b * np.log2(1.0 + gamma * power / b), 0.0)
+    return out
+
+
+def fp_weights(terms: SurrogateTerms, shares: Shares) -> tuple[FloatArray, ...]:
+    """The quadratic transform's weights at ``shares``: ``(a_up, c_up, a_dn, c_dn)``, (N,) each.
+
+    ``a = k z`` and ``c = k / (4 z)`` with ``z = 1 / (2 chi rho)``, ``chi`` the power share
+    (the constant k is factored out of both terms of the bound). Zero where a link is idle.
+    """
+    out: list[FloatArray] = []
+    for active, power, gamma, k in (
+        (terms.up, shares.pi, terms.gamma_up, terms.k_up),
+        (terms.dn, shares.kappa, terms.gamma_dn, terms.k_dn),
+    ):
+        chi = np.maximum(power, 1e-9)
+        rho = np.maximum(band_rate(np.maximum(shares.beta, 1e-9), chi, gamma), 1e-12)
+        z = fp_optimal_z(chi, rho)
+        out += [np.where(active, k * z, 0.0), np.where(active, k / (4.0 * z), 0.0)]
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Shares:
+    """The part-2 variables of every user as shares of their caps (shape (N,) each)."""
+
+    beta: FloatArray
+    pi: FloatArray
+    kappa: FloatArray
+    f: FloatArray
+    sigma: FloatArray
+
+    @classmethod
+    def of(cls, instance: Instance, plan: Plan) -> Shares:
+        """The shares of ``plan``."""
         m = plan.assignment
-        phi = plan.phi
-        self.instance, self.assignment, self.phi = instance, m, phi
-        bw = instance.bandwidth_hz[m]
-        c = instance.gain_over_noise[np.arange(n), m]
-        d = instance.adapter_params
-        bits = instance.bits_per_param
-        self.up = np.flatnonzero(phi > 0)
-        self.dn = np.flatnonzero(phi < 1)
-        up, dn = self.up, self.dn
+        return cls(
+            beta=plan.bandwidth_hz / instance.bandwidth_hz[m],
+            pi=plan.user_power_w / instance.user_max_power_w,
+            kappa=plan.server_power_w / instance.server_max_power_w[m],
+            f=plan.user_flops / instance.user_max_flops,
+            sigma=plan.server_flops / instance.server_max_flops[m],
+        )
 
+    def to_plan(self, instance: Instance, terms: SurrogateTerms) -> Plan:
+        """Back to SI units, clipped into the box and each server's caps (solver tolerance)."""
+        m = terms.assignment
+        bs, ps, qs, fs, ss = (
+            np.clip(np.asarray(v, dtype=float), 0.0, 1.0)
+            for v in (self.beta, self.pi, self.kappa, self.f, self.sigma)
+        )
+        for values in (bs, qs, ss):
+            used = np.bincount(m, weights=values, minlength=instance.n_servers)
+            over = np.where(used > 1.0, 1.0 / np.maximum(used, 1e-300), 1.0)
+            values *= over[m]
+        qs = np.minimum(qs, terms.server_upper)
+        ss = np.minimum(ss, terms.server_upper)
+        no_up = ~terms.up
+        return Plan(
+            assignment=m,
+            phi=terms.phi,
+            bandwidth_hz=bs * instance.bandwidth_hz[m],
+            user_power_w=np.where(no_up, 1.0, ps) * instance.user_max_power_w,
+            server_power_w=qs * instance.server_max_power_w[m],
+            user_flops=np.where(no_up, 1.0, fs) * instance.user_max_flops,
+            server_flops=ss * instance.server_max_flops[m],
+        )
+
+
+class _ConicSurrogate:
+    """The surrogate as one cvxpy problem, built once per (x, phi, y) and re-solved for each z."""
+
+    def __init__(self, terms: SurrogateTerms):
+        n = terms.phi.shape[0]
+        self.terms = terms
+        up, dn = np.flatnonzero(terms.up), np.flatnonzero(terms.dn)
+        self.up, self.dn = up, dn
         self.bs = cp.Variable(n, nonneg=True)
         self.ps = cp.Variable(n, nonneg=True)
         self.qs = cp.Variable(n, nonneg=True)
         self.fs = cp.Variable(n, nonneg=True)
         self.ss = cp.Variable(n, nonneg=True)
         self.tau = cp.Variable(nonneg=True)
-        member = sp.csr_matrix((np.ones(n), (m, np.arange(n))), shape=(instance.n_servers, n))
-
-        gamma_up = c * instance.user_max_power_w / bw
-        gamma_dn = c * instance.server_max_power_w[m] / bw
-        self.rho_up = (
-            -cp.rel_entr(self.bs[up], self.bs[up] + cp.multiply(gamma_up[up], self.ps[up])) / _LN2
+        member = sp.csr_matrix(
+            (np.ones(n), (terms.assignment, np.arange(n))), shape=(terms.n_servers, n)
         )
-        self.rho_dn = (
-            -cp.rel_entr(self.bs[dn], self.bs[dn] + cp.multiply(gamma_dn[dn], self.qs[dn])) / _LN2
+        rho_up = (
+            -cp.rel_entr(self.bs[up], self.bs[up] + cp.multiply(terms.gamma_up[up], self.ps[up]))
+            / _LN2
         )
-        user_work = instance.flops_per_param * phi * d * instance.user_epochs
-        server_work = instance.flops_per_param * (1 - phi) * d * instance.server_epochs[m]
-        k1 = user_work / instance.user_max_flops / t_ref
-        k2 = phi * d * bits / bw / t_ref
-        k3 = server_work / instance.server_max_flops[m] / t_ref
-        k4 = (1 - phi) * d * bits / bw / t_ref
-        # Energy prices, already multiplied by y w_e / scale.
-        price = y * instance.weight_energy / scale
-        eps1 = price * instance.user_kappa * user_work * instance.user_max_flops**2
-        eps3 = price * instance.server_kappa[m] * server_work * instance.server_max_flops[m] ** 2
-        self.k_up = price * instance.user_max_power_w * phi * d * bits / bw  # E2 = k_up ps/rho
-        self.k_dn = price * instance.server_max_power_w[m] * (1 - phi) * d * bits / bw
+        rho_dn = (
+            -cp.rel_entr(self.bs[dn], self.bs[dn] + cp.multiply(terms.gamma_dn[dn], self.qs[dn]))
+            / _LN2
+        )
         self.a_up = cp.Parameter(len(up), nonneg=True)  # k_up z
         self.c_up = cp.Parameter(len(up), nonneg=True)  # k_up / (4 z)
         self.a_dn = cp.Parameter(len(dn), nonneg=True)
@@ -146,41 +278,36 @@ class _Surrogate:
         # Sparse selections put each group's terms back at its users' rows.
         rows_up = sp.csr_matrix((np.ones(len(up)), (up, np.arange(len(up)))), shape=(n, len(up)))
         rows_dn = sp.csr_matrix((np.ones(len(dn)), (dn, np.arange(len(dn)))), shape=(n, len(dn)))
+        energy: cp.Expression | int = 0
         if len(up):
             user_delay.append(
                 rows_up
                 @ (
-                    cp.multiply(k1[up], cp.inv_pos(self.fs[up]))
-                    + cp.multiply(k2[up], cp.inv_pos(self.rho_up))
+                    cp.multiply(terms.k1[up], cp.inv_pos(self.fs[up]))
+                    + cp.multiply(terms.k2[up], cp.inv_pos(rho_up))
                 )
+            )
+            energy = cp.sum(
+                cp.multiply(terms.eps1[up], cp.square(self.fs[up]))
+                + cp.multiply(self.a_up, cp.square(self.ps[up]))
+                + cp.multiply(self.c_up, cp.power(rho_up, -2))
             )
         if len(dn):
             user_delay.append(
                 rows_dn
                 @ (
-                    cp.multiply(k3[dn], cp.inv_pos(self.ss[dn]))
-                    + cp.multiply(k4[dn], cp.inv_pos(self.rho_dn))
+                    cp.multiply(terms.k3[dn], cp.inv_pos(self.ss[dn]))
+                    + cp.multiply(terms.k4[dn], cp.inv_pos(rho_dn))
                 )
             )
+            energy = energy + cp.sum(
+                cp.multiply(terms.eps3[dn], cp.square(self.ss[dn]))
+                + cp.multiply(self.a_dn, cp.square(self.qs[dn]))
+                + cp.multiply(self.c_dn, cp.power(rho_dn, -2))
+            )
         service = cp.sum(
-            cp.multiply(
-                instance.service_scale / scale,
-                cp.log1p(instance.service_norm * (self.bs + self.qs + self.ss)),
-            )
+            terms.service * cp.log1p(terms.norm * (self.bs + self.qs + self.ss))
         )
-        energy = cp.sum(cp.multiply(eps1[up], cp.square(self.fs[up]))) if len(up) else 0
-        if len(dn):
-            energy = energy + cp.sum(cp.multiply(eps3[dn], cp.square(self.ss[dn])))
-            energy = energy + cp.sum(
-                cp.multiply(self.a_dn, cp.square(self.qs[dn]))
-                + cp.multiply(self.c_dn, cp.power(self.rho_dn, -2))
-            )
-        if len(up):
-            energy = energy + cp.sum(
-                cp.multiply(self.a_up, cp.square(self.ps[up]))
-                + cp.multiply(self.c_up, cp.power(self.rho_up, -2))
-            )
-        delay_price = y * instance.weight_delay * t_ref / scale
         constraints = [
             sum(user_delay[1:], user_delay[0]) <= self.tau,
             member @ self.bs <= 1,
@@ -188,82 +315,57 @@ class _Surrogate:
             member @ self.ss <= 1,
             self.ps <= 1,
             self.fs <= 1,
+            self.qs <= terms.server_upper,
+            self.ss <= terms.server_upper,
         ]
-        if not instance.count_idle:
-            constraints += [self.qs <= 1 - phi, self.ss <= 1 - phi]
         self.problem = cp.Problem(
-            cp.Maximize(service - delay_price * self.tau - energy), constraints
+            cp.Maximize(service - terms.delay_price * self.tau - energy), constraints
         )
 
-    def set_z(self, plan: Plan) -> None:
-        """The closed-form z update at ``plan``: z = 1 / (2 chi r) in the scaled units."""
-        inst, m = self.instance, self.assignment
-        n = inst.n_users
-        bw = inst.bandwidth_hz[m]
-        c = inst.gain_over_noise[np.arange(n), m]
-        bs = plan.bandwidth_hz / bw
-        for idx, power, cap, a, cc, k in (
-            (self.up, plan.user_power_w, inst.user_max_power_w, self.a_up, self.c_up, self.k_up),
-            (
-                self.dn,
-                plan.server_power_w,
-                inst.server_max_power_w[m],
-                self.a_dn,
-                self.c_dn,
-                self.k_dn,
-            ),
-        ):
-            if not len(idx):
-                continue
-            share = np.maximum(power[idx] / cap[idx], 1e-9)
-            gamma = c[idx] * cap[idx] / bw[idx]
-            b = np.maximum(bs[idx], 1e-9)
-            rho = b * np.log2(1 + gamma * share / b)
-            # chi = share (the constant k is factored out of both terms of the bound)
-            z = fp_optimal_z(share, np.maximum(rho, 1e-12))
-            a.value = k[idx] * z
-            cc.value = k[idx] / (4.0 * z)
-
-    def solve(self) -> tuple[Plan | None, str]:
-        """One convex solve; the plan it gives (shares mapped back to SI) and the status."""
+    def solve(
+        self, weights: tuple[FloatArray, ...], start: Shares
+    ) -> tuple[Shares | None, str]:
+        """One convex solve for the FP weights ``(a_up, c_up, a_dn, c_dn)`` (``start`` unused:
+        the interior-point solver starts from its own point)."""
+        del start
+        a_up, c_up, a_dn, c_dn = weights
+        if len(self.up):
+            self.a_up.value, self.c_up.value = a_up[self.up], c_up[self.up]
+        if len(self.dn):
+            self.a_dn.value, self.c_dn.value = a_dn[self.dn], c_dn[self.dn]
         status = solve_with_fallback(self.problem, self.bs, _SOLVER_OPTIONS)
-        return (None, status) if status == "failed" else (self._plan(), status)
-
-    def _plan(self) -> Plan:
-        inst, m = self.instance, self.assignment
-
-        def share(var: cp.Variable) -> FloatArray:
-            values: FloatArray = np.clip(np.asarray(var.value, dtype=float), 0.0, 1.0)
-            return values
-
-        bs, ps, qs, fs, ss = (share(v) for v in (self.bs, self.ps, self.qs, self.fs, self.ss))
-        # Solver tolerance may overshoot a server's budget by ~1e-8: scale back exactly.
-        for values in (bs, qs, ss):
-            used = np.bincount(m, weights=values, minlength=inst.n_servers)
-            over = np.where(used > 1.0, 1.0 / np.maximum(used, 1e-300), 1.0)
-            values *= over[m]
-        if not inst.count_idle:
-            qs = np.minimum(qs, 1 - self.phi)
-            ss = np.minimum(ss, 1 - self.phi)
-        no_up = self.phi <= 0
-        return Plan(
-            assignment=m,
-            phi=self.phi,
-            bandwidth_hz=bs * inst.bandwidth_hz[m],
-            user_power_w=np.where(no_up, 1.0, ps) * inst.user_max_power_w,
-            server_power_w=qs * inst.server_max_power_w[m],
-            user_flops=np.where(no_up, 1.0, fs) * inst.user_max_flops,
-            server_flops=ss * inst.server_max_flops[m],
+        if status == "failed":
+            return None, status
+        values = (
+            np.asarray(v.value, dtype=float) for v in (self.bs, self.ps, self.qs, self.fs, self.ss)
         )
+        return Shares(*values), status
+
+
+#: The engines of the convex step: one cvxpy problem (generic, the paper's route) or the
+#: project's vectorised barrier method (:mod:`mecllm.solvers.barrier`, for large N).
+ENGINES = ("conic", "barrier")
 
 
 def optimise_resources(
-    instance: Instance, start: Plan, y: float, *, tolerance: float = 1e-4, max_iterations: int = 15
+    instance: Instance,
+    start: Plan,
+    y: float,
+    *,
+    tolerance: float = 1e-4,
+    max_iterations: int = 15,
+    engine: str = "conic",
 ) -> AllocationResult:
     """Part 2 from ``start``: quadratic-transform FP iterations until the objective settles.
 
+    ``engine`` solves each convex surrogate: ``"conic"`` (cvxpy, Clarabel then SCS) or
+    ``"barrier"`` (vectorised Newton barrier method, warm-started from the current plan).
     Returns the best plan seen (never worse than ``start`` in the Dinkelbach objective).
     """
+    from mecllm.solvers.barrier import BarrierSurrogate
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     started = time.perf_counter()
     start_report = evaluate(instance, start)
     best, best_value = start, start_report.service - y * start_report.cost
@@ -272,16 +374,18 @@ def optimise_resources(
         raise ValueError("part 2 needs a feasible start plan")
     t_ref = max(start_report.delay_s, 1e-9)
     scale = max(abs(start_report.service), abs(y * start_report.cost), 1e-9)
-    surrogate = _Surrogate(instance, start, y, t_ref, scale)
+    terms = surrogate_terms(instance, start, y, t_ref, scale)
+    convex = _ConicSurrogate(terms) if engine == "conic" else BarrierSurrogate(terms)
     current, status = start, "optimal"
     for _ in range(max_iterations):
-        surrogate.set_z(current)
-        plan, step_status = surrogate.solve()
-        if plan is None:
+        shares = Shares.of(instance, current)
+        found, step_status = convex.solve(fp_weights(terms, shares), shares)
+        if found is None:
             status = "failed" if len(values) == 1 else status
             break
         if step_status == "inaccurate":
             status = "inaccurate"
+        plan = found.to_plan(instance, terms)
         report = evaluate(instance, plan)
         value = report.service - y * report.cost if report.feasible else -np.inf
         values.append(float(value))

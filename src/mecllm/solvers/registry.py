@@ -100,8 +100,8 @@ def _loop(name: str, association: Step | None, allocation: Step) -> Runner:
     return run
 
 
-def _part2(options: SolveOptions) -> Step:
-    return part2_step(options.inner_tolerance, options.max_inner_iterations)
+def _part2(options: SolveOptions, engine: str = "conic") -> Step:
+    return part2_step(options.inner_tolerance, options.max_inner_iterations, engine)
 
 
 @register(
@@ -148,6 +148,16 @@ def _dashf_fullsdr(instance: Instance, options: SolveOptions) -> SolveResult:
 def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
     step = part1_step("milp", "keep", time_limit_s=min(60.0, options.time_limit_s))
     return _loop("dashf-milp", step, _part2(options))(instance, options)
+
+
+@register(
+    "dashf-scale",
+    "DASHF for large instances: association by the exact MILP up to 4000 user-server pairs, "
+    "by a scan over the delay bound above; resources by the vectorised barrier method",
+)
+def _dashf_scale(instance: Instance, options: SolveOptions) -> SolveResult:
+    step = part1_step("auto", "keep", time_limit_s=min(60.0, options.time_limit_s))
+    return _loop("dashf-scale", step, _part2(options, "barrier"))(instance, options)
 
 
 @register(

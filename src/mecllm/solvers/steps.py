@@ -27,8 +27,12 @@ from mecllm.solvers.part1 import (
     solve_relaxation,
 )
 from mecllm.solvers.part2 import dinkelbach_value, optimise_resources
+from mecllm.solvers.threshold import solve_by_threshold
 
 Record = dict[str, Any]
+#: Largest N x M for which ``part1_step("auto")`` solves the exact MILP (about a second or
+#: two with HiGHS on the paper scenario); larger instances use the T scan.
+AUTO_MILP_PAIRS = 4000
 Step = Callable[[Instance, Plan, float], tuple[Plan, Record]]
 
 
@@ -83,8 +87,9 @@ def part1_step(method: str, resources: str, time_limit_s: float = 60.0) -> Step:
     """AO part 1, then phi and T re-solved exactly for the resources that follow the move.
 
     ``method``: ``"sdr"`` (the paper's relaxation in chordal form + Hungarian rounding),
-    ``"sdr-full"`` (the same relaxation as one dense PSD matrix, as printed) or ``"milp"``
-    (exact, HiGHS). ``resources``: ``"keep"`` (optimised allocation follows the move, DASHF) or
+    ``"sdr-full"`` (the same relaxation as one dense PSD matrix, as printed), ``"milp"``
+    (exact, HiGHS), ``"threshold"`` (the scalable T scan of :mod:`mecllm.solvers.threshold`)
+    or ``"auto"`` (the MILP up to :data:`AUTO_MILP_PAIRS` user-server pairs, the scan above). ``resources``: ``"keep"`` (optimised allocation follows the move, DASHF) or
     ``"equal"`` (the equal split, AAUCO).
     """
 
@@ -106,10 +111,14 @@ def part1_step(method: str, resources: str, time_limit_s: float = 60.0) -> Step:
                 record["note"] = "relaxation failed with every solver; association kept"
             else:
                 assignment = hungarian_round(costs, relaxed.x_fractional)
-        elif method == "milp":
+        elif method == "milp" or (method == "auto" and costs.constant.size <= AUTO_MILP_PAIRS):
             exact = solve_milp(costs, time_limit_s=time_limit_s)
             record.update(milp_status=exact.status, milp_gap=exact.gap, milp_s=exact.seconds)
             assignment = exact.assignment if exact.status != "failed" else plan.assignment.copy()
+        elif method in ("threshold", "auto"):
+            scan = solve_by_threshold(costs, plan.assignment)
+            record.update(threshold_s=scan.seconds)
+            assignment = scan.assignment
         else:
             raise ValueError(f"unknown part-1 method {method!r}")
         if resources == "equal":
@@ -136,8 +145,14 @@ def equal_split_step(instance: Instance, plan: Plan, y: float) -> tuple[Plan, Re
     return equal_split(instance, plan.assignment, plan.phi), {}
 
 
-def part2_step(tolerance: float = 1e-4, max_iterations: int = 15) -> Step:
-    """AO part 2, started from the better of the current allocation and the equal split."""
+def part2_step(
+    tolerance: float = 1e-4, max_iterations: int = 15, engine: str = "conic"
+) -> Step:
+    """AO part 2, started from the better of the current allocation and the equal split.
+
+    ``engine``: ``"conic"`` (one cvxpy problem per FP iteration) or ``"barrier"`` (the
+    vectorised barrier method of :mod:`mecllm.solvers.barrier`).
+    """
 
     def step(instance: Instance, plan: Plan, y: float) -> tuple[Plan, Record]:
         started = time.perf_counter()
@@ -145,13 +160,14 @@ def part2_step(tolerance: float = 1e-4, max_iterations: int = 15) -> Step:
         values = [dinkelbach_value(instance, c, y) for c in candidates]
         start = candidates[int(np.argmax(values))]
         result = optimise_resources(
-            instance, start, y, tolerance=tolerance, max_iterations=max_iterations
+            instance, start, y, tolerance=tolerance, max_iterations=max_iterations, engine=engine
         )
         record: Record = {
             "part2_status": result.status,
             "part2_values": result.values,
             "inner_iterations": len(result.values) - 1,
             "part2_start": "previous" if start is plan else "equal split",
+            "part2_engine": engine,
             "part2_s": time.perf_counter() - started,
         }
         return canonical(instance, result.plan), record

@@ -1,0 +1,379 @@
+"""A vectorised Newton barrier method for the part-2 surrogate (the scalable allocation step).
+
+The surrogate of :class:`mecllm.solvers.part2.SurrogateTerms` (fixed quadratic-transform
+weights) is convex and almost separable: each user has five shares (beta, pi, kappa, f, sigma),
+and users are coupled only by the shared delay bound tau and by their server's three caps. The
+barrier method minimises
+
+    t * (-objective) - sum_n log(tau - D_n) - sum_{m,k} log(1 - sum_{n in m} x_nk)
+                     - sum_{n,i} [log x_ni + log(upper_ni - x_ni)]
+
+for a rising t. Its Newton system is block diagonal (one 5x5 block per user) plus one coupling
+column (tau) and 3 rank-one terms per server. Eliminating the user blocks (one batched 5x5
+solve) leaves one 3x3 system per server and one scalar equation for tau, so a Newton step costs
+O(N) and the whole solve needs no generic conic solver. The optimum is the same convex problem
+the conic engine solves: the benchmark ``benchmarks/scale.py`` prints the SCR gap between the
+two where both finish.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mecllm.checks import FloatArray
+from mecllm.solution import IntArray
+from mecllm.solvers.part2 import Shares, SurrogateTerms
+
+_LN2 = math.log(2.0)
+#: Positions of the five shares in a user's block; BETA, KAPPA, SIGMA share a server cap.
+BETA, PI, KAPPA, F, SIGMA = range(5)
+CAPPED = (BETA, KAPPA, SIGMA)
+#: Barrier parameter growth per centring step, and the final duality-gap bound (the objective
+#: is scaled to magnitude about 1, so this is a relative accuracy).
+_GROWTH = 20.0
+_GAP = 1e-7
+_MAX_NEWTON = 60
+#: Newton decrement (lambda^2 / 2) below which a centring step is done: an absolute floor,
+#: and a multiple of the barrier value below which double precision cannot see a decrease.
+_CENTRED = 1e-9
+_ROUNDING = 1e-13
+#: Interior start: shares are pulled at least this far inside their bounds.
+_MARGIN = 1e-2
+#: Share of each slack (box, caps, delays) a Newton step must leave.
+_KEEP = 0.1
+
+
+class _Link:
+    """``rho = beta log2(1 + gamma p / beta)`` with its gradient and Hessian in (beta, p).
+
+    Rows where the link carries nothing get rho = 1 and zero derivatives (never used, but
+    finite).
+    """
+
+    def __init__(self, beta: FloatArray, power: FloatArray, gamma: FloatArray, active: FloatArray):
+        v = power / beta
+        den = 1.0 + gamma * v
+        log_den = np.log(den)
+        rho = beta * log_den / _LN2
+        d_beta = (log_den - gamma * v / den) / _LN2
+        d_p = gamma / (_LN2 * den)
+        curvature = -(gamma**2) / (_LN2 * den**2) / beta  # phi''(v) / beta
+        on = active > 0
+        self.rho: FloatArray = np.where(on, rho, 1.0)
+        self.grad = np.where(on[:, None], np.stack([d_beta, d_p], axis=1), 0.0)
+        hess = np.stack(
+            [np.stack([curvature * v**2, -curvature * v], 1), np.stack([-curvature * v, curvature], 1)],
+            axis=1,
+        )
+        self.hess = np.where(on[:, None, None], hess, 0.0)
+
+
+def _add_composite(
+    grad: FloatArray,
+    hess: FloatArray,
+    index: tuple[int, int],
+    link: _Link,
+    h1: FloatArray,
+    h2: FloatArray,
+) -> None:
+    """Add the derivatives of ``h(rho(beta, p))`` given h' = ``h1`` and h'' = ``h2`` (per user)."""
+    i = list(index)
+    grad[:, i] += h1[:, None] * link.grad
+    outer = link.grad[:, :, None] * link.grad[:, None, :]
+    hess[:, [[i[0]], [i[1]]], [i[0], i[1]]] += h2[:, None, None] * outer + h1[:, None, None] * link.hess
+
+
+def _by_server(values: FloatArray, server: IntArray, count: int) -> FloatArray:
+    """Sum per-user arrays (first axis) over each server's users: shape (count, ...)."""
+    flat = values.reshape(values.shape[0], -1)
+    out = np.stack(
+        [np.bincount(server, weights=flat[:, j], minlength=count) for j in range(flat.shape[1])],
+        axis=1,
+    )
+    return out.reshape((count, *values.shape[1:]))
+
+
+class BarrierSurrogate:
+    """The surrogate of one (x, phi, y), solved by the barrier method for each FP weight set."""
+
+    def __init__(self, terms: SurrogateTerms):
+        self.terms = terms
+        n = terms.phi.shape[0]
+        self.n = n
+        ones = np.ones(n)
+        self.upper = np.stack(
+            [ones, ones, terms.server_upper, ones, terms.server_upper], axis=1
+        ).astype(float)
+        #: Shares whose upper bound is 0 (server resources of a user with no server work when
+        #: they must follow work) are fixed at 0 and left out of the Newton system.
+        self.free = self.upper > 1e-12
+        self.server = terms.assignment
+        self.m = terms.n_servers
+        self.up = terms.up.astype(float)
+        self.dn = terms.dn.astype(float)
+        self.constraints = int(self.free.sum()) * 2 + n + 3 * self.m
+
+    # ------------------------------------------------------------------ pieces
+    def _delay(self, x: FloatArray, up: _Link, dn: _Link) -> FloatArray:
+        t = self.terms
+        delay: FloatArray = (
+            t.k1 / np.where(t.k1 > 0, x[:, F], 1.0)
+            + t.k2 / up.rho
+            + t.k3 / np.where(t.k3 > 0, x[:, SIGMA], 1.0)
+            + t.k4 / dn.rho
+        )
+        return delay
+
+    def _objective(self, x: FloatArray, tau: float, up: _Link, dn: _Link) -> float:
+        """The surrogate in minimisation form (negated objective)."""
+        t, (a_up, c_up, a_dn, c_dn) = self.terms, self.weights
+        total = x[:, BETA] + x[:, KAPPA] + x[:, SIGMA]
+        value = (
+            -t.service * np.sum(np.log1p(t.norm * total))
+            + t.delay_price * tau
+            + np.sum(t.eps1 * x[:, F] ** 2 + t.eps3 * x[:, SIGMA] ** 2)
+            + np.sum(a_up * x[:, PI] ** 2 + c_up / up.rho**2)
+            + np.sum(a_dn * x[:, KAPPA] ** 2 + c_dn / dn.rho**2)
+        )
+        return float(value)
+
+    def _links(self, x: FloatArray) -> tuple[_Link, _Link]:
+        t = self.terms
+        beta = x[:, BETA]
+        up = _Link(beta, np.where(self.up > 0, x[:, PI], 1.0), t.gamma_up, self.up)
+        dn = _Link(beta, np.where(self.dn > 0, x[:, KAPPA], 1.0), t.gamma_dn, self.dn)
+        return up, dn
+
+    def _cap_slack(self, x: FloatArray) -> FloatArray:
+        """(M, 3) one minus each server's used share of bandwidth, power and compute."""
+        used = np.stack(
+            [np.bincount(self.server, weights=x[:, k], minlength=self.m) for k in CAPPED], axis=1
+        )
+        slack: FloatArray = 1.0 - used
+        return slack
+
+    def _barrier(
+        self, x: FloatArray, tau: float, t_barrier: float, floor: FloatArray | float = 0.0
+    ) -> float:
+        """The barrier function; +inf outside the interior or where a delay slack falls
+        to ``floor`` or below (the line search keeps each slack above a share of its value, so
+        that one step cannot jump next to a nonlinear constraint)."""
+        free = self.free
+        lower, upper = x[free], (self.upper - x)[free]
+        slack = self._cap_slack(x)
+        if lower.min() <= 0 or upper.min() <= 0 or slack.min() <= 0:
+            return math.inf
+        up, dn = self._links(x)
+        gap = tau - self._delay(x, up, dn)
+        if np.any(gap <= floor):
+            return math.inf
+        return float(
+            t_barrier * self._objective(x, tau, up, dn)
+            - np.sum(np.log(gap))
+            - np.sum(np.log(slack))
+            - np.sum(np.log(lower))
+            - np.sum(np.log(upper))
+        )
+
+    # ------------------------------------------------------------------ Newton step
+    def _derivatives(
+        self, x: FloatArray, tau: float, t_barrier: float
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, float, FloatArray]:
+        """Gradient and Hessian of the barrier function at (x, tau), by block.
+
+        The Hessian is ``blockdiag(hess) + sum_n w_n w_n^T / gap_n^2 + caps`` with
+        ``w_n = (grad D_n, -1)`` over user n's block and tau: the rank-one delay terms are
+        kept apart so that a nearly tight user (gap -> 0) causes no cancellation.
+
+        Returns ``(grad, hess, d_grad, gap, g_tau, slack)``: the (N, 5) gradient in x, the
+        (N, 5, 5) user blocks, the (N, 5) delay gradients, the (N,) delay slacks, the
+        derivative in tau and the (M, 3) cap slacks.
+        """
+        t, (a_up, c_up, a_dn, c_dn) = self.terms, self.weights
+        n = self.n
+        up, dn = self._links(x)
+        grad = np.zeros((n, 5))
+        hess = np.zeros((n, 5, 5))
+        # -- objective (times t_barrier)
+        total = x[:, BETA] + x[:, KAPPA] + x[:, SIGMA]
+        slope = -t.service * t.norm / (1.0 + t.norm * total)
+        curve = t.service * t.norm**2 / (1.0 + t.norm * total) ** 2
+        for i in CAPPED:
+            grad[:, i] += slope
+            for j in CAPPED:
+                hess[:, i, j] += curve
+        for i, coef in ((F, t.eps1), (SIGMA, t.eps3), (PI, a_up), (KAPPA, a_dn)):
+            grad[:, i] += 2 * coef * x[:, i]
+            hess[:, i, i] += 2 * coef
+        for link, coef, index in ((up, c_up, (BETA, PI)), (dn, c_dn, (BETA, KAPPA))):
+            _add_composite(grad, hess, index, link, -2 * coef / link.rho**3, 6 * coef / link.rho**4)
+        grad *= t_barrier
+        hess *= t_barrier
+        # -- delay barrier -log(tau - D)
+        d_grad = np.zeros((n, 5))
+        d_hess = np.zeros((n, 5, 5))
+        f_safe = np.where(t.k1 > 0, x[:, F], 1.0)
+        s_safe = np.where(t.k3 > 0, x[:, SIGMA], 1.0)
+        d_grad[:, F] = -t.k1 / f_safe**2
+        d_hess[:, F, F] = 2 * t.k1 / f_safe**3
+        d_grad[:, SIGMA] = -t.k3 / s_safe**2
+        d_hess[:, SIGMA, SIGMA] = 2 * t.k3 / s_safe**3
+        for link, coef, index in ((up, t.k2, (BETA, PI)), (dn, t.k4, (BETA, KAPPA))):
+            _add_composite(d_grad, d_hess, index, link, -coef / link.rho**2, 2 * coef / link.rho**3)
+        gap = tau - self._delay(x, up, dn)
+        grad += d_grad / gap[:, None]
+        hess += d_hess * self.dual_delay[:, None, None]
+        g_tau = t_barrier * t.delay_price - float(np.sum(1.0 / gap))
+        # -- box and caps
+        lower, upper = x, self.upper - x
+        grad += np.where(self.free, -1.0 / lower + 1.0 / upper, 0.0)
+        box = np.where(self.free, self.dual_lower / lower + self.dual_upper / upper, 0.0)
+        hess[:, range(5), range(5)] += box
+        slack = self._cap_slack(x)
+        for j, k in enumerate(CAPPED):
+            grad[:, k] += np.where(self.free[:, k], 1.0 / slack[self.server, j], 0.0)
+        # -- fixed shares: identity rows, no coupling
+        fixed = ~self.free
+        grad[fixed] = 0.0
+        d_grad[fixed] = 0.0
+        hess[fixed[:, :, None] & np.ones((1, 1, 5), bool)] = 0.0
+        hess[fixed[:, None, :] & np.ones((1, 5, 1), bool)] = 0.0
+        hess[:, range(5), range(5)] += fixed.astype(float)
+        return grad, hess, d_grad, gap, g_tau, slack
+
+    def _newton(
+        self, x: FloatArray, tau: float, t_barrier: float
+    ) -> tuple[FloatArray, float, float, FloatArray]:
+        """The Newton direction (dx, dtau), the decrement lambda^2 and the delay slacks."""
+        grad, hess, d_grad, gap, g_tau, slack = self._derivatives(x, tau, t_barrier)
+        n, fixed, server = self.n, ~self.free, self.server
+        # Unknowns: dx, dtau, one multiplier zeta_n per delay term (zeta_n = (grad D_n . dx_n
+        # - dtau) / gap_n^2) and nu_m (3) per server's caps. Eliminate each user's block, then
+        # each server's 3x3 system, then solve the scalar equation for dtau.
+        caps = np.zeros((n, 5, 3))
+        for j, k in enumerate(CAPPED):
+            caps[:, k, j] = self.free[:, k]
+        rhs = np.concatenate([grad[:, :, None], d_grad[:, :, None], caps], axis=2)
+        solved = np.linalg.solve(hess, rhs)
+        r_g, r_d, r_e = solved[:, :, 0], solved[:, :, 1], solved[:, :, 2:]
+        a = np.sum(d_grad * r_g, axis=1)  # grad D^T H^-1 g
+        delta = np.sum(d_grad * r_d, axis=1) + gap / self.dual_delay
+        b = np.einsum("nkj,nk->nj", caps, r_d)  # E^T H^-1 grad D, (N, 3)
+        e_r_e = np.einsum("nkj,nki->nji", caps, r_e)  # E^T H^-1 E, (N, 3, 3)
+        e_r_g = np.einsum("nkj,nk->nj", caps, r_g)
+        b_over = b / delta[:, None]
+        a_m = _by_server(e_r_e - b[:, :, None] * b_over[:, None, :], server, self.m)
+        a_m += np.eye(3)[None] * (slack / self.dual_caps)[:, :, None]
+        r_m = _by_server(-e_r_g + b_over * a[:, None], server, self.m)
+        q_m = _by_server(b_over, server, self.m)
+        a_inv_r = np.linalg.solve(a_m, r_m[:, :, None])[:, :, 0]
+        a_inv_q = np.linalg.solve(a_m, q_m[:, :, None])[:, :, 0]
+        lhs = float(np.sum(1.0 / delta)) + float(np.sum(q_m * a_inv_q))
+        d_tau = (-g_tau - float(np.sum(a / delta)) - float(np.sum(q_m * a_inv_r))) / lhs
+        nu = a_inv_r + a_inv_q * d_tau
+        zeta = -(a + np.sum(b * nu[server], axis=1) + d_tau) / delta
+        dx = -r_g - r_d * zeta[:, None] - np.einsum("nkj,nj->nk", r_e, nu[server])
+        dx[fixed] = 0.0
+        decrement = -(float(np.sum(grad * dx)) + g_tau * d_tau)
+        self._dual_direction = (
+            1.0 / gap - self.dual_delay * (1.0 + (d_tau - np.sum(d_grad * dx, axis=1)) / gap),
+            np.where(self.free, 1.0 / x - self.dual_lower * (1.0 + dx / x), 0.0),
+            np.where(
+                self.free,
+                1.0 / (self.upper - x) - self.dual_upper * (1.0 - dx / (self.upper - x)),
+                0.0,
+            ),
+            1.0 / slack - self.dual_caps * (1.0 - (1.0 - self._cap_slack(dx)) / slack),
+        )
+        return dx, d_tau, decrement, gap
+
+    def _init_duals(self, x: FloatArray, tau: float) -> None:
+        """Dual estimates of the central path at (x, tau): 1 / slack for every constraint."""
+        up, dn = self._links(x)
+        self.dual_delay = 1.0 / (tau - self._delay(x, up, dn))
+        self.dual_lower = np.where(self.free, 1.0 / np.where(self.free, x, 1.0), 0.0)
+        self.dual_upper = np.where(self.free, 1.0 / np.where(self.free, self.upper - x, 1.0), 0.0)
+        self.dual_caps = 1.0 / self._cap_slack(x)
+
+    def _step_duals(self) -> None:
+        """Move the duals along their direction, keeping each above 1 - _KEEP of its value."""
+        duals = (self.dual_delay, self.dual_lower, self.dual_upper, self.dual_caps)
+        step = 1.0
+        for value, change in zip(duals, self._dual_direction, strict=True):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                limit = np.where((change < 0) & (value > 0), -value / change, np.inf)
+            step = min(step, float(limit.min()) * (1 - _KEEP))
+        self.dual_delay, self.dual_lower, self.dual_upper, self.dual_caps = (
+            value + step * change for value, change in zip(duals, self._dual_direction, strict=True)
+        )
+
+    def _max_step(self, x: FloatArray, dx: FloatArray) -> float:
+        """Largest step (times 1 - _KEEP) that keeps the box and caps strictly satisfied."""
+        step = 1.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            down = np.where((dx < 0) & self.free, -x / dx, np.inf)
+            rise = np.where((dx > 0) & self.free, (self.upper - x) / dx, np.inf)
+            step = min(step, float(down.min()) * (1 - _KEEP), float(rise.min()) * (1 - _KEEP))
+            slack = self._cap_slack(x)
+            change = 1.0 - self._cap_slack(dx)  # each server's summed change per cap
+            caps = np.where(change > 0, slack / change, np.inf)
+            step = min(step, float(caps.min()) * (1 - _KEEP))
+        return step
+
+    # ------------------------------------------------------------------ driver
+    def _interior(self, start: Shares) -> tuple[FloatArray, float]:
+        x = np.stack([start.beta, start.pi, start.kappa, start.f, start.sigma], axis=1)
+        x = np.where(self.free, np.clip(x, _MARGIN * self.upper, (1 - _MARGIN) * self.upper), 0.0)
+        for j, k in enumerate(CAPPED):
+            used = np.bincount(self.server, weights=x[:, k], minlength=self.m)
+            factor = np.where(used > 1 - _MARGIN, (1 - _MARGIN) / np.maximum(used, 1e-300), 1.0)
+            x[:, k] *= factor[self.server]
+            del j
+        up, dn = self._links(x)
+        tau = float(np.max(self._delay(x, up, dn))) * 1.05 + 1e-9
+        return x, tau
+
+    def solve(self, weights: tuple[FloatArray, ...], start: Shares) -> tuple[Shares | None, str]:
+        """Minimise the surrogate for the FP ``weights`` from ``start`` (pulled inside).
+
+        Returns the shares and ``"optimal"`` (duality gap below 1e-8 of the scaled objective),
+        ``"inaccurate"`` (Newton step cap reached first) or ``(None, "failed")``.
+        """
+        self.weights = weights
+        x, tau = self._interior(start)
+        self._init_duals(x, tau)
+        t_barrier = self.constraints / max(abs(self._objective(x, tau, *self._links(x))), 1.0)
+        status = "optimal"
+        while True:
+            for _ in range(_MAX_NEWTON):
+                dx, d_tau, decrement, gap = self._newton(x, tau, t_barrier)
+                if not np.isfinite(decrement):
+                    return None, "failed"
+                value = self._barrier(x, tau, t_barrier)
+                if decrement / 2 <= _CENTRED + _ROUNDING * abs(value):
+                    break
+                step = self._max_step(x, dx)
+                while step > 1e-12:
+                    trial = self._barrier(
+                        x + step * dx, tau + step * d_tau, t_barrier, _KEEP * gap
+                    )
+                    if trial <= value - 0.25 * step * decrement:
+                        break
+                    step *= 0.5
+                else:
+                    break  # no progress possible at this t: numerically centred
+                x, tau = x + step * dx, tau + step * d_tau
+                self._step_duals()
+            else:
+                status = "inaccurate"
+            if self.constraints / t_barrier <= _GAP:
+                break
+            t_barrier *= _GROWTH
+            # The duals are kept in barrier units (times t): rescale them with t.
+            self.dual_delay, self.dual_lower, self.dual_upper, self.dual_caps = (
+                _GROWTH * d
+                for d in (self.dual_delay, self.dual_lower, self.dual_upper, self.dual_caps)
+            )
+        return Shares(*(x[:, k] for k in range(5))), status
