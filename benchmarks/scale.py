@@ -1,12 +1,19 @@
 """How the DASHF variants scale: wall time and SCR from 10x2 upwards, with a time limit.
 
 Each solve runs in its own process and is stopped at ``--time-limit`` seconds (reported as
-``timeout``). For every size where the paper's route (``dashf-fullsdr``: the relaxation as one
-dense PSD matrix) finishes, each variant's time and SCR are divided by the paper route's from
-the same run. Writes a Markdown table to stdout and a log-log plot of time vs N. Usage::
+``timeout``; a worker that dies, for example out of memory, is reported as ``crashed``). For
+every size where the paper's route (``dashf-fullsdr``: the relaxation as one dense PSD matrix)
+finishes, each variant's time and SCR are divided by the paper route's from the same run.
 
-    python benchmarks/scale.py [--sizes 10x2 20x3 50x5 100x10 1000x20] [--seeds 1]
-                               [--time-limit 120] [--plot scale.png]
+A second table compares the scalable steps with the exact/generic ones on the same input (the
+greedy start of seed 0, at its own SCR): the T-scan association against the MILP (part-1
+objective and the SCR after the step), and the barrier allocation against the conic one (SCR
+after part 2), wherever both finish within the limit.
+
+Writes Markdown tables to stdout and a log-log plot of time vs N. Usage::
+
+    python benchmarks/scale.py [--sizes 10x2 20x3 50x5 100x10 1000x20 10000x100] [--seeds 1]
+                               [--time-limit 600] [--plot scale.png] [--step-sizes 10x2 ...]
 """
 
 from __future__ import annotations
@@ -23,9 +30,12 @@ import numpy as np
 from mecllm.physics import evaluate
 from mecllm.scenario import generate, preset
 from mecllm.solvers.base import SolveOptions
-from mecllm.solvers.registry import solve
+from mecllm.solvers.part1 import price_moves, solve_milp
+from mecllm.solvers.registry import _greedy_start, solve
+from mecllm.solvers.steps import part1_step, part2_step
+from mecllm.solvers.threshold import solve_by_threshold
 
-VARIANTS = ("rucaa", "gucaa", "dashf-fullsdr", "dashf", "dashf-milp", "dashf-plus")
+VARIANTS = ("rucaa", "gucaa", "dashf-fullsdr", "dashf", "dashf-milp", "dashf-scale")
 PAPER_ROUTE = "dashf-fullsdr"
 
 
@@ -46,25 +56,106 @@ def _worker(n: int, m: int, seed: int, name: str, limit: float, out: Any) -> Non
     )
 
 
-def timed_solve(n: int, m: int, seed: int, name: str, limit: float) -> dict[str, Any] | None:
-    """Solve in a child process; None when it does not finish within ``limit`` seconds."""
+def _step_worker(n: int, m: int, step: str, out: Any) -> None:
+    """One exact/generic or scalable step from the greedy start of seed 0."""
+    instance = generate(preset("paper", n_users=n, n_servers=m), np.random.default_rng(0))
+    start = _greedy_start(instance)
+    y = evaluate(instance, start).scr
+    started = time.perf_counter()
+    if step in ("milp", "threshold"):
+        costs, _ = price_moves(instance, start, y)
+        found = (
+            solve_milp(costs, time_limit_s=3600.0)
+            if step == "milp"
+            else solve_by_threshold(costs, start.assignment)
+        )
+        plan, _ = part1_step(step, "keep", time_limit_s=3600.0)(instance, start, y)
+        objective = found.value
+    else:
+        plan, _ = part2_step(engine=step)(instance, start, y)
+        objective = float("nan")
+    out.put(
+        {
+            "seconds": time.perf_counter() - started,
+            "objective": objective,
+            "scr": evaluate(instance, plan).scr,
+        }
+    )
+
+
+def _run_child(target: Any, args: tuple[Any, ...], limit: float) -> dict[str, Any]:
+    """Run ``target(*args, queue)`` in a child; its result, or {"timeout"} / {"crashed"}."""
     results: Any = mp.get_context("fork").Queue()
-    child = mp.get_context("fork").Process(target=_worker, args=(n, m, seed, name, limit, results))
+    child = mp.get_context("fork").Process(target=target, args=(*args, results))
+    started = time.perf_counter()
     child.start()
     try:
-        return dict(results.get(timeout=limit))
-    except queue.Empty:
-        return None
+        while True:
+            try:
+                return dict(results.get(timeout=1.0))
+            except queue.Empty:
+                if not child.is_alive():
+                    return {"crashed": child.exitcode}
+                if time.perf_counter() - started > limit:
+                    return {"timeout": limit}
     finally:
         child.kill()
         child.join()
 
 
+def timed_solve(n: int, m: int, seed: int, name: str, limit: float) -> dict[str, Any]:
+    """Solve in a child process, stopped after ``limit`` seconds."""
+    return _run_child(_worker, (n, m, seed, name, limit), limit)
+
+
+def step_gaps(sizes: list[tuple[int, int]], limit: float) -> None:
+    """Print the scalable steps against the exact/generic ones where both finish."""
+    print(
+        "\n| size | step | exact/generic (s) | scalable (s) | part-1 objective gap | "
+        "SCR after step: exact/generic | scalable | SCR gap |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for n, m in sizes:
+        for label, exact, fast in (
+            ("association", "milp", "threshold"),
+            ("allocation", "conic", "barrier"),
+        ):
+            a = _run_child(_step_worker, (n, m, exact), limit)
+            b = _run_child(_step_worker, (n, m, fast), limit)
+            if "scr" not in a or "scr" not in b:
+                what = "timeout" if "timeout" in a else "crashed" if "crashed" in a else ""
+                shown = f"{b['seconds']:.3g}" if "scr" in b else "timeout"
+                print(f"| {n}x{m} | {label} | {what or 'failed'} | {shown} | | | | |")
+                continue
+            objective_gap = ""
+            if np.isfinite(a["objective"]):
+                objective_gap = f"{(b['objective'] - a['objective']) / abs(a['objective']):.2e}"
+            print(
+                f"| {n}x{m} | {label} | {a['seconds']:.3g} | {b['seconds']:.3g} | "
+                f"{objective_gap} | {a['scr']:.6g} | {b['scr']:.6g} | "
+                f"{(a['scr'] - b['scr']) / a['scr']:+.2%} |",
+                flush=True,
+            )
+
+
+def _size(text: str) -> tuple[int, int]:
+    n, m = (int(v) for v in text.lower().split("x"))
+    return n, m
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["10x2", "20x3", "50x5", "100x10", "1000x20"])
+    parser.add_argument(
+        "--sizes", nargs="+", default=["10x2", "20x3", "50x5", "100x10", "1000x20", "10000x100"]
+    )
     parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--time-limit", type=float, default=120.0)
+    parser.add_argument("--time-limit", type=float, default=600.0)
+    parser.add_argument(
+        "--step-sizes",
+        nargs="*",
+        default=None,
+        help="sizes for the step-gap table (default: those of --sizes up to 1000 users)",
+    )
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--plot", type=Path, default=Path("scale.png"))
     args = parser.parse_args()
@@ -72,26 +163,25 @@ def main() -> None:
     rows = []
     print(
         "| size | seed | algorithm | wall time (s) | SCR | delay (s) | energy (J) | "
-        "iterations | MIP gap | time / paper route | SCR / paper route |"
+        "iterations | MIP gap | feasible | time / paper route | SCR / paper route |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         n, m = (int(v) for v in size.lower().split("x"))
         for seed in range(args.seeds):
             found = {}
             for name in variants:
-                started = time.perf_counter()
                 found[name] = timed_solve(n, m, seed, name, args.time_limit)
-                if found[name] is None:
-                    found[name] = {"timeout": time.perf_counter() - started}
             paper = found.get(PAPER_ROUTE, {})
             for name in variants:
                 r = found[name]
-                if "timeout" in r:
-                    print(
-                        f"| {size} | {seed} | {name} | timeout (> {args.time_limit:g}) "
-                        "| | | | | | | |"
+                if "scr" not in r:
+                    what = (
+                        f"timeout (> {args.time_limit:g})"
+                        if "timeout" in r
+                        else f"crashed (exit {r['crashed']})"
                     )
+                    print(f"| {size} | {seed} | {name} | {what} | | | | | | | | |")
                     rows.append({"n": n, "algorithm": name, "time": None})
                     continue
                 ratio_t = ratio_s = ""
@@ -102,10 +192,18 @@ def main() -> None:
                 print(
                     f"| {size} | {seed} | {name} | {r['wall_time_s']:.3g} | {r['scr']:.5g} | "
                     f"{r['delay_s']:.4g} | {r['energy_j']:.5g} | {r['iterations']} | {gap} | "
+                    f"{'yes' if r['feasible'] else 'NO'} | "
                     f"{ratio_t} | {ratio_s} |",
                     flush=True,
                 )
                 rows.append({"n": n, "algorithm": name, "time": r["wall_time_s"]})
+    step_sizes = (
+        [_size(v) for v in args.step_sizes]
+        if args.step_sizes is not None
+        else [_size(v) for v in args.sizes if _size(v)[0] <= 1000]
+    )
+    if step_sizes:
+        step_gaps(step_sizes, args.time_limit)
     import matplotlib
 
     matplotlib.use("Agg")

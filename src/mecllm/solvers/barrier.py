@@ -64,7 +64,10 @@ class _Link:
         self.rho: FloatArray = np.where(on, rho, 1.0)
         self.grad = np.where(on[:, None], np.stack([d_beta, d_p], axis=1), 0.0)
         hess = np.stack(
-            [np.stack([curvature * v**2, -curvature * v], 1), np.stack([-curvature * v, curvature], 1)],
+            [
+                np.stack([curvature * v**2, -curvature * v], 1),
+                np.stack([-curvature * v, curvature], 1),
+            ],
             axis=1,
         )
         self.hess = np.where(on[:, None, None], hess, 0.0)
@@ -82,7 +85,9 @@ def _add_composite(
     i = list(index)
     grad[:, i] += h1[:, None] * link.grad
     outer = link.grad[:, :, None] * link.grad[:, None, :]
-    hess[:, [[i[0]], [i[1]]], [i[0], i[1]]] += h2[:, None, None] * outer + h1[:, None, None] * link.hess
+    hess[:, [[i[0]], [i[1]]], [i[0], i[1]]] += (
+        h2[:, None, None] * outer + h1[:, None, None] * link.hess
+    )
 
 
 def _by_server(values: FloatArray, server: IntArray, count: int) -> FloatArray:
@@ -151,7 +156,7 @@ class BarrierSurrogate:
         used = np.stack(
             [np.bincount(self.server, weights=x[:, k], minlength=self.m) for k in CAPPED], axis=1
         )
-        slack: FloatArray = 1.0 - used
+        slack: FloatArray = (1.0 - used).astype(float)
         return slack
 
     def _barrier(
@@ -227,7 +232,8 @@ class BarrierSurrogate:
         hess += d_hess * self.dual_delay[:, None, None]
         g_tau = t_barrier * t.delay_price - float(np.sum(1.0 / gap))
         # -- box and caps
-        lower, upper = x, self.upper - x
+        lower = np.where(self.free, x, 1.0)  # fixed shares: any positive stand-in
+        upper = np.where(self.free, self.upper - x, 1.0)
         grad += np.where(self.free, -1.0 / lower + 1.0 / upper, 0.0)
         box = np.where(self.free, self.dual_lower / lower + self.dual_upper / upper, 0.0)
         hess[:, range(5), range(5)] += box
@@ -277,14 +283,12 @@ class BarrierSurrogate:
         dx = -r_g - r_d * zeta[:, None] - np.einsum("nkj,nj->nk", r_e, nu[server])
         dx[fixed] = 0.0
         decrement = -(float(np.sum(grad * dx)) + g_tau * d_tau)
+        lower = np.where(self.free, x, 1.0)  # fixed shares: any positive stand-in
+        upper = np.where(self.free, self.upper - x, 1.0)
         self._dual_direction = (
             1.0 / gap - self.dual_delay * (1.0 + (d_tau - np.sum(d_grad * dx, axis=1)) / gap),
-            np.where(self.free, 1.0 / x - self.dual_lower * (1.0 + dx / x), 0.0),
-            np.where(
-                self.free,
-                1.0 / (self.upper - x) - self.dual_upper * (1.0 - dx / (self.upper - x)),
-                0.0,
-            ),
+            np.where(self.free, 1.0 / lower - self.dual_lower * (1.0 + dx / lower), 0.0),
+            np.where(self.free, 1.0 / upper - self.dual_upper * (1.0 - dx / upper), 0.0),
             1.0 / slack - self.dual_caps * (1.0 - (1.0 - self._cap_slack(dx)) / slack),
         )
         return dx, d_tau, decrement, gap
@@ -356,9 +360,7 @@ class BarrierSurrogate:
                     break
                 step = self._max_step(x, dx)
                 while step > 1e-12:
-                    trial = self._barrier(
-                        x + step * dx, tau + step * d_tau, t_barrier, _KEEP * gap
-                    )
+                    trial = self._barrier(x + step * dx, tau + step * d_tau, t_barrier, _KEEP * gap)
                     if trial <= value - 0.25 * step * decrement:
                         break
                     step *= 0.5

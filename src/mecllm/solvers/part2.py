@@ -305,9 +305,7 @@ class _ConicSurrogate:
                 + cp.multiply(self.a_dn, cp.square(self.qs[dn]))
                 + cp.multiply(self.c_dn, cp.power(rho_dn, -2))
             )
-        service = cp.sum(
-            terms.service * cp.log1p(terms.norm * (self.bs + self.qs + self.ss))
-        )
+        service = cp.sum(terms.service * cp.log1p(terms.norm * (self.bs + self.qs + self.ss)))
         constraints = [
             sum(user_delay[1:], user_delay[0]) <= self.tau,
             member @ self.bs <= 1,
@@ -322,9 +320,7 @@ class _ConicSurrogate:
             cp.Maximize(service - terms.delay_price * self.tau - energy), constraints
         )
 
-    def solve(
-        self, weights: tuple[FloatArray, ...], start: Shares
-    ) -> tuple[Shares | None, str]:
+    def solve(self, weights: tuple[FloatArray, ...], start: Shares) -> tuple[Shares | None, str]:
         """One convex solve for the FP weights ``(a_up, c_up, a_dn, c_dn)`` (``start`` unused:
         the interior-point solver starts from its own point)."""
         del start
@@ -342,9 +338,12 @@ class _ConicSurrogate:
         return Shares(*values), status
 
 
-#: The engines of the convex step: one cvxpy problem (generic, the paper's route) or the
-#: project's vectorised barrier method (:mod:`mecllm.solvers.barrier`, for large N).
-ENGINES = ("conic", "barrier")
+#: The engines of the convex step: one cvxpy problem (generic, the paper's route), the
+#: project's vectorised barrier method (:mod:`mecllm.solvers.barrier`, for large N), or
+#: "auto": conic up to :data:`AUTO_CONIC_USERS` users (where Clarabel is quicker than the
+#: barrier method's Python-level Newton loop), barrier above.
+ENGINES = ("conic", "barrier", "auto")
+AUTO_CONIC_USERS = 50
 
 
 def optimise_resources(
@@ -358,14 +357,17 @@ def optimise_resources(
 ) -> AllocationResult:
     """Part 2 from ``start``: quadratic-transform FP iterations until the objective settles.
 
-    ``engine`` solves each convex surrogate: ``"conic"`` (cvxpy, Clarabel then SCS) or
-    ``"barrier"`` (vectorised Newton barrier method, warm-started from the current plan).
+    ``engine`` solves each convex surrogate: ``"conic"`` (cvxpy, Clarabel then SCS),
+    ``"barrier"`` (vectorised Newton barrier method, warm-started from the current plan) or
+    ``"auto"`` (conic up to :data:`AUTO_CONIC_USERS` users, barrier above).
     Returns the best plan seen (never worse than ``start`` in the Dinkelbach objective).
     """
     from mecllm.solvers.barrier import BarrierSurrogate
 
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "auto":
+        engine = "conic" if instance.n_users <= AUTO_CONIC_USERS else "barrier"
     started = time.perf_counter()
     start_report = evaluate(instance, start)
     best, best_value = start, start_report.service - y * start_report.cost

@@ -153,11 +153,12 @@ def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
 @register(
     "dashf-scale",
     "DASHF for large instances: association by the exact MILP up to 4000 user-server pairs, "
-    "by a scan over the delay bound above; resources by the vectorised barrier method",
+    "by a scan over the delay bound above; resources by the vectorised barrier method "
+    "(by the conic solve up to 50 users)",
 )
 def _dashf_scale(instance: Instance, options: SolveOptions) -> SolveResult:
     step = part1_step("auto", "keep", time_limit_s=min(60.0, options.time_limit_s))
-    return _loop("dashf-scale", step, _part2(options, "barrier"))(instance, options)
+    return _loop("dashf-scale", step, _part2(options, "auto"))(instance, options)
 
 
 @register(

@@ -89,8 +89,9 @@ def part1_step(method: str, resources: str, time_limit_s: float = 60.0) -> Step:
     ``method``: ``"sdr"`` (the paper's relaxation in chordal form + Hungarian rounding),
     ``"sdr-full"`` (the same relaxation as one dense PSD matrix, as printed), ``"milp"``
     (exact, HiGHS), ``"threshold"`` (the scalable T scan of :mod:`mecllm.solvers.threshold`)
-    or ``"auto"`` (the MILP up to :data:`AUTO_MILP_PAIRS` user-server pairs, the scan above). ``resources``: ``"keep"`` (optimised allocation follows the move, DASHF) or
-    ``"equal"`` (the equal split, AAUCO).
+    or ``"auto"`` (the MILP up to :data:`AUTO_MILP_PAIRS` user-server pairs, the scan above).
+    ``resources``: ``"keep"`` (optimised allocation follows the move, DASHF) or ``"equal"``
+    (the equal split, AAUCO).
     """
 
     def step(instance: Instance, plan: Plan, y: float) -> tuple[Plan, Record]:
@@ -145,9 +146,7 @@ def equal_split_step(instance: Instance, plan: Plan, y: float) -> tuple[Plan, Re
     return equal_split(instance, plan.assignment, plan.phi), {}
 
 
-def part2_step(
-    tolerance: float = 1e-4, max_iterations: int = 15, engine: str = "conic"
-) -> Step:
+def part2_step(tolerance: float = 1e-4, max_iterations: int = 15, engine: str = "conic") -> Step:
     """AO part 2, started from the better of the current allocation and the equal split.
 
     ``engine``: ``"conic"`` (one cvxpy problem per FP iteration) or ``"barrier"`` (the

@@ -94,7 +94,7 @@ def _repair(costs: PairCosts, pair: FloatArray) -> IntArray | None:
     """Each user's cheapest server, then users leave over-full servers, cheapest regret
     first, for their cheapest other server with room. None when some user has nowhere to go."""
     rows = np.arange(pair.shape[0])
-    assignment = np.argmin(pair, axis=1)
+    assignment: IntArray = np.argmin(pair, axis=1).astype(np.int64)
     if not np.all(np.isfinite(pair[rows, assignment])):
         return None
     loads = _Loads(costs, assignment)
@@ -122,9 +122,7 @@ def _repair(costs: PairCosts, pair: FloatArray) -> IntArray | None:
     return assignment
 
 
-def solve_by_threshold(
-    costs: PairCosts, current: IntArray, grid: int = 48
-) -> MilpResult:
+def solve_by_threshold(costs: PairCosts, current: IntArray, grid: int = 48) -> MilpResult:
     """Part 1 by the T scan, from the association ``current`` (which must fit the caps).
 
     Returns the same record as the MILP (``bound`` and ``gap`` are NaN: there is no bound)
@@ -141,7 +139,9 @@ def solve_by_threshold(
         np.max(costs.delay_base[rows, current] + phi_now * costs.delay_slope[rows, current])
     )
     t_high = max(t_now, t_low)
-    candidates = np.unique(np.concatenate([np.geomspace(max(t_low, 1e-300), t_high, grid), [t_now]]))
+    candidates = np.unique(
+        np.concatenate([np.geomspace(max(t_low, 1e-300), t_high, grid), [t_now]])
+    )
     best_assignment, best_value = current.copy(), costs.objective(current, phi_now)
     for t in candidates:
         pair, _ = _costs_at(costs, float(t))
@@ -157,7 +157,11 @@ def solve_by_threshold(
                 best_assignment, best_value = assignment, value
     phi, value = optimal_phi(costs, best_assignment)
     return MilpResult(
-        best_assignment, phi, value, float("nan"), float("nan"), "heuristic",
+        best_assignment,
+        phi,
+        value,
+        float("nan"),
+        float("nan"),
+        "heuristic",
         time.perf_counter() - started,
     )
-

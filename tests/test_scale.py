@@ -1,0 +1,126 @@
+"""The scalable steps: the barrier allocation engine and the delay-bound scan association."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mecllm.instance import Instance
+from mecllm.physics import evaluate
+from mecllm.solution import Plan
+from mecllm.solvers.barrier import BarrierSurrogate
+from mecllm.solvers.base import SolveOptions
+from mecllm.solvers.equal_split import equal_split
+from mecllm.solvers.part1 import price_moves, solve_milp
+from mecllm.solvers.part2 import (
+    Shares,
+    SurrogateTerms,
+    _ConicSurrogate,
+    fp_weights,
+    optimise_resources,
+    surrogate_terms,
+)
+from mecllm.solvers.registry import _greedy_start, solve
+from mecllm.solvers.threshold import solve_by_threshold
+
+from conftest import small_instance
+
+
+def _mixed_start(instance: Instance, seed: int) -> Plan:
+    """Greedy association, equal split, phi spread over [0, 1] with some users at 0 and 1."""
+    rng = np.random.default_rng(seed)
+    phi = rng.uniform(0.0, 1.0, instance.n_users)
+    phi[:2] = [0.0, 1.0]
+    return equal_split(instance, _greedy_start(instance).assignment, phi)
+
+
+def _scaled_objective(terms: SurrogateTerms, weights: tuple[np.ndarray, ...], s: Shares) -> float:
+    """The surrogate's (scaled) objective of ``s``, with tau at the largest delay."""
+    surrogate = BarrierSurrogate(terms)
+    surrogate.weights = weights
+    x = np.stack([s.beta, s.pi, s.kappa, s.f, s.sigma], axis=1)
+    up, dn = surrogate._links(x)
+    tau = float(np.max(surrogate._delay(x, up, dn)))
+    return -surrogate._objective(x, tau, up, dn)
+
+
+@pytest.mark.parametrize(
+    ("seed", "n_users", "n_servers", "count_idle"),
+    [(0, 10, 2, True), (1, 20, 3, True), (2, 12, 2, False), (3, 30, 4, False)],
+)
+def test_barrier_engine_reaches_the_conic_optimum_of_the_surrogate(
+    seed: int, n_users: int, n_servers: int, count_idle: bool
+) -> None:
+    instance = small_instance(seed, n_users=n_users, n_servers=n_servers).with_settings(
+        count_idle=count_idle
+    )
+    start = _mixed_start(instance, seed)
+    report = evaluate(instance, start)
+    y = report.scr
+    terms = surrogate_terms(
+        instance, start, y, report.delay_s, max(report.service, y * report.cost)
+    )
+    shares = Shares.of(instance, start)
+    weights = fp_weights(terms, shares)
+    conic, _ = _ConicSurrogate(terms).solve(weights, shares)
+    barrier, barrier_status = BarrierSurrogate(terms).solve(weights, shares)
+    assert conic is not None and barrier is not None
+    assert barrier_status == "optimal"
+    conic_value = _scaled_objective(terms, weights, conic)
+    barrier_value = _scaled_objective(terms, weights, barrier)
+    # Same convex problem: the barrier optimum is at least the conic one (up to tolerance).
+    assert barrier_value >= conic_value - 1e-6 * max(1.0, abs(conic_value))
+    plan = barrier.to_plan(instance, terms)
+    assert evaluate(instance, plan).feasible
+    if not count_idle:
+        idle = start.phi >= 1.0
+        assert np.all(plan.server_flops[idle] == 0.0)
+
+
+def test_barrier_part2_never_loses_to_its_start_and_matches_the_conic_engine() -> None:
+    instance = small_instance(4, n_users=40, n_servers=4)
+    start = _mixed_start(instance, 4)
+    y = evaluate(instance, start).scr
+    conic = optimise_resources(instance, start, y, engine="conic")
+    barrier = optimise_resources(instance, start, y, engine="barrier")
+    assert barrier.values[-1] >= barrier.values[0]
+    scr_conic = evaluate(instance, conic.plan).scr
+    scr_barrier = evaluate(instance, barrier.plan).scr
+    assert scr_barrier >= scr_conic * (1 - 0.01)
+
+
+def test_unknown_engine_is_refused() -> None:
+    instance = small_instance(0)
+    start = _greedy_start(instance)
+    with pytest.raises(ValueError, match="engine"):
+        optimise_resources(instance, start, 1.0, engine="magic")
+
+
+@pytest.mark.parametrize(("seed", "n_users", "n_servers"), [(0, 10, 2), (0, 100, 10), (0, 300, 10)])
+def test_threshold_scan_is_within_one_percent_of_the_milp_and_fits_the_caps(
+    seed: int, n_users: int, n_servers: int
+) -> None:
+    instance = small_instance(seed, n_users=n_users, n_servers=n_servers)
+    plan = _greedy_start(instance)
+    costs, _ = price_moves(instance, plan, evaluate(instance, plan).scr)
+    scan = solve_by_threshold(costs, plan.assignment)
+    exact = solve_milp(costs, time_limit_s=60.0)
+    assert exact.status == "optimal"
+    # Minimisation objective, negative here: the scan is never better than the exact optimum.
+    assert scan.value >= exact.value - 1e-6 * abs(exact.value)
+    assert scan.value <= exact.value + 0.01 * abs(exact.value)
+    rows = np.arange(n_users)
+    for k in range(3):
+        used = np.bincount(
+            scan.assignment, weights=costs.usage[k][rows, scan.assignment], minlength=n_servers
+        )
+        assert np.all(used <= costs.capacity[k] * (1 + 1e-9))
+
+
+def test_dashf_scale_solves_a_mid_size_instance_far_above_the_baselines() -> None:
+    instance = small_instance(5, n_users=120, n_servers=6)
+    result = solve(instance, "dashf-scale", SolveOptions(max_iterations=4))
+    assert evaluate(instance, result.plan).feasible
+    assert result.history and result.history[0]["part2_engine"] == "auto"
+    baselines = max(solve(instance, name).scr for name in ("rucaa", "gucaa"))
+    assert result.scr > 5 * baselines
