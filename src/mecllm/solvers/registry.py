@@ -152,7 +152,7 @@ def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
 
 @register(
     "dashf-scale",
-    "DASHF for large instances: association by the exact MILP up to 4000 user-server pairs, "
+    "DASHF for large instances: association by the exact MILP up to 300 user-server pairs, "
     "by a scan over the delay bound above; resources by the vectorised barrier method "
     "(by the conic solve up to 50 users)",
 )

@@ -30,9 +30,9 @@ from mecllm.solvers.part2 import dinkelbach_value, optimise_resources
 from mecllm.solvers.threshold import solve_by_threshold
 
 Record = dict[str, Any]
-#: Largest N x M for which ``part1_step("auto")`` solves the exact MILP (about a second or
-#: two with HiGHS on the paper scenario); larger instances use the T scan.
-AUTO_MILP_PAIRS = 4000
+#: Largest N x M for which ``part1_step("auto")`` solves the exact MILP (well under a second
+#: with HiGHS on the paper scenario; its time grows fast beyond); larger ones use the T scan.
+AUTO_MILP_PAIRS = 300
 Step = Callable[[Instance, Plan, float], tuple[Plan, Record]]
 
 
