@@ -30,10 +30,8 @@ import numpy as np
 from mecllm.physics import evaluate
 from mecllm.scenario import generate, preset
 from mecllm.solvers.base import SolveOptions
-from mecllm.solvers.part1 import price_moves, solve_milp
 from mecllm.solvers.registry import _greedy_start, solve
 from mecllm.solvers.steps import part1_step, part2_step
-from mecllm.solvers.threshold import solve_by_threshold
 
 VARIANTS = ("rucaa", "gucaa", "dashf-fullsdr", "dashf", "dashf-milp", "dashf-scale")
 PAPER_ROUTE = "dashf-fullsdr"
@@ -63,14 +61,8 @@ def _step_worker(n: int, m: int, step: str, out: Any) -> None:
     y = evaluate(instance, start).scr
     started = time.perf_counter()
     if step in ("milp", "threshold"):
-        costs, _ = price_moves(instance, start, y)
-        found = (
-            solve_milp(costs, time_limit_s=3600.0)
-            if step == "milp"
-            else solve_by_threshold(costs, start.assignment)
-        )
-        plan, _ = part1_step(step, "keep", time_limit_s=3600.0)(instance, start, y)
-        objective = found.value
+        plan, record = part1_step(step, "keep", time_limit_s=3600.0)(instance, start, y)
+        objective = record["association_value"]
     else:
         plan, _ = part2_step(engine=step)(instance, start, y)
         objective = float("nan")

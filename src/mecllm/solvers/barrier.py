@@ -57,22 +57,31 @@ _KEEP = 0.1
 
 
 class _Link:
-    """``rho = beta log2(1 + gamma p / beta)`` with its gradient and Hessian in (beta, p).
+    """``rho = beta log2(1 + gamma p / beta)``, and with ``derivatives`` its gradient and Hessian
+    in (beta, p) (the line search needs only rho).
 
     Rows where the link carries nothing get rho = 1 and zero derivatives (never used, but
     finite).
     """
 
-    def __init__(self, beta: FloatArray, power: FloatArray, gamma: FloatArray, active: FloatArray):
+    def __init__(
+        self,
+        beta: FloatArray,
+        power: FloatArray,
+        gamma: FloatArray,
+        active: FloatArray,
+        derivatives: bool = False,
+    ):
         v = power / beta
         den = 1.0 + gamma * v
         log_den = np.log(den)
-        rho = beta * log_den / _LN2
+        on = active > 0
+        self.rho: FloatArray = np.where(on, beta * log_den / _LN2, 1.0)
+        if not derivatives:
+            return
         d_beta = (log_den - gamma * v / den) / _LN2
         d_p = gamma / (_LN2 * den)
         curvature = -(gamma**2) / (_LN2 * den**2) / beta  # phi''(v) / beta
-        on = active > 0
-        self.rho: FloatArray = np.where(on, rho, 1.0)
         self.grad = np.where(on[:, None], np.stack([d_beta, d_p], axis=1), 0.0)
         hess = np.stack(
             [
@@ -155,11 +164,11 @@ class BarrierSurrogate:
         )
         return float(value)
 
-    def _links(self, x: FloatArray) -> tuple[_Link, _Link]:
+    def _links(self, x: FloatArray, derivatives: bool = False) -> tuple[_Link, _Link]:
         t = self.terms
         beta = x[:, BETA]
-        up = _Link(beta, np.where(self.up > 0, x[:, PI], 1.0), t.gamma_up, self.up)
-        dn = _Link(beta, np.where(self.dn > 0, x[:, KAPPA], 1.0), t.gamma_dn, self.dn)
+        up = _Link(beta, np.where(self.up > 0, x[:, PI], 1.0), t.gamma_up, self.up, derivatives)
+        dn = _Link(beta, np.where(self.dn > 0, x[:, KAPPA], 1.0), t.gamma_dn, self.dn, derivatives)
         return up, dn
 
     def _cap_slack(self, x: FloatArray) -> FloatArray:
@@ -209,7 +218,7 @@ class BarrierSurrogate:
         """
         t, (a_up, c_up, a_dn, c_dn) = self.terms, self.weights
         n = self.n
-        up, dn = self._links(x)
+        up, dn = self._links(x, derivatives=True)
         grad = np.zeros((n, 5))
         hess = np.zeros((n, 5, 5))
         # -- objective (times t_barrier)
@@ -341,11 +350,10 @@ class BarrierSurrogate:
     def _interior(self, start: Shares) -> tuple[FloatArray, float]:
         x = np.stack([start.beta, start.pi, start.kappa, start.f, start.sigma], axis=1)
         x = np.where(self.free, np.clip(x, _MARGIN * self.upper, (1 - _MARGIN) * self.upper), 0.0)
-        for j, k in enumerate(CAPPED):
+        for k in CAPPED:
             used = np.bincount(self.server, weights=x[:, k], minlength=self.m)
             factor = np.where(used > 1 - _MARGIN, (1 - _MARGIN) / np.maximum(used, 1e-300), 1.0)
             x[:, k] *= factor[self.server]
-            del j
         up, dn = self._links(x)
         tau = float(np.max(self._delay(x, up, dn))) * 1.05 + 1e-9
         return x, tau

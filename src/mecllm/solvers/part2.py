@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from mecllm.checks import FloatArray
 from mecllm.instance import Instance
-from mecllm.physics import evaluate
+from mecllm.physics import evaluate, shannon_rate
 from mecllm.solution import IntArray, Plan
 
 _LN2 = math.log(2.0)
@@ -172,13 +172,6 @@ def surrogate_terms(
     )
 
 
-def band_rate(beta: FloatArray, power: FloatArray, gamma: FloatArray) -> FloatArray:
-    """``beta log2(1 + gamma power / beta)``: a rate in units of the band, 0 where beta is."""
-    b = np.maximum(beta, 1e-300)
-    out: FloatArray = np.where(beta > 0, b * np.log2(1.0 + gamma * power / b), 0.0)
-    return out
-
-
 def fp_weights(terms: SurrogateTerms, shares: Shares) -> tuple[FloatArray, ...]:
     """The quadratic transform's weights at ``shares``: ``(a_up, c_up, a_dn, c_dn)``, (N,) each.
 
@@ -191,7 +184,8 @@ def fp_weights(terms: SurrogateTerms, shares: Shares) -> tuple[FloatArray, ...]:
         (terms.dn, shares.kappa, terms.gamma_dn, terms.k_dn),
     ):
         chi = np.maximum(power, 1e-9)
-        rho = np.maximum(band_rate(np.maximum(shares.beta, 1e-9), chi, gamma), 1e-12)
+        # The Shannon rate of a share of the band, in units of the band.
+        rho = np.maximum(shannon_rate(np.maximum(shares.beta, 1e-9), chi, gamma), 1e-12)
         z = fp_optimal_z(chi, rho)
         out += [np.where(active, k * z, 0.0), np.where(active, k / (4.0 * z), 0.0)]
     return tuple(out)

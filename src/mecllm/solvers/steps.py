@@ -114,11 +114,16 @@ def part1_step(method: str, resources: str, time_limit_s: float = 60.0) -> Step:
                 assignment = hungarian_round(costs, relaxed.x_fractional)
         elif method == "milp" or (method == "auto" and costs.constant.size <= AUTO_MILP_PAIRS):
             exact = solve_milp(costs, time_limit_s=time_limit_s)
-            record.update(milp_status=exact.status, milp_gap=exact.gap, milp_s=exact.seconds)
+            record.update(
+                milp_status=exact.status,
+                milp_gap=exact.gap,
+                milp_s=exact.seconds,
+                association_value=exact.value,
+            )
             assignment = exact.assignment if exact.status != "failed" else plan.assignment.copy()
         elif method in ("threshold", "auto"):
             scan = solve_by_threshold(costs, plan.assignment)
-            record.update(threshold_s=scan.seconds)
+            record.update(threshold_s=scan.seconds, association_value=scan.value)
             assignment = scan.assignment
         else:
             raise ValueError(f"unknown part-1 method {method!r}")

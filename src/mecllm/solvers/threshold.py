@@ -30,13 +30,13 @@ _CAP_RTOL = 1e-9
 _PASSES = 3
 
 
-def _costs_at(costs: PairCosts, t: float) -> tuple[FloatArray, FloatArray]:
+def _costs_at(costs: PairCosts, t: float) -> FloatArray:
     """(N, M) cost of each pair with its best phi under the delay bound ``t`` (+inf where no
-    phi fits), and that phi."""
+    phi fits)."""
     lo, hi = _phi_interval(costs.delay_base, costs.delay_slope, costs.phi_cap, t)
     phi = np.where(costs.slope_cost < 0, hi, lo)
-    value = np.where(lo <= hi + 1e-12, costs.constant + phi * costs.slope_cost, np.inf)
-    return value, np.clip(phi, 0.0, costs.phi_cap)
+    value: FloatArray = np.where(lo <= hi + 1e-12, costs.constant + phi * costs.slope_cost, np.inf)
+    return value
 
 
 class _Loads:
@@ -144,7 +144,7 @@ def solve_by_threshold(costs: PairCosts, current: IntArray, grid: int = 48) -> M
     )
     best_assignment, best_value = current.copy(), costs.objective(current, phi_now)
     for t in candidates:
-        pair, _ = _costs_at(costs, float(t))
+        pair = _costs_at(costs, float(t))
         # From today's association (users whose pair misses T have an infinite gain and
         # move first) and from every user's cheapest server, repaired into the caps.
         repaired = _repair(costs, pair)
