@@ -123,8 +123,21 @@ def _by_server(values: FloatArray, server: IntArray, count: int) -> FloatArray:
 class BarrierSurrogate:
     """The surrogate of one (x, phi, y), solved by the barrier method for each FP weight set."""
 
-    def __init__(self, terms: SurrogateTerms):
+    def __init__(
+        self,
+        terms: SurrogateTerms,
+        server_group: IntArray | None = None,
+        tau_floor: FloatArray | None = None,
+        gap: float = _GAP,
+    ):
+        """``terms``: the surrogate. ``server_group`` (M,): optional independent groups of
+        servers, each with its own delay bound tau_g (default: one group, the model's T);
+        ``tau_floor`` (G,): optional lower bounds on each tau_g (``-inf``: none), in the
+        scaled units of ``terms``. Groups let one solve hold many independent problems.
+        ``gap``: the duality-gap bound at which a solve stops (relative to the scaled
+        objective; a screen can stop far earlier than the allocation step)."""
         self.terms = terms
+        self.gap = gap
         n = terms.phi.shape[0]
         self.n = n
         ones = np.ones(n)
@@ -138,7 +151,14 @@ class BarrierSurrogate:
         self.m = terms.n_servers
         self.up = terms.up.astype(float)
         self.dn = terms.dn.astype(float)
-        self.constraints = int(self.free.sum()) * 2 + n + 3 * self.m
+        groups = np.zeros(self.m, np.int64) if server_group is None else server_group
+        self.server_group = groups
+        self.groups = int(groups.max()) + 1
+        self.user_group = groups[self.server]
+        floor = np.full(self.groups, -np.inf) if tau_floor is None else tau_floor
+        self.bounded = np.isfinite(floor)
+        self.floor = np.where(self.bounded, floor, 0.0)
+        self.constraints = int(self.free.sum()) * 2 + n + 3 * self.m + int(self.bounded.sum())
 
     # ------------------------------------------------------------------ pieces
     def _delay(self, x: FloatArray, up: _Link, dn: _Link) -> FloatArray:
@@ -151,13 +171,13 @@ class BarrierSurrogate:
         )
         return delay
 
-    def _objective(self, x: FloatArray, tau: float, up: _Link, dn: _Link) -> float:
+    def _objective(self, x: FloatArray, tau: FloatArray, up: _Link, dn: _Link) -> float:
         """The surrogate in minimisation form (negated objective)."""
         t, (a_up, c_up, a_dn, c_dn) = self.terms, self.weights
         total = x[:, BETA] + x[:, KAPPA] + x[:, SIGMA]
         value = (
             -t.service * np.sum(np.log1p(t.norm * total))
-            + t.delay_price * tau
+            + t.delay_price * float(np.sum(tau))
             + np.sum(t.eps1 * x[:, F] ** 2 + t.eps3 * x[:, SIGMA] ** 2)
             + np.sum(a_up * x[:, PI] ** 2 + c_up / up.rho**2)
             + np.sum(a_dn * x[:, KAPPA] ** 2 + c_dn / dn.rho**2)
@@ -179,8 +199,13 @@ class BarrierSurrogate:
         slack: FloatArray = (1.0 - used).astype(float)
         return slack
 
+    def _floor_slack(self, tau: FloatArray) -> FloatArray:
+        """(G,) each group's tau minus its floor (1 where there is no floor)."""
+        slack: FloatArray = np.where(self.bounded, tau - self.floor, 1.0)
+        return slack
+
     def _barrier(
-        self, x: FloatArray, tau: float, t_barrier: float, floor: FloatArray | float = 0.0
+        self, x: FloatArray, tau: FloatArray, t_barrier: float, floor: FloatArray | float = 0.0
     ) -> float:
         """The barrier function; +inf outside the interior or where a delay slack falls
         to ``floor`` or below (the line search keeps each slack above a share of its value, so
@@ -188,10 +213,11 @@ class BarrierSurrogate:
         free = self.free
         lower, upper = x[free], (self.upper - x)[free]
         slack = self._cap_slack(x)
-        if lower.min() <= 0 or upper.min() <= 0 or slack.min() <= 0:
+        floor_slack = self._floor_slack(tau)
+        if min(lower.min(), upper.min(), slack.min(), floor_slack.min()) <= 0:
             return math.inf
         up, dn = self._links(x)
-        gap = tau - self._delay(x, up, dn)
+        gap = tau[self.user_group] - self._delay(x, up, dn)
         if np.any(gap <= floor):
             return math.inf
         return float(
@@ -200,12 +226,13 @@ class BarrierSurrogate:
             - np.sum(np.log(slack))
             - np.sum(np.log(lower))
             - np.sum(np.log(upper))
+            - np.sum(np.log(floor_slack))
         )
 
     # ------------------------------------------------------------------ Newton step
     def _derivatives(
-        self, x: FloatArray, tau: float, t_barrier: float
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, float, FloatArray]:
+        self, x: FloatArray, tau: FloatArray, t_barrier: float
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
         """Gradient and Hessian of the barrier function at (x, tau), by block.
 
         The Hessian is ``blockdiag(hess) + sum_n w_n w_n^T / gap_n^2 + caps`` with
@@ -213,8 +240,8 @@ class BarrierSurrogate:
         kept apart so that a nearly tight user (gap -> 0) causes no cancellation.
 
         Returns ``(grad, hess, d_grad, gap, g_tau, slack)``: the (N, 5) gradient in x, the
-        (N, 5, 5) user blocks, the (N, 5) delay gradients, the (N,) delay slacks, the
-        derivative in tau and the (M, 3) cap slacks.
+        (N, 5, 5) user blocks, the (N, 5) delay gradients, the (N,) delay slacks, the (G,)
+        derivatives in each group's tau and the (M, 3) cap slacks.
         """
         t, (a_up, c_up, a_dn, c_dn) = self.terms, self.weights
         n = self.n
@@ -247,10 +274,15 @@ class BarrierSurrogate:
         d_hess[:, SIGMA, SIGMA] = 2 * t.k3 / s_safe**3
         for link, coef, index in ((up, t.k2, (BETA, PI)), (dn, t.k4, (BETA, KAPPA))):
             _add_composite(d_grad, d_hess, index, link, -coef / link.rho**2, 2 * coef / link.rho**3)
-        gap = tau - self._delay(x, up, dn)
+        gap = tau[self.user_group] - self._delay(x, up, dn)
         grad += d_grad / gap[:, None]
         hess += d_hess * self.dual_delay[:, None, None]
-        g_tau = t_barrier * t.delay_price - float(np.sum(1.0 / gap))
+        g_tau = np.asarray(
+            t_barrier * t.delay_price
+            - np.bincount(self.user_group, weights=1.0 / gap, minlength=self.groups)
+            - np.where(self.bounded, 1.0 / self._floor_slack(tau), 0.0),
+            dtype=float,
+        )
         # -- box and caps
         lower = np.where(self.free, x, 1.0)  # fixed shares: any positive stand-in
         upper = np.where(self.free, self.upper - x, 1.0)
@@ -270,14 +302,16 @@ class BarrierSurrogate:
         return grad, hess, d_grad, gap, g_tau, slack
 
     def _newton(
-        self, x: FloatArray, tau: float, t_barrier: float
-    ) -> tuple[FloatArray, float, float, FloatArray]:
+        self, x: FloatArray, tau: FloatArray, t_barrier: float
+    ) -> tuple[FloatArray, FloatArray, float, FloatArray]:
         """The Newton direction (dx, dtau), the decrement lambda^2 and the delay slacks."""
         grad, hess, d_grad, gap, g_tau, slack = self._derivatives(x, tau, t_barrier)
         n, fixed, server = self.n, ~self.free, self.server
+        groups, user_group, server_group = self.groups, self.user_group, self.server_group
+        floor_slack = self._floor_slack(tau)
         # Unknowns: dx, dtau, one multiplier zeta_n per delay term (zeta_n = (grad D_n . dx_n
         # - dtau) / gap_n^2) and nu_m (3) per server's caps. Eliminate each user's block, then
-        # each server's 3x3 system, then solve the scalar equation for dtau.
+        # each server's 3x3 system, then solve one scalar equation per group for its dtau.
         caps = np.zeros((n, 5, 3))
         for j, k in enumerate(CAPPED):
             caps[:, k, j] = self.free[:, k]
@@ -296,45 +330,68 @@ class BarrierSurrogate:
         q_m = _by_server(b_over, server, self.m)
         a_inv_r = np.linalg.solve(a_m, r_m[:, :, None])[:, :, 0]
         a_inv_q = np.linalg.solve(a_m, q_m[:, :, None])[:, :, 0]
-        lhs = float(np.sum(1.0 / delta)) + float(np.sum(q_m * a_inv_q))
-        d_tau = (-g_tau - float(np.sum(a / delta)) - float(np.sum(q_m * a_inv_r))) / lhs
-        nu = a_inv_r + a_inv_q * d_tau
-        zeta = -(a + np.sum(b * nu[server], axis=1) + d_tau) / delta
+        lhs = (
+            np.bincount(user_group, weights=1.0 / delta, minlength=groups)
+            + np.bincount(server_group, weights=np.sum(q_m * a_inv_q, axis=1), minlength=groups)
+            + np.where(self.bounded, self.dual_floor / floor_slack, 0.0)
+        )
+        d_tau = (
+            -g_tau
+            - np.bincount(user_group, weights=a / delta, minlength=groups)
+            - np.bincount(server_group, weights=np.sum(q_m * a_inv_r, axis=1), minlength=groups)
+        ) / lhs
+        nu = a_inv_r + a_inv_q * d_tau[server_group][:, None]
+        zeta = -(a + np.sum(b * nu[server], axis=1) + d_tau[user_group]) / delta
         dx = -r_g - r_d * zeta[:, None] - np.einsum("nkj,nj->nk", r_e, nu[server])
         dx[fixed] = 0.0
-        decrement = -(float(np.sum(grad * dx)) + g_tau * d_tau)
+        decrement = -(float(np.sum(grad * dx)) + float(np.sum(g_tau * d_tau)))
         lower = np.where(self.free, x, 1.0)  # fixed shares: any positive stand-in
         upper = np.where(self.free, self.upper - x, 1.0)
         self._dual_direction = (
-            1.0 / gap - self.dual_delay * (1.0 + (d_tau - np.sum(d_grad * dx, axis=1)) / gap),
+            1.0 / gap
+            - self.dual_delay * (1.0 + (d_tau[user_group] - np.sum(d_grad * dx, axis=1)) / gap),
             np.where(self.free, 1.0 / lower - self.dual_lower * (1.0 + dx / lower), 0.0),
             np.where(self.free, 1.0 / upper - self.dual_upper * (1.0 - dx / upper), 0.0),
             1.0 / slack - self.dual_caps * (1.0 - (1.0 - self._cap_slack(dx)) / slack),
+            np.where(
+                self.bounded, 1.0 / floor_slack - self.dual_floor * (1.0 + d_tau / floor_slack), 0.0
+            ),
         )
         return dx, d_tau, decrement, gap
 
-    def _init_duals(self, x: FloatArray, tau: float) -> None:
+    def _init_duals(self, x: FloatArray, tau: FloatArray) -> None:
         """Dual estimates of the central path at (x, tau): 1 / slack for every constraint."""
         up, dn = self._links(x)
-        self.dual_delay = 1.0 / (tau - self._delay(x, up, dn))
+        self.dual_delay = 1.0 / (tau[self.user_group] - self._delay(x, up, dn))
+        self.dual_floor = np.where(self.bounded, 1.0 / self._floor_slack(tau), 0.0)
         self.dual_lower = np.where(self.free, 1.0 / np.where(self.free, x, 1.0), 0.0)
         self.dual_upper = np.where(self.free, 1.0 / np.where(self.free, self.upper - x, 1.0), 0.0)
         self.dual_caps = 1.0 / self._cap_slack(x)
 
     def _step_duals(self) -> None:
         """Move the duals along their direction, keeping each above 1 - _KEEP of its value."""
-        duals = (self.dual_delay, self.dual_lower, self.dual_upper, self.dual_caps)
+        duals = self._duals()
         step = 1.0
         for value, change in zip(duals, self._dual_direction, strict=True):
             with np.errstate(divide="ignore", invalid="ignore"):
                 limit = np.where((change < 0) & (value > 0), -value / change, np.inf)
             step = min(step, float(limit.min()) * (1 - _KEEP))
-        self.dual_delay, self.dual_lower, self.dual_upper, self.dual_caps = (
-            value + step * change for value, change in zip(duals, self._dual_direction, strict=True)
+        self._set_duals(
+            *(
+                value + step * change
+                for value, change in zip(duals, self._dual_direction, strict=True)
+            )
         )
 
-    def _max_step(self, x: FloatArray, dx: FloatArray) -> float:
-        """Largest step (times 1 - _KEEP) that keeps the box and caps strictly satisfied."""
+    def _duals(self) -> tuple[FloatArray, ...]:
+        return (self.dual_delay, self.dual_lower, self.dual_upper, self.dual_caps, self.dual_floor)
+
+    def _set_duals(self, *duals: FloatArray) -> None:
+        (self.dual_delay, self.dual_lower, self.dual_upper, self.dual_caps, self.dual_floor) = duals
+
+    def _max_step(self, x: FloatArray, dx: FloatArray, tau: FloatArray, d_tau: FloatArray) -> float:
+        """Largest step (times 1 - _KEEP) that keeps the box, caps and floors strictly
+        satisfied."""
         step = 1.0
         with np.errstate(divide="ignore", invalid="ignore"):
             down = np.where((dx < 0) & self.free, -x / dx, np.inf)
@@ -344,10 +401,12 @@ class BarrierSurrogate:
             change = 1.0 - self._cap_slack(dx)  # each server's summed change per cap
             caps = np.where(change > 0, slack / change, np.inf)
             step = min(step, float(caps.min()) * (1 - _KEEP))
+            floors = np.where(self.bounded & (d_tau < 0), -self._floor_slack(tau) / d_tau, np.inf)
+            step = min(step, float(floors.min()) * (1 - _KEEP))
         return step
 
     # ------------------------------------------------------------------ driver
-    def _interior(self, start: Shares) -> tuple[FloatArray, float]:
+    def _interior(self, start: Shares) -> tuple[FloatArray, FloatArray]:
         x = np.stack([start.beta, start.pi, start.kappa, start.f, start.sigma], axis=1)
         x = np.where(self.free, np.clip(x, _MARGIN * self.upper, (1 - _MARGIN) * self.upper), 0.0)
         for k in CAPPED:
@@ -355,13 +414,16 @@ class BarrierSurrogate:
             factor = np.where(used > 1 - _MARGIN, (1 - _MARGIN) / np.maximum(used, 1e-300), 1.0)
             x[:, k] *= factor[self.server]
         up, dn = self._links(x)
-        tau = float(np.max(self._delay(x, up, dn))) * 1.05 + 1e-9
+        delay = self._delay(x, up, dn)
+        tau = np.full(self.groups, -np.inf)
+        np.maximum.at(tau, self.user_group, delay)
+        tau = np.maximum(tau * 1.05 + 1e-9, np.where(self.bounded, self.floor * 1.05 + 1e-9, 0.0))
         return x, tau
 
     def solve(self, weights: tuple[FloatArray, ...], start: Shares) -> tuple[Shares | None, str]:
         """Minimise the surrogate for the FP ``weights`` from ``start`` (pulled inside).
 
-        Returns the shares and ``"optimal"`` (duality gap below 1e-7 of the scaled objective),
+        Returns the shares and ``"optimal"`` (duality gap below ``gap`` of the scaled objective),
         ``"inaccurate"`` (Newton step cap reached first) or ``(None, "failed")``.
         """
         self.weights = weights
@@ -370,6 +432,7 @@ class BarrierSurrogate:
         t_barrier = self.constraints / max(abs(self._objective(x, tau, *self._links(x))), 1.0)
         status = "optimal"
         while True:
+            last = self.constraints / t_barrier <= self.gap
             for _ in range(_MAX_NEWTON):
                 dx, d_tau, decrement, gap = self._newton(x, tau, t_barrier)
                 if not np.isfinite(decrement):
@@ -377,7 +440,7 @@ class BarrierSurrogate:
                 value = self._barrier(x, tau, t_barrier)
                 if decrement / 2 <= _CENTRED + _ROUNDING * abs(value):
                     break
-                step = self._max_step(x, dx)
+                step = self._max_step(x, dx, tau, d_tau)
                 while step > 1e-12:
                     trial = self._barrier(x + step * dx, tau + step * d_tau, t_barrier, _KEEP * gap)
                     if trial <= value - 0.25 * step * decrement:
@@ -389,12 +452,9 @@ class BarrierSurrogate:
                 self._step_duals()
             else:
                 status = "inaccurate"
-            if self.constraints / t_barrier <= _GAP:
+            if last:
                 break
             t_barrier *= _GROWTH
             # The duals are kept in barrier units (times t): rescale them with t.
-            self.dual_delay, self.dual_lower, self.dual_upper, self.dual_caps = (
-                _GROWTH * d
-                for d in (self.dual_delay, self.dual_lower, self.dual_upper, self.dual_caps)
-            )
+            self._set_duals(*(_GROWTH * d for d in self._duals()))
         return Shares(*(x[:, k] for k in range(5))), status
