@@ -35,7 +35,7 @@ import numpy as np
 
 from mecllm.checks import FloatArray
 from mecllm.solution import IntArray
-from mecllm.solvers.part2 import Shares, SurrogateTerms
+from mecllm.solvers.part2 import BoolArray, Shares, SurrogateTerms
 
 _LN2 = math.log(2.0)
 #: Positions of the five shares in a user's block; BETA, KAPPA, SIGMA share a server cap.
@@ -46,6 +46,8 @@ CAPPED = (BETA, KAPPA, SIGMA)
 _GROWTH = 20.0
 _GAP = 1e-7
 _MAX_NEWTON = 60
+#: Backtracking halvings per Newton step when many groups share one solve.
+_HALVINGS = 3
 #: Newton decrement (lambda^2 / 2) below which a centring step is done: an absolute floor,
 #: and a multiple of the barrier value below which double precision cannot see a decrease.
 _CENTRED = 1e-9
@@ -129,15 +131,22 @@ class BarrierSurrogate:
         server_group: IntArray | None = None,
         tau_floor: FloatArray | None = None,
         gap: float = _GAP,
+        quorum: float = 1.0,
+        centred: float = _CENTRED,
     ):
         """``terms``: the surrogate. ``server_group`` (M,): optional independent groups of
         servers, each with its own delay bound tau_g (default: one group, the model's T);
         ``tau_floor`` (G,): optional lower bounds on each tau_g (``-inf``: none), in the
         scaled units of ``terms``. Groups let one solve hold many independent problems.
         ``gap``: the duality-gap bound at which a solve stops (relative to the scaled
-        objective; a screen can stop far earlier than the allocation step)."""
+        objective; a screen can stop far earlier than the allocation step). ``quorum``: the
+        share of groups that must be centred before t rises (below 1, a few slow groups do
+        not hold the others up; their answers are then less accurate). ``centred``: the
+        Newton decrement (lambda^2 / 2) below which a group counts as centred."""
         self.terms = terms
         self.gap = gap
+        self.quorum = quorum
+        self.centred = centred
         n = terms.phi.shape[0]
         self.n = n
         ones = np.ones(n)
@@ -158,6 +167,8 @@ class BarrierSurrogate:
         floor = np.full(self.groups, -np.inf) if tau_floor is None else tau_floor
         self.bounded = np.isfinite(floor)
         self.floor = np.where(self.bounded, floor, 0.0)
+        #: Step length each group starts its line search from (see _search).
+        self.trust: FloatArray = np.ones(self.groups)
         self.constraints = int(self.free.sum()) * 2 + n + 3 * self.m + int(self.bounded.sum())
 
     # ------------------------------------------------------------------ pieces
@@ -171,18 +182,37 @@ class BarrierSurrogate:
         )
         return delay
 
-    def _objective(self, x: FloatArray, tau: FloatArray, up: _Link, dn: _Link) -> float:
-        """The surrogate in minimisation form (negated objective)."""
+    def _user_objective(self, x: FloatArray, up: _Link, dn: _Link) -> FloatArray:
+        """Each user's part of the surrogate in minimisation form (negated), (N,)."""
         t, (a_up, c_up, a_dn, c_dn) = self.terms, self.weights
         total = x[:, BETA] + x[:, KAPPA] + x[:, SIGMA]
-        value = (
-            -t.service * np.sum(np.log1p(t.norm * total))
-            + t.delay_price * float(np.sum(tau))
-            + np.sum(t.eps1 * x[:, F] ** 2 + t.eps3 * x[:, SIGMA] ** 2)
-            + np.sum(a_up * x[:, PI] ** 2 + c_up / up.rho**2)
-            + np.sum(a_dn * x[:, KAPPA] ** 2 + c_dn / dn.rho**2)
+        value: FloatArray = (
+            -t.service * np.log1p(t.norm * total)
+            + t.eps1 * x[:, F] ** 2
+            + t.eps3 * x[:, SIGMA] ** 2
+            + a_up * x[:, PI] ** 2
+            + c_up / up.rho**2
+            + a_dn * x[:, KAPPA] ** 2
+            + c_dn / dn.rho**2
         )
-        return float(value)
+        return value
+
+    def _objective(self, x: FloatArray, tau: FloatArray, up: _Link, dn: _Link) -> float:
+        """The surrogate in minimisation form (negated objective), all groups together."""
+        user = self._user_objective(x, up, dn)
+        return float(np.sum(user) + self.terms.delay_price * np.sum(tau))
+
+    def _by_group(self, per_user: FloatArray) -> FloatArray:
+        """Sum an (N,) array over each group's users: (G,)."""
+        out = np.bincount(self.user_group, weights=per_user, minlength=self.groups)
+        return out.astype(float)
+
+    def _group_min(self, per_user: FloatArray, per_server: FloatArray) -> FloatArray:
+        """(G,) the smallest of each group's entries of an (N,) and an (M,) array."""
+        out = np.full(self.groups, np.inf)
+        np.minimum.at(out, self.user_group, per_user)
+        np.minimum.at(out, self.server_group, per_server)
+        return out
 
     def _links(self, x: FloatArray, derivatives: bool = False) -> tuple[_Link, _Link]:
         t = self.terms
@@ -206,28 +236,35 @@ class BarrierSurrogate:
 
     def _barrier(
         self, x: FloatArray, tau: FloatArray, t_barrier: float, floor: FloatArray | float = 0.0
-    ) -> float:
-        """The barrier function; +inf outside the interior or where a delay slack falls
-        to ``floor`` or below (the line search keeps each slack above a share of its value, so
-        that one step cannot jump next to a nonlinear constraint)."""
+    ) -> FloatArray:
+        """The barrier function of each group, (G,); +inf for a group outside the interior or
+        with a delay slack at ``floor`` or below (the line search keeps each slack above a
+        share of its value, so that one step cannot jump next to a nonlinear constraint)."""
         free = self.free
-        lower, upper = x[free], (self.upper - x)[free]
+        lower, upper = np.where(free, x, 1.0), np.where(free, self.upper - x, 1.0)
         slack = self._cap_slack(x)
         floor_slack = self._floor_slack(tau)
-        if min(lower.min(), upper.min(), slack.min(), floor_slack.min()) <= 0:
-            return math.inf
         up, dn = self._links(x)
         gap = tau[self.user_group] - self._delay(x, up, dn)
-        if np.any(gap <= floor):
-            return math.inf
-        return float(
-            t_barrier * self._objective(x, tau, up, dn)
-            - np.sum(np.log(gap))
-            - np.sum(np.log(slack))
-            - np.sum(np.log(lower))
-            - np.sum(np.log(upper))
-            - np.sum(np.log(floor_slack))
+        bad_user = (lower.min(axis=1) <= 0) | (upper.min(axis=1) <= 0) | (gap <= floor)
+        bad_server = slack.min(axis=1) <= 0
+        per_user = (
+            t_barrier * self._user_objective(x, up, dn)
+            - np.log(np.where(bad_user, 1.0, gap))
+            - np.sum(np.log(np.where(bad_user[:, None], 1.0, lower * upper)), axis=1)
         )
+        per_server = -np.sum(np.log(np.where(bad_server[:, None], 1.0, slack)), axis=1)
+        value = (
+            self._by_group(per_user)
+            + np.bincount(self.server_group, weights=per_server, minlength=self.groups)
+            + t_barrier * self.terms.delay_price * tau
+            - np.log(np.where(floor_slack > 0, floor_slack, 1.0))
+        )
+        bad = (
+            self._group_min(np.where(bad_user, 0.0, 1.0), np.where(bad_server, 0.0, 1.0)) <= 0
+        ) | (floor_slack <= 0)
+        out: FloatArray = np.where(bad, np.inf, value)
+        return out
 
     # ------------------------------------------------------------------ Newton step
     def _derivatives(
@@ -303,8 +340,9 @@ class BarrierSurrogate:
 
     def _newton(
         self, x: FloatArray, tau: FloatArray, t_barrier: float
-    ) -> tuple[FloatArray, FloatArray, float, FloatArray]:
-        """The Newton direction (dx, dtau), the decrement lambda^2 and the delay slacks."""
+    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """The Newton direction (dx, dtau), each group's decrement lambda^2 and the delay
+        slacks."""
         grad, hess, d_grad, gap, g_tau, slack = self._derivatives(x, tau, t_barrier)
         n, fixed, server = self.n, ~self.free, self.server
         groups, user_group, server_group = self.groups, self.user_group, self.server_group
@@ -344,7 +382,7 @@ class BarrierSurrogate:
         zeta = -(a + np.sum(b * nu[server], axis=1) + d_tau[user_group]) / delta
         dx = -r_g - r_d * zeta[:, None] - np.einsum("nkj,nj->nk", r_e, nu[server])
         dx[fixed] = 0.0
-        decrement = -(float(np.sum(grad * dx)) + float(np.sum(g_tau * d_tau)))
+        decrement = -(self._by_group(np.sum(grad * dx, axis=1)) + g_tau * d_tau)
         lower = np.where(self.free, x, 1.0)  # fixed shares: any positive stand-in
         upper = np.where(self.free, self.upper - x, 1.0)
         self._dual_direction = (
@@ -369,17 +407,24 @@ class BarrierSurrogate:
         self.dual_caps = 1.0 / self._cap_slack(x)
 
     def _step_duals(self) -> None:
-        """Move the duals along their direction, keeping each above 1 - _KEEP of its value."""
+        """Move the duals along their direction, keeping each above 1 - _KEEP of its value
+        (one step length per group)."""
         duals = self._duals()
-        step = 1.0
-        for value, change in zip(duals, self._dual_direction, strict=True):
-            with np.errstate(divide="ignore", invalid="ignore"):
-                limit = np.where((change < 0) & (value > 0), -value / change, np.inf)
-            step = min(step, float(limit.min()) * (1 - _KEEP))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            limits = [
+                np.where((change < 0) & (value > 0), -value / change, np.inf)
+                for value, change in zip(duals, self._dual_direction, strict=True)
+            ]
+        delay, lower, upper, caps, floor = limits
+        per_user = np.minimum(delay, np.minimum(lower.min(axis=1), upper.min(axis=1)))
+        step = np.minimum(1.0, np.minimum(self._group_min(per_user, caps.min(axis=1)), floor))
+        step = step * (1 - _KEEP)
+        by_user, by_server = step[self.user_group], step[self.server_group]
+        scales = (by_user, by_user[:, None], by_user[:, None], by_server[:, None], step)
         self._set_duals(
             *(
-                value + step * change
-                for value, change in zip(duals, self._dual_direction, strict=True)
+                value + scale * change
+                for value, change, scale in zip(duals, self._dual_direction, scales, strict=True)
             )
         )
 
@@ -389,21 +434,22 @@ class BarrierSurrogate:
     def _set_duals(self, *duals: FloatArray) -> None:
         (self.dual_delay, self.dual_lower, self.dual_upper, self.dual_caps, self.dual_floor) = duals
 
-    def _max_step(self, x: FloatArray, dx: FloatArray, tau: FloatArray, d_tau: FloatArray) -> float:
-        """Largest step (times 1 - _KEEP) that keeps the box, caps and floors strictly
-        satisfied."""
-        step = 1.0
+    def _max_step(
+        self, x: FloatArray, dx: FloatArray, tau: FloatArray, d_tau: FloatArray
+    ) -> FloatArray:
+        """Each group's largest step (times 1 - _KEEP, at most 1) that keeps the box, caps
+        and floors strictly satisfied, (G,)."""
         with np.errstate(divide="ignore", invalid="ignore"):
             down = np.where((dx < 0) & self.free, -x / dx, np.inf)
             rise = np.where((dx > 0) & self.free, (self.upper - x) / dx, np.inf)
-            step = min(step, float(down.min()) * (1 - _KEEP), float(rise.min()) * (1 - _KEEP))
             slack = self._cap_slack(x)
             change = 1.0 - self._cap_slack(dx)  # each server's summed change per cap
             caps = np.where(change > 0, slack / change, np.inf)
-            step = min(step, float(caps.min()) * (1 - _KEEP))
             floors = np.where(self.bounded & (d_tau < 0), -self._floor_slack(tau) / d_tau, np.inf)
-            step = min(step, float(floors.min()) * (1 - _KEEP))
-        return step
+        per_user = np.minimum(down.min(axis=1), rise.min(axis=1))
+        step = np.minimum(self._group_min(per_user, caps.min(axis=1)), floors) * (1 - _KEEP)
+        out: FloatArray = np.minimum(step, 1.0)
+        return out
 
     # ------------------------------------------------------------------ driver
     def _interior(self, start: Shares) -> tuple[FloatArray, FloatArray]:
@@ -420,6 +466,44 @@ class BarrierSurrogate:
         tau = np.maximum(tau * 1.05 + 1e-9, np.where(self.bounded, self.floor * 1.05 + 1e-9, 0.0))
         return x, tau
 
+    def _search(
+        self,
+        x: FloatArray,
+        tau: FloatArray,
+        dx: FloatArray,
+        d_tau: FloatArray,
+        t_barrier: float,
+        value: FloatArray,
+        decrement: FloatArray,
+        gap: FloatArray,
+        pending: BoolArray,
+    ) -> FloatArray:
+        """Armijo backtracking with one step length per group (the groups are independent).
+
+        With one group the step starts at the largest interior step and is halved until it is
+        accepted. With many, each group starts from four times the length it last managed and
+        at most :data:`_HALVINGS` halvings are
+        tried per Newton step: a group still failing waits (step 0) and starts shorter next
+        time, so that one slow group does not make every group's trial be re-evaluated.
+        """
+        single = self.groups == 1
+        halvings, growth = (60, math.inf) if single else (_HALVINGS, 4.0)
+        step = np.where(pending, np.minimum(self._max_step(x, dx, tau, d_tau), self.trust), 0.0)
+        searching = pending & (step > 1e-12)
+        for _ in range(halvings):
+            if not searching.any():
+                break
+            trial = self._barrier(
+                x + step[self.user_group, None] * dx, tau + step * d_tau, t_barrier, _KEEP * gap
+            )
+            searching &= ~(trial <= value - 0.25 * step * decrement)
+            step = np.where(searching, step * 0.5, step)
+        self.trust = np.where(
+            searching, step, np.where(pending, np.minimum(growth * step, 1.0), self.trust)
+        )
+        out: FloatArray = np.where(searching, 0.0, step)
+        return out
+
     def solve(self, weights: tuple[FloatArray, ...], start: Shares) -> tuple[Shares | None, str]:
         """Minimise the surrogate for the FP ``weights`` from ``start`` (pulled inside).
 
@@ -429,26 +513,23 @@ class BarrierSurrogate:
         self.weights = weights
         x, tau = self._interior(start)
         self._init_duals(x, tau)
-        t_barrier = self.constraints / max(abs(self._objective(x, tau, *self._links(x))), 1.0)
+        t_barrier = 100 * self.constraints / max(abs(self._objective(x, tau, *self._links(x))), 1.0)
         status = "optimal"
+        self.trust = np.ones(self.groups)
         while True:
             last = self.constraints / t_barrier <= self.gap
             for _ in range(_MAX_NEWTON):
                 dx, d_tau, decrement, gap = self._newton(x, tau, t_barrier)
-                if not np.isfinite(decrement):
+                if not np.all(np.isfinite(decrement)):
                     return None, "failed"
                 value = self._barrier(x, tau, t_barrier)
-                if decrement / 2 <= _CENTRED + _ROUNDING * abs(value):
+                pending = decrement / 2 > self.centred + _ROUNDING * np.abs(value)
+                if not pending.any() or np.mean(pending) <= 1.0 - self.quorum:
                     break
-                step = self._max_step(x, dx, tau, d_tau)
-                while step > 1e-12:
-                    trial = self._barrier(x + step * dx, tau + step * d_tau, t_barrier, _KEEP * gap)
-                    if trial <= value - 0.25 * step * decrement:
-                        break
-                    step *= 0.5
-                else:
+                step = self._search(x, tau, dx, d_tau, t_barrier, value, decrement, gap, pending)
+                if not step.any() and np.all(self.trust[pending] <= 1e-12):
                     break  # no progress possible at this t: numerically centred
-                x, tau = x + step * dx, tau + step * d_tau
+                x, tau = x + step[self.user_group, None] * dx, tau + step * d_tau
                 self._step_duals()
             else:
                 status = "inaccurate"

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +30,9 @@ import numpy as np
 from mecllm.checks import FloatArray
 from mecllm.instance import Instance
 from mecllm.physics import evaluate
-from mecllm.solution import IntArray, Plan
+from mecllm.solution import IntArray, Plan, SolveResult
 from mecllm.solvers.barrier import BarrierSurrogate
+from mecllm.solvers.base import SolveOptions, finish
 from mecllm.solvers.part2 import Shares, SurrogateTerms, fp_weights, surrogate_terms
 
 #: The per-user fields of :class:`SurrogateTerms` (gathered row by row for the pieces).
@@ -42,8 +44,12 @@ _PER_USER = tuple(
 
 #: The barrier's stopping duality gap in a screen (relative; the exact score comes after).
 SCREEN_GAP = 1e-4
+#: Share of the moves whose piece must be centred before the barrier parameter rises.
+SCREEN_QUORUM = 0.95
+#: Newton decrement below which a piece counts as centred in a screen.
+SCREEN_CENTRED = 1e-5
 #: A move is taken when it raises the SCR by more than this share.
-_ACCEPT = 1e-6
+_ACCEPT = 1e-3
 #: Improving moves of one screen re-screened alone after the best is taken.
 SHORTLIST = 8
 
@@ -218,7 +224,14 @@ def screen_moves(
     if not pieces.moves:
         return []
     terms = _stacked_terms(by_server, pieces)
-    barrier = BarrierSurrogate(terms, server_group=pieces.move_of, tau_floor=pieces.floor, gap=gap)
+    barrier = BarrierSurrogate(
+        terms,
+        server_group=pieces.move_of,
+        tau_floor=pieces.floor,
+        gap=gap,
+        quorum=SCREEN_QUORUM,
+        centred=SCREEN_CENTRED,
+    )
     shares = _to_shares(pieces.start)
     for _ in range(rounds):
         found, _status = barrier.solve(fp_weights(terms, shares), shares)
@@ -305,3 +318,58 @@ def improve_by_moves(
         history.append(record)
         shortlist = {m.key for m in better[1 : SHORTLIST + 1] if m.user != best.user} or None
     return current, history
+
+
+#: Largest :func:`screen_rows` for which :func:`with_move_search` searches (about 50x5 on the
+#: paper scenario; one screen there takes seconds).
+MAX_SCREEN_ROWS = 10_000
+#: Rounds of (move search, AO loop from its end point) at most.
+MAX_ROUNDS = 2
+
+
+def with_move_search(
+    instance: Instance,
+    name: str,
+    first: SolveResult,
+    rerun: Callable[[Plan], SolveResult],
+    options: SolveOptions,
+    started: float,
+) -> SolveResult:
+    """``first`` (the AO loop's result) improved by rounds of :func:`improve_by_moves`, each
+    followed by ``rerun`` (the AO loop again, from the moved plan) while they raise the SCR.
+
+    Instances above :data:`MAX_SCREEN_ROWS` are returned as they are (the message says so).
+    """
+    if screen_rows(instance) > MAX_SCREEN_ROWS or instance.n_servers < 2:
+        return dataclasses.replace(
+            first, message=first.message + "; move search skipped (instance too large)"
+        )
+    deadline = started + options.time_limit_s
+    best = first
+    history = list(first.history)
+    taken = 0
+    for _ in range(MAX_ROUNDS):
+        plan, records = improve_by_moves(instance, best.plan, deadline)
+        history += records
+        moved = [r for r in records if "moved_user" in r]
+        if not moved or time.perf_counter() >= deadline:
+            if moved:
+                best = finish(instance, name, plan, started)
+                taken += len(moved)
+            break
+        taken += len(moved)
+        again = rerun(plan)
+        history += [dict(r, stage="AO loop after moves") for r in again.history]
+        best = again  # the loop returns the best plan it saw, its start included
+        if again.scr <= evaluate(instance, plan).scr * (1 + options.tolerance):
+            break
+    return finish(
+        instance,
+        name,
+        best.plan,
+        started,
+        status=first.status,
+        message=f"{first.message}; move search took {taken} single-user moves",
+        iterations=len(history),
+        history=history,
+    )
