@@ -489,7 +489,8 @@ class BarrierSurrogate:
         single = self.groups == 1
         halvings, growth = (60, math.inf) if single else (_HALVINGS, 4.0)
         step = np.where(pending, np.minimum(self._max_step(x, dx, tau, d_tau), self.trust), 0.0)
-        searching = pending & (step > 1e-12)
+        step = np.where(step > 1e-12, step, 0.0)
+        searching = pending & (step > 0)
         for _ in range(halvings):
             if not searching.any():
                 break
@@ -498,9 +499,8 @@ class BarrierSurrogate:
             )
             searching &= ~(trial <= value - 0.25 * step * decrement)
             step = np.where(searching, step * 0.5, step)
-        self.trust = np.where(
-            searching, step, np.where(pending, np.minimum(growth * step, 1.0), self.trust)
-        )
+        grown = np.where(step > 0, np.minimum(growth * np.maximum(step, 1e-300), 1.0), 0.0)
+        self.trust = np.where(searching, step, np.where(pending, grown, self.trust))
         out: FloatArray = np.where(searching, 0.0, step)
         return out
 
@@ -513,22 +513,23 @@ class BarrierSurrogate:
         self.weights = weights
         x, tau = self._interior(start)
         self._init_duals(x, tau)
-        t_barrier = 100 * self.constraints / max(abs(self._objective(x, tau, *self._links(x))), 1.0)
+        t_barrier = self.constraints / max(abs(self._objective(x, tau, *self._links(x))), 1.0)
         status = "optimal"
-        self.trust = np.ones(self.groups)
         while True:
             last = self.constraints / t_barrier <= self.gap
+            self.trust = np.ones(self.groups)
             for _ in range(_MAX_NEWTON):
                 dx, d_tau, decrement, gap = self._newton(x, tau, t_barrier)
                 if not np.all(np.isfinite(decrement)):
                     return None, "failed"
                 value = self._barrier(x, tau, t_barrier)
-                pending = decrement / 2 > self.centred + _ROUNDING * np.abs(value)
+                # A group whose line search has given up counts as (numerically) centred.
+                pending = (decrement / 2 > self.centred + _ROUNDING * np.abs(value)) & (
+                    self.trust > 1e-12
+                )
                 if not pending.any() or np.mean(pending) <= 1.0 - self.quorum:
                     break
                 step = self._search(x, tau, dx, d_tau, t_barrier, value, decrement, gap, pending)
-                if not step.any() and np.all(self.trust[pending] <= 1e-12):
-                    break  # no progress possible at this t: numerically centred
                 x, tau = x + step[self.user_group, None] * dx, tau + step * d_tau
                 self._step_duals()
             else:

@@ -49,7 +49,7 @@ SCREEN_QUORUM = 0.95
 #: Newton decrement below which a piece counts as centred in a screen.
 SCREEN_CENTRED = 1e-5
 #: A move is taken when it raises the SCR by more than this share.
-_ACCEPT = 1e-3
+_ACCEPT = 1e-4
 #: Improving moves of one screen re-screened alone after the best is taken.
 SHORTLIST = 8
 
@@ -324,7 +324,7 @@ def improve_by_moves(
 #: paper scenario; one screen there takes seconds).
 MAX_SCREEN_ROWS = 10_000
 #: Rounds of (move search, AO loop from its end point) at most.
-MAX_ROUNDS = 2
+MAX_ROUNDS = 3
 
 
 def with_move_search(
