@@ -96,8 +96,11 @@ def test_unknown_engine_is_refused() -> None:
         optimise_resources(instance, start, 1.0, engine="magic")
 
 
-@pytest.mark.parametrize(("seed", "n_users", "n_servers"), [(0, 10, 2), (0, 100, 10), (0, 300, 10)])
-def test_threshold_scan_is_within_one_percent_of_the_milp_and_fits_the_caps(
+@pytest.mark.parametrize(
+    ("seed", "n_users", "n_servers"),
+    [(0, 10, 2), (0, 50, 5), (1, 50, 5), (0, 100, 10), (0, 300, 10)],
+)
+def test_threshold_scan_is_within_a_thousandth_of_the_milp_and_fits_the_caps(
     seed: int, n_users: int, n_servers: int
 ) -> None:
     instance = small_instance(seed, n_users=n_users, n_servers=n_servers)
@@ -108,7 +111,8 @@ def test_threshold_scan_is_within_one_percent_of_the_milp_and_fits_the_caps(
     assert exact.status == "optimal"
     # Minimisation objective, negative here: the scan is never better than the exact optimum.
     assert scan.value >= exact.value - 1e-6 * abs(exact.value)
-    assert scan.value <= exact.value + 0.01 * abs(exact.value)
+    # Measured: equal to the MILP on all five (50x5 seed 0 was 0.2% off before the matching).
+    assert scan.value <= exact.value + 1e-3 * abs(exact.value)
     rows = np.arange(n_users)
     for k in range(3):
         used = np.bincount(
