@@ -208,10 +208,10 @@ def _secure_generate(
 
 def _progress_printer(algorithm: str) -> Callable[[dict[str, Any]], None]:
     def show(record: dict[str, Any]) -> None:
-        parts = [
-            f"[{algorithm}] iter {record.get('iteration', '?')}",
-            f"y = {record.get('y', float('nan')):.6g}",
-        ]
+        where = record.get("stage", f"iter {record.get('iteration', '?')}")
+        parts = [f"[{algorithm}] {where}", f"y = {record.get('y', float('nan')):.6g}"]
+        if "moved_user" in record:
+            parts.append(f"user {record['moved_user']} -> server {record['to_server']}")
         for key, value in record.items():
             if key.endswith("_s") and isinstance(value, float):
                 parts.append(f"{key[:-2]} {value:.2f}s")

@@ -32,7 +32,7 @@ from mecllm.instance import Instance
 from mecllm.physics import evaluate
 from mecllm.solution import IntArray, Plan, SolveResult
 from mecllm.solvers.barrier import BarrierSurrogate
-from mecllm.solvers.base import SolveOptions, finish
+from mecllm.solvers.base import ProgressCallback, SolveOptions, finish
 from mecllm.solvers.part2 import Shares, SurrogateTerms, fp_weights, surrogate_terms
 
 #: The per-user fields of :class:`SurrogateTerms` (gathered row by row for the pieces).
@@ -90,9 +90,13 @@ class _Pieces:
     moves: list[tuple[int, int, int]]
 
 
-def _share_matrix(instance: Instance, plan: Plan) -> FloatArray:
-    s = Shares.of(instance, plan)
+def _matrix(s: Shares) -> FloatArray:
+    """(N, 5) the shares as columns (beta, pi, kappa, f, sigma)."""
     return np.stack([s.beta, s.pi, s.kappa, s.f, s.sigma], axis=1)
+
+
+def _share_matrix(instance: Instance, plan: Plan) -> FloatArray:
+    return _matrix(Shares.of(instance, plan))
 
 
 def _pieces(
@@ -238,8 +242,7 @@ def screen_moves(
         if found is None:
             break
         shares = found
-    solved = np.stack([shares.beta, shares.pi, shares.kappa, shares.f, shares.sigma], axis=1)
-    return _assemble(instance, plan, pieces, solved, y, t_ref, scale)
+    return _assemble(instance, plan, pieces, _matrix(shares), y, t_ref, scale)
 
 
 def _assemble(
@@ -281,7 +284,11 @@ def screen_rows(instance: Instance) -> int:
 
 
 def improve_by_moves(
-    instance: Instance, plan: Plan, deadline: float, max_moves: int = 100
+    instance: Instance,
+    plan: Plan,
+    deadline: float,
+    max_moves: int = 100,
+    progress: ProgressCallback | None = None,
 ) -> tuple[Plan, list[dict[str, Any]]]:
     """Best-improvement local search over :func:`screen_moves`.
 
@@ -290,7 +297,7 @@ def improve_by_moves(
     far cheaper than a full screen; a full screen runs when none of them still improves, and
     the search stops when a full screen finds nothing, ``max_moves`` are taken or
     ``time.perf_counter()`` passes ``deadline``. Returns the final plan (never worse than
-    ``plan``) and one record per screen.
+    ``plan``) and one record per screen (each also passed to ``progress``).
     """
     current, scr = plan, evaluate(instance, plan).scr
     history: list[dict[str, Any]] = []
@@ -308,6 +315,8 @@ def improve_by_moves(
         if not better:
             record["y"] = scr
             history.append(record)
+            if progress is not None:
+                progress(record)
             if shortlist is None:
                 break
             shortlist = None
@@ -316,6 +325,8 @@ def improve_by_moves(
         current, scr, taken = best.plan, best.scr, taken + 1
         record.update(y=scr, moved_user=best.user, to_server=best.server, phi=best.phi)
         history.append(record)
+        if progress is not None:
+            progress(record)
         shortlist = {m.key for m in better[1 : SHORTLIST + 1] if m.user != best.user} or None
     return current, history
 
@@ -349,7 +360,7 @@ def with_move_search(
     history = list(first.history)
     taken = 0
     for _ in range(MAX_ROUNDS):
-        plan, records = improve_by_moves(instance, best.plan, deadline)
+        plan, records = improve_by_moves(instance, best.plan, deadline, progress=options.progress)
         history += records
         moved = [r for r in records if "moved_user" in r]
         if not moved or time.perf_counter() >= deadline:
