@@ -6,6 +6,7 @@ The paper's five methods (MODEL.md section 7) and any method the project adds ar
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -164,11 +165,16 @@ def _dashf_scale(instance: Instance, options: SolveOptions) -> SolveResult:
     step = part1_step("auto", "keep", time_limit_s=min(60.0, options.time_limit_s))
     allocation = _part2(options, "auto")
 
-    def loop(start: Plan) -> SolveResult:
-        return dinkelbach(instance, "dashf-scale", start, step, allocation, options)
+    def loop(start: Plan, iterations: int = options.max_iterations) -> SolveResult:
+        once = dataclasses.replace(options, max_iterations=iterations)
+        return dinkelbach(instance, "dashf-scale", start, step, allocation, once)
 
     first = loop(_greedy_start(instance))
-    return with_move_search(instance, "dashf-scale", first, loop, options, started)
+    # After moves, one AO iteration (association, phi, every resource) polishes the plan; the
+    # move search that follows plays the role of the loop's convergence test.
+    return with_move_search(
+        instance, "dashf-scale", first, lambda plan: loop(plan, 1), options, started
+    )
 
 
 @register(
