@@ -22,6 +22,12 @@ its ``1 / slack^2`` term limits every Newton step to crawl along that constraint
 at least a tenth of every slack (box, caps, delays), and an Armijo search on the barrier
 function makes each step a descent step.
 
+Many independent problems can share one solve (the move screen of
+:mod:`mecllm.solvers.moves` stacks one per candidate move): servers are put into groups, each
+group has its own delay bound (optionally floored), and decrements, step lengths, dual steps
+and the line search are per group, so that one slow group does not shorten every group's step;
+with a quorum below 1 the barrier parameter rises once that share of groups is centred.
+
 It solves the same convex problem as the conic engine: ``tests/test_scale.py`` checks the
 optimum against cvxpy on small instances and ``benchmarks/scale.py`` prints the SCR gap
 between the two engines where both finish.

@@ -7,14 +7,16 @@ single-user moves raise the SCR, by up to 2.8%, none of which part 1 proposes).
 
 This module re-splits the resources for every move at once. A move of user n from server a to
 server b changes only those two servers, so its value is the rest of the plan unchanged plus
-two independent pieces: server a without n and server b with n. Each piece is a copy of the
-part-2 surrogate restricted to one server's users, with its own delay bound tau_g floored at
-the delay of the servers the move leaves alone (a piece gains nothing by being faster than
-the rest). All N + N (M - 1) pieces are stacked into one problem of about N^2 rows, solved by
-the barrier method of :mod:`mecllm.solvers.barrier` (one group per piece), with the
-fractional-programming weights refreshed ``rounds`` times. Each move's plan is then put
-together from its two pieces and scored exactly by :func:`mecllm.physics.evaluate`, so the
-SCR reported for a move is that of a real, feasible plan, not an estimate.
+two pieces: server a without n and server b with n (n with its current phi, or with phi = 0 or
+1, each a separate move). Each piece is a copy of the part-2 surrogate restricted to one
+server's users; the two pieces of a move share one delay bound, floored at the delay of the
+servers the move leaves alone (a move gains nothing by being faster than the rest). The
+pieces of all moves are stacked into one problem of about 2 N^2 (M - 1) / M rows per phi
+choice, solved by the barrier method of :mod:`mecllm.solvers.barrier` with one group per move
+(each group centres and steps on its own), with the fractional-programming weights refreshed
+``rounds`` times. Each move's plan is then put together from its pieces and scored exactly by
+:func:`mecllm.physics.evaluate`, so the SCR reported for a move is that of a real, feasible
+plan, not an estimate.
 """
 
 from __future__ import annotations
