@@ -250,12 +250,21 @@ class BarrierSurrogate:
         lower, upper = np.where(free, x, 1.0), np.where(free, self.upper - x, 1.0)
         slack = self._cap_slack(x)
         floor_slack = self._floor_slack(tau)
-        up, dn = self._links(x)
-        gap = tau[self.user_group] - self._delay(x, up, dn)
-        bad_user = (lower.min(axis=1) <= 0) | (upper.min(axis=1) <= 0) | (gap <= floor)
+        # A trial point may leave the box in some groups: their terms are computed (and
+        # discarded below) without warnings.
+        with np.errstate(all="ignore"):
+            up, dn = self._links(x)
+            gap = tau[self.user_group] - self._delay(x, up, dn)
+            objective = self._user_objective(x, up, dn)
+        bad_user = (
+            (lower.min(axis=1) <= 0)
+            | (upper.min(axis=1) <= 0)
+            | ~(gap > floor)
+            | ~np.isfinite(objective)
+        )
         bad_server = slack.min(axis=1) <= 0
         per_user = (
-            t_barrier * self._user_objective(x, up, dn)
+            t_barrier * np.where(bad_user, 0.0, objective)
             - np.log(np.where(bad_user, 1.0, gap))
             - np.sum(np.log(np.where(bad_user[:, None], 1.0, lower * upper)), axis=1)
         )
