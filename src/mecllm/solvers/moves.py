@@ -365,28 +365,25 @@ def with_move_search(
             first, message=first.message + "; move search skipped (instance too large)"
         )
     deadline = started + options.time_limit_s
-    best = first
+    best = first.plan
     history = list(first.history)
     taken = 0
     for _ in range(MAX_ROUNDS):
-        plan, records = improve_by_moves(
-            instance, best.plan, deadline, progress=options.progress, full_screens=1
+        best, records = improve_by_moves(
+            instance, best, deadline, progress=options.progress, full_screens=1
         )
         history += records
-        moved = [r for r in records if "moved_user" in r]
+        moved = sum("moved_user" in r for r in records)
+        taken += moved
         if not moved or time.perf_counter() >= deadline:
-            if moved:
-                best = finish(instance, name, plan, started)
-                taken += len(moved)
             break
-        taken += len(moved)
-        again = rerun(plan)
+        again = rerun(best)
         history += [dict(r, stage="AO loop after moves") for r in again.history]
-        best = again  # the loop returns the best plan it saw, its start included
+        best = again.plan  # the loop returns the best plan it saw, its start included
     return finish(
         instance,
         name,
-        best.plan,
+        best,
         started,
         status=first.status,
         message=f"{first.message}; move search took {taken} single-user moves",

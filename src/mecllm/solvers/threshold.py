@@ -132,11 +132,10 @@ def _repair(costs: PairCosts, pair: FloatArray, start: IntArray) -> IntArray | N
     return assignment
 
 
-def _matched(costs: PairCosts, pair: FloatArray) -> IntArray:
-    """The cheapest association when each server holds as many users as fit its caps at
-    the smallest usages (a min-cost matching to server slots, ``linear_sum_assignment``); it
-    may still break a cap, so :func:`_repair` follows."""
-    slots = np.array([_slots(costs, j) for j in range(pair.shape[1])])
+def _matched(pair: FloatArray, slots: IntArray) -> IntArray:
+    """The cheapest association when server m holds ``slots[m]`` users (as many as fit its
+    caps at the smallest usages; a min-cost matching to server slots,
+    ``linear_sum_assignment``); it may still break a cap, so :func:`_repair` follows."""
     columns = np.repeat(np.arange(pair.shape[1]), slots)
     finite = np.isfinite(pair)
     big = 2.0 * float(np.max(np.abs(pair[finite]))) + 1.0 if finite.any() else 1.0
@@ -148,21 +147,19 @@ def _matched(costs: PairCosts, pair: FloatArray) -> IntArray:
 
 
 def _best_at(
-    costs: PairCosts, current: IntArray, t: float, matched: bool = False
+    costs: PairCosts, current: IntArray, t: float, slots: IntArray | None = None
 ) -> tuple[float, IntArray | None]:
     """The scan's objective and association for the delay bound ``t`` (inf, None if nothing
     fits): moves from ``current`` and from every user's cheapest server repaired into the
-    caps (users whose pair misses ``t`` have an infinite gain and move first); with
-    ``matched``, also from the min-cost matching to server slots, repaired."""
+    caps (users whose pair misses ``t`` have an infinite gain and move first); given
+    ``slots``, also from the min-cost matching to server slots, repaired."""
     rows = np.arange(current.shape[0])
     pair = _costs_at(costs, t)
     firsts = [np.argmin(pair, axis=1)]
-    if matched:
-        firsts.append(_matched(costs, pair))
+    if slots is not None:
+        firsts.append(_matched(pair, slots))
     starts = [current]
     for first in firsts:
-        if not np.all(np.isfinite(pair[rows, first])):
-            continue
         repaired = _repair(costs, pair, first)
         if repaired is not None:
             starts.append(repaired)
@@ -200,10 +197,12 @@ def solve_by_threshold(costs: PairCosts, current: IntArray, grid: int = 48) -> M
     t_high = max(t_now, t_low)
     coarse = np.unique(np.concatenate([np.geomspace(max(t_low, 1e-300), t_high, grid), [t_now]]))
     best_assignment, best_value = current.copy(), costs.objective(current, phi_now)
-    cells = n * sum(_slots(costs, j) for j in range(costs.shape[1]))  # matching matrix size
+    slots = np.array([_slots(costs, j) for j in range(costs.shape[1])])
+    cells = n * int(slots.sum())  # matching matrix size
     values = np.full(coarse.size, np.inf)
     for i, t in enumerate(coarse):
-        values[i], assignment = _best_at(costs, current, float(t), matched=cells <= _MATCH_ALL)
+        every = slots if cells <= _MATCH_ALL else None
+        values[i], assignment = _best_at(costs, current, float(t), every)
         if assignment is not None and values[i] < best_value - 1e-12 * abs(best_value):
             best_assignment, best_value = assignment, values[i]
     if np.isfinite(values).any() and cells <= _MATCH_NEAR:
@@ -213,7 +212,7 @@ def solve_by_threshold(costs: PairCosts, current: IntArray, grid: int = 48) -> M
         if inside.size > grid:
             inside = inside[np.linspace(0, inside.size - 1, grid).astype(int)]
         for t in np.append(inside, coarse[i]):
-            value, assignment = _best_at(costs, current, float(t), matched=cells <= _MATCH_NEAR)
+            value, assignment = _best_at(costs, current, float(t), slots)
             if assignment is not None and value < best_value - 1e-12 * abs(best_value):
                 best_assignment, best_value = assignment, value
     phi, value = optimal_phi(costs, best_assignment)
