@@ -10,6 +10,7 @@ from mecllm.physics import evaluate
 from mecllm.solution import Plan
 from mecllm.solvers.barrier import BarrierSurrogate
 from mecllm.solvers.base import SolveOptions
+from mecllm.solvers.cone import DirectConicSurrogate
 from mecllm.solvers.equal_split import equal_split
 from mecllm.solvers.part1 import price_moves, solve_milp
 from mecllm.solvers.part2 import (
@@ -75,6 +76,59 @@ def test_barrier_engine_reaches_the_conic_optimum_of_the_surrogate(
     if not count_idle:
         idle = start.phi >= 1.0
         assert np.all(plan.server_flops[idle] == 0.0)
+
+
+@pytest.mark.parametrize(
+    ("seed", "n_users", "n_servers", "count_idle"),
+    [(0, 10, 2, True), (1, 20, 3, True), (2, 12, 2, False), (3, 30, 4, False)],
+)
+def test_direct_cone_program_reaches_the_optimum_of_the_other_engines(
+    seed: int, n_users: int, n_servers: int, count_idle: bool
+) -> None:
+    instance = small_instance(seed, n_users=n_users, n_servers=n_servers).with_settings(
+        count_idle=count_idle
+    )
+    start = _mixed_start(instance, seed)
+    report = evaluate(instance, start)
+    y = report.scr
+    terms = surrogate_terms(
+        instance, start, y, report.delay_s, max(report.service, y * report.cost)
+    )
+    shares = Shares.of(instance, start)
+    weights = fp_weights(terms, shares)
+    conic, _ = _ConicSurrogate(terms).solve(weights, shares)
+    barrier, _ = BarrierSurrogate(terms).solve(weights, shares)
+    direct, status = DirectConicSurrogate(terms).solve(weights, shares)
+    assert conic is not None and barrier is not None and direct is not None
+    assert status != "failed"
+    conic_value = _scaled_objective(terms, weights, conic)
+    direct_value = _scaled_objective(terms, weights, direct)
+    # Same convex problem: at least the cvxpy optimum (which is at times "inaccurate") and
+    # equal to the barrier method's (which stops at a 1e-7 duality gap).
+    assert direct_value >= conic_value - 1e-6 * max(1.0, abs(conic_value))
+    barrier_value = _scaled_objective(terms, weights, barrier)
+    assert direct_value == pytest.approx(barrier_value, rel=1e-5, abs=1e-6)
+    assert evaluate(instance, direct.to_plan(instance, terms)).feasible
+
+
+def test_direct_cone_program_falls_back_to_the_barrier_when_clarabel_stops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    instance = small_instance(4, n_users=10, n_servers=2)
+    start = _mixed_start(instance, 4)
+    report = evaluate(instance, start)
+    terms = surrogate_terms(
+        instance, start, report.scr, report.delay_s, max(report.service, report.scr * report.cost)
+    )
+    shares = Shares.of(instance, start)
+    weights = fp_weights(terms, shares)
+    direct = DirectConicSurrogate(terms)
+    direct.settings.max_iter = 1  # Clarabel stops with MaxIterations
+    found, status = direct.solve(weights, shares)
+    expected, _ = BarrierSurrogate(terms).solve(weights, shares)
+    assert direct.fallback is not None and found is not None and expected is not None
+    assert status == "optimal"
+    np.testing.assert_allclose(found.beta, expected.beta)
 
 
 def test_barrier_part2_never_loses_to_its_start_and_matches_the_conic_engine() -> None:

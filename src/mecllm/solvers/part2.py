@@ -332,11 +332,12 @@ class _ConicSurrogate:
         return Shares(*values), status
 
 
-#: The engines of the convex step: one cvxpy problem (generic, the paper's route), the
-#: project's vectorised barrier method (:mod:`mecllm.solvers.barrier`, for large N), or
-#: "auto": conic up to :data:`AUTO_CONIC_USERS` users (where Clarabel is quicker than the
-#: barrier method's Python-level Newton loop), barrier above.
-ENGINES = ("conic", "barrier", "auto")
+#: The engines of the convex step: one cvxpy problem (generic, the paper's DASHF), the same
+#: cone program written directly for Clarabel (:mod:`mecllm.solvers.cone`), the project's
+#: vectorised barrier method (:mod:`mecllm.solvers.barrier`, for large N), or "auto": direct
+#: up to :data:`AUTO_CONIC_USERS` users (where Clarabel is quicker than the barrier method's
+#: Python-level Newton loop), barrier above.
+ENGINES = ("conic", "direct", "barrier", "auto")
 AUTO_CONIC_USERS = 50
 
 
@@ -352,16 +353,18 @@ def optimise_resources(
     """Part 2 from ``start``: quadratic-transform FP iterations until the objective settles.
 
     ``engine`` solves each convex surrogate: ``"conic"`` (cvxpy, Clarabel then SCS),
+    ``"direct"`` (the same cone program written directly for Clarabel, barrier as fallback),
     ``"barrier"`` (vectorised Newton barrier method, warm-started from the current plan) or
-    ``"auto"`` (conic up to :data:`AUTO_CONIC_USERS` users, barrier above).
+    ``"auto"`` (direct up to :data:`AUTO_CONIC_USERS` users, barrier above).
     Returns the best plan seen (never worse than ``start`` in the Dinkelbach objective).
     """
     from mecllm.solvers.barrier import BarrierSurrogate
+    from mecllm.solvers.cone import DirectConicSurrogate
 
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "auto":
-        engine = "conic" if instance.n_users <= AUTO_CONIC_USERS else "barrier"
+        engine = "direct" if instance.n_users <= AUTO_CONIC_USERS else "barrier"
     started = time.perf_counter()
     start_report = evaluate(instance, start)
     best, best_value = start, start_report.service - y * start_report.cost
@@ -371,7 +374,13 @@ def optimise_resources(
     t_ref = max(start_report.delay_s, 1e-9)
     scale = max(abs(start_report.service), abs(y * start_report.cost), 1e-9)
     terms = surrogate_terms(instance, start, y, t_ref, scale)
-    convex = _ConicSurrogate(terms) if engine == "conic" else BarrierSurrogate(terms)
+    convex: _ConicSurrogate | DirectConicSurrogate | BarrierSurrogate
+    if engine == "conic":
+        convex = _ConicSurrogate(terms)
+    elif engine == "direct":
+        convex = DirectConicSurrogate(terms)
+    else:
+        convex = BarrierSurrogate(terms)
     current, status = start, "optimal"
     for _ in range(max_iterations):
         shares = Shares.of(instance, current)

@@ -155,8 +155,9 @@ def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
     "dashf-scale",
     "DASHF for speed and scale: association by the exact MILP up to 300 user-server pairs, "
     "by a scan over the delay bound above; resources by the vectorised barrier method "
-    "(by the conic solve up to 50 users); then, up to about 50x5, a search over single-user "
-    "moves with both servers' resources re-split (all moves in one stacked solve)",
+    "(up to 50 users by the cone program written directly for Clarabel); then, up to about "
+    "50x5, a search over single-user moves with both servers' resources re-split (all moves "
+    "in one stacked solve)",
 )
 def _dashf_scale(instance: Instance, options: SolveOptions) -> SolveResult:
     from mecllm.solvers.moves import with_move_search
