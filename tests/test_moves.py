@@ -101,3 +101,15 @@ def test_move_search_never_loses_and_dashf_scale_beats_its_ao_loop() -> None:
     scaled = solve(instance, "dashf-scale", options)
     assert scaled.scr > 1.05 * base.scr
     assert "move search took" in scaled.message
+
+
+def test_dashf_scale_final_polish_reaches_the_paper_route_where_both_pick_one_association() -> None:
+    # Paper default 10x2, seed 3: dashf-scale ends at the paper route's association; the loop
+    # stops part 2 at a 1e-4 gain, which left it 5e-8 below until the final polish.
+    instance = generate(preset("paper", n_users=10, n_servers=2), np.random.default_rng(3))
+    options = SolveOptions(seed=3)
+    paper = solve(instance, "dashf-fullsdr", options)
+    scaled = solve(instance, "dashf-scale", options)
+    assert np.array_equal(scaled.plan.assignment, paper.plan.assignment)
+    assert scaled.scr >= paper.scr
+    assert scaled.history[-1]["stage"] == "final polish"

@@ -45,6 +45,8 @@ from mecllm.solvers.part2 import Shares, SurrogateTerms
 _LN2 = math.log(2.0)
 #: Shares whose upper bound is below this are fixed at 0 (no variable).
 _FIXED = 1e-12
+#: Clarabel's default tolerances.
+_TOLERANCE = 1e-8
 #: Positions of the shares in a user's row of the column table.
 _BETA, _PI, _KAPPA, _F, _SIGMA = range(5)
 
@@ -113,7 +115,10 @@ class DirectConicSurrogate:
     """The surrogate of one (x, phi, y) as a Clarabel cone program, solved for each FP weight
     set (same interface as the cvxpy and barrier engines)."""
 
-    def __init__(self, terms: SurrogateTerms):
+    def __init__(self, terms: SurrogateTerms, tolerance: float = _TOLERANCE):
+        """``terms``: the surrogate; ``tolerance``: Clarabel's gap, feasibility and KKT-ratio
+        tolerances (its default 1e-8; tighter ones cost about half as many iterations again
+        and end "AlmostSolved" more often, so they are for a final polish)."""
         self.terms = terms
         n = terms.phi.shape[0]
         upper = np.stack(
@@ -222,6 +227,8 @@ class DirectConicSurrogate:
         # equilibration and with steps of at most 0.9 of the way to the boundary, 1 did.
         self.settings.equilibrate_enable = False
         self.settings.max_step_fraction = 0.9
+        for name in ("tol_gap_abs", "tol_gap_rel", "tol_feas", "tol_ktratio"):
+            setattr(self.settings, name, tolerance)
         self.fallback: BarrierSurrogate | None = None
 
     def solve(self, weights: tuple[FloatArray, ...], start: Shares) -> tuple[Shares | None, str]:

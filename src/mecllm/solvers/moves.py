@@ -353,10 +353,12 @@ def with_move_search(
     rerun: Callable[[Plan], SolveResult],
     options: SolveOptions,
     started: float,
+    polish: Callable[[Plan], tuple[Plan, dict[str, Any]]] | None = None,
 ) -> SolveResult:
     """``first`` (the AO loop's result) improved by rounds of :func:`improve_by_moves` (one full
     screen and its shortlist each), each followed by ``rerun`` (AO from the moved plan), until
-    a full screen finds no move, :data:`MAX_ROUNDS` or the time limit.
+    a full screen finds no move, :data:`MAX_ROUNDS` or the time limit; then ``polish`` (a
+    final step on the best plan, kept if it raises the SCR).
 
     Instances above :data:`MAX_SCREEN_ROWS` are returned as they are (the message says so).
     """
@@ -380,6 +382,11 @@ def with_move_search(
         again = rerun(best)
         history += [dict(r, stage="AO loop after moves") for r in again.history]
         best = again.plan  # the loop returns the best plan it saw, its start included
+    if polish is not None:
+        polished, record = polish(best)
+        history.append(dict(record, stage="final polish"))
+        if evaluate(instance, polished).scr > evaluate(instance, best).scr:
+            best = polished
     return finish(
         instance,
         name,

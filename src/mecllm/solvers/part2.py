@@ -349,6 +349,7 @@ def optimise_resources(
     tolerance: float = 1e-4,
     max_iterations: int = 15,
     engine: str = "conic",
+    solver_tolerance: float | None = None,
 ) -> AllocationResult:
     """Part 2 from ``start``: quadratic-transform FP iterations until the objective settles.
 
@@ -356,6 +357,7 @@ def optimise_resources(
     ``"direct"`` (the same cone program written directly for Clarabel, barrier as fallback),
     ``"barrier"`` (vectorised Newton barrier method, warm-started from the current plan) or
     ``"auto"`` (direct up to :data:`AUTO_CONIC_USERS` users, barrier above).
+    ``solver_tolerance``: the direct engine's Clarabel tolerances (default 1e-8).
     Returns the best plan seen (never worse than ``start`` in the Dinkelbach objective).
     """
     from mecllm.solvers.barrier import BarrierSurrogate
@@ -378,7 +380,11 @@ def optimise_resources(
     if engine == "conic":
         convex = _ConicSurrogate(terms)
     elif engine == "direct":
-        convex = DirectConicSurrogate(terms)
+        convex = (
+            DirectConicSurrogate(terms)
+            if solver_tolerance is None
+            else DirectConicSurrogate(terms, solver_tolerance)
+        )
     else:
         convex = BarrierSurrogate(terms)
     current, status = start, "optimal"

@@ -10,16 +10,19 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from mecllm.errors import InvalidInputError
 from mecllm.instance import Instance
+from mecllm.physics import evaluate
 from mecllm.solution import Plan, SolveResult
 from mecllm.solvers.association import greedy_association, random_association
 from mecllm.solvers.base import SolveOptions, finish
 from mecllm.solvers.dinkelbach import dinkelbach
 from mecllm.solvers.equal_split import equal_split
+from mecllm.solvers.part2 import AUTO_CONIC_USERS
 from mecllm.solvers.steps import Step, equal_split_step, part1_step, part2_step
 
 Runner = Callable[[Instance, SolveOptions], SolveResult]
@@ -63,6 +66,9 @@ def solve(instance: Instance, algorithm: str, options: SolveOptions | None = Non
 
 
 HALF = 0.5
+#: dashf-scale's final polish: part 2's stopping tolerance (relative gain of an FP iteration)
+#: and Clarabel's tolerances.
+FINAL_TOLERANCE = 1e-10
 
 
 @register("rucaa", "random user connection, equal resource split, phi = 0.5 (paper baseline)")
@@ -172,9 +178,23 @@ def _dashf_scale(instance: Instance, options: SolveOptions) -> SolveResult:
 
     first = loop(_greedy_start(instance))
     # After moves, one AO iteration (association, phi, every resource) polishes the plan; the
-    # move search that follows plays the role of the loop's convergence test.
+    # move search that follows plays the role of the loop's convergence test. Where the
+    # direct cone program applies, the final plan's resources are re-solved to tight
+    # tolerances (the loop stops part 2 at a 1e-4 relative gain, Clarabel at 1e-8).
+    tight = part2_step(FINAL_TOLERANCE, options.max_inner_iterations, "direct", FINAL_TOLERANCE)
+
+    def polish(plan: Plan) -> tuple[Plan, dict[str, Any]]:
+        return tight(instance, plan, evaluate(instance, plan).scr)
+
+    small = instance.n_users <= AUTO_CONIC_USERS
     return with_move_search(
-        instance, "dashf-scale", first, lambda plan: loop(plan, 1), options, started
+        instance,
+        "dashf-scale",
+        first,
+        lambda plan: loop(plan, 1),
+        options,
+        started,
+        polish if small else None,
     )
 
 

@@ -151,11 +151,16 @@ def equal_split_step(instance: Instance, plan: Plan, y: float) -> tuple[Plan, Re
     return equal_split(instance, plan.assignment, plan.phi), {}
 
 
-def part2_step(tolerance: float = 1e-4, max_iterations: int = 15, engine: str = "conic") -> Step:
+def part2_step(
+    tolerance: float = 1e-4,
+    max_iterations: int = 15,
+    engine: str = "conic",
+    solver_tolerance: float | None = None,
+) -> Step:
     """AO part 2, started from the better of the current allocation and the equal split.
 
-    ``engine``: ``"conic"`` (one cvxpy problem per FP iteration) or ``"barrier"`` (the
-    vectorised barrier method of :mod:`mecllm.solvers.barrier`).
+    ``engine`` and ``solver_tolerance``: as in
+    :func:`mecllm.solvers.part2.optimise_resources`.
     """
 
     def step(instance: Instance, plan: Plan, y: float) -> tuple[Plan, Record]:
@@ -164,7 +169,13 @@ def part2_step(tolerance: float = 1e-4, max_iterations: int = 15, engine: str = 
         values = [dinkelbach_value(instance, c, y) for c in candidates]
         start = candidates[int(np.argmax(values))]
         result = optimise_resources(
-            instance, start, y, tolerance=tolerance, max_iterations=max_iterations, engine=engine
+            instance,
+            start,
+            y,
+            tolerance=tolerance,
+            max_iterations=max_iterations,
+            engine=engine,
+            solver_tolerance=solver_tolerance,
         )
         record: Record = {
             "part2_status": result.status,
