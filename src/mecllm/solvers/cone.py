@@ -108,6 +108,7 @@ class _Program:
 
 
 def _each(count: int) -> IntArray:
+    """Cone instances 0 .. count - 1 (one term per cone)."""
     return np.arange(count, dtype=np.int64)
 
 
@@ -138,7 +139,6 @@ class DirectConicSurrogate:
         v_f, w_sigma = prog.new(uses_f.size), prog.new(uses_sigma.size)
         h = prog.new(n)
         self.u_up, self.u_dn, self.up, self.dn = u_up, u_dn, up, dn
-        self.h = h
         ones = np.ones(n)
         # -- linear rows (>= 0): box, caps, delays
         rows, cols = np.nonzero(free)
