@@ -35,6 +35,21 @@ def _mixed_start(instance: Instance, seed: int) -> Plan:
     return equal_split(instance, _greedy_start(instance).assignment, phi)
 
 
+def _surrogate_at_start(
+    instance: Instance, seed: int
+) -> tuple[Plan, SurrogateTerms, Shares, tuple[np.ndarray, ...]]:
+    """The mixed start of ``seed``, its part-2 surrogate at its own SCR, its shares and the FP
+    weights there."""
+    start = _mixed_start(instance, seed)
+    report = evaluate(instance, start)
+    y = report.scr
+    terms = surrogate_terms(
+        instance, start, y, report.delay_s, max(report.service, y * report.cost)
+    )
+    shares = Shares.of(instance, start)
+    return start, terms, shares, fp_weights(terms, shares)
+
+
 def _scaled_objective(terms: SurrogateTerms, weights: tuple[np.ndarray, ...], s: Shares) -> float:
     """The surrogate's (scaled) objective of ``s``, with tau at the largest delay."""
     surrogate = BarrierSurrogate(terms)
@@ -55,14 +70,7 @@ def test_barrier_engine_reaches_the_conic_optimum_of_the_surrogate(
     instance = small_instance(seed, n_users=n_users, n_servers=n_servers).with_settings(
         count_idle=count_idle
     )
-    start = _mixed_start(instance, seed)
-    report = evaluate(instance, start)
-    y = report.scr
-    terms = surrogate_terms(
-        instance, start, y, report.delay_s, max(report.service, y * report.cost)
-    )
-    shares = Shares.of(instance, start)
-    weights = fp_weights(terms, shares)
+    start, terms, shares, weights = _surrogate_at_start(instance, seed)
     conic, _ = _ConicSurrogate(terms).solve(weights, shares)
     barrier, barrier_status = BarrierSurrogate(terms).solve(weights, shares)
     assert conic is not None and barrier is not None
@@ -88,14 +96,7 @@ def test_direct_cone_program_reaches_the_optimum_of_the_other_engines(
     instance = small_instance(seed, n_users=n_users, n_servers=n_servers).with_settings(
         count_idle=count_idle
     )
-    start = _mixed_start(instance, seed)
-    report = evaluate(instance, start)
-    y = report.scr
-    terms = surrogate_terms(
-        instance, start, y, report.delay_s, max(report.service, y * report.cost)
-    )
-    shares = Shares.of(instance, start)
-    weights = fp_weights(terms, shares)
+    _, terms, shares, weights = _surrogate_at_start(instance, seed)
     conic, _ = _ConicSurrogate(terms).solve(weights, shares)
     barrier, _ = BarrierSurrogate(terms).solve(weights, shares)
     direct, status = DirectConicSurrogate(terms).solve(weights, shares)
@@ -111,17 +112,8 @@ def test_direct_cone_program_reaches_the_optimum_of_the_other_engines(
     assert evaluate(instance, direct.to_plan(instance, terms)).feasible
 
 
-def test_direct_cone_program_falls_back_to_the_barrier_when_clarabel_stops(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    instance = small_instance(4, n_users=10, n_servers=2)
-    start = _mixed_start(instance, 4)
-    report = evaluate(instance, start)
-    terms = surrogate_terms(
-        instance, start, report.scr, report.delay_s, max(report.service, report.scr * report.cost)
-    )
-    shares = Shares.of(instance, start)
-    weights = fp_weights(terms, shares)
+def test_direct_cone_program_falls_back_to_the_barrier_when_clarabel_stops() -> None:
+    _, terms, shares, weights = _surrogate_at_start(small_instance(4, n_users=10, n_servers=2), 4)
     direct = DirectConicSurrogate(terms)
     direct.settings.max_iter = 1  # Clarabel stops with MaxIterations
     found, status = direct.solve(weights, shares)

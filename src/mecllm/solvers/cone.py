@@ -116,10 +116,10 @@ class DirectConicSurrogate:
     """The surrogate of one (x, phi, y) as a Clarabel cone program, solved for each FP weight
     set (same interface as the cvxpy and barrier engines)."""
 
-    def __init__(self, terms: SurrogateTerms, tolerance: float = _TOLERANCE):
+    def __init__(self, terms: SurrogateTerms, tolerance: float | None = None):
         """``terms``: the surrogate; ``tolerance``: Clarabel's gap, feasibility and KKT-ratio
-        tolerances (its default 1e-8; tighter ones cost about half as many iterations again
-        and end "AlmostSolved" more often, so they are for a final polish)."""
+        tolerances (``None``: its default 1e-8; tighter ones cost about half as many
+        iterations again and end "AlmostSolved" more often, so they are for a final polish)."""
         self.terms = terms
         n = terms.phi.shape[0]
         upper = np.stack(
@@ -228,7 +228,7 @@ class DirectConicSurrogate:
         self.settings.equilibrate_enable = False
         self.settings.max_step_fraction = 0.9
         for name in ("tol_gap_abs", "tol_gap_rel", "tol_feas", "tol_ktratio"):
-            setattr(self.settings, name, tolerance)
+            setattr(self.settings, name, _TOLERANCE if tolerance is None else tolerance)
         self.fallback: BarrierSurrogate | None = None
 
     def solve(self, weights: tuple[FloatArray, ...], start: Shares) -> tuple[Shares | None, str]:

@@ -380,11 +380,7 @@ def optimise_resources(
     if engine == "conic":
         convex = _ConicSurrogate(terms)
     elif engine == "direct":
-        convex = (
-            DirectConicSurrogate(terms)
-            if solver_tolerance is None
-            else DirectConicSurrogate(terms, solver_tolerance)
-        )
+        convex = DirectConicSurrogate(terms, solver_tolerance)
     else:
         convex = BarrierSurrogate(terms)
     current, status = start, "optimal"
