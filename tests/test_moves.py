@@ -33,12 +33,7 @@ def _rows(terms: SurrogateTerms, rows: np.ndarray) -> SurrogateTerms:
 
 def _value(terms: SurrogateTerms, weights: tuple[np.ndarray, ...], shares: Shares) -> float:
     """The surrogate's objective with tau at the largest delay."""
-    surrogate = BarrierSurrogate(terms)
-    surrogate.weights = weights
-    x = np.stack([shares.beta, shares.pi, shares.kappa, shares.f, shares.sigma], axis=1)
-    up, dn = surrogate._links(x)
-    tau = np.array([np.max(surrogate._delay(x, up, dn))])
-    return -surrogate._objective(x, tau, up, dn)
+    return BarrierSurrogate(terms).value(weights, shares)
 
 
 def test_groups_of_one_solve_match_separate_solves() -> None:

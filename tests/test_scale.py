@@ -52,12 +52,7 @@ def _surrogate_at_start(
 
 def _scaled_objective(terms: SurrogateTerms, weights: tuple[np.ndarray, ...], s: Shares) -> float:
     """The surrogate's (scaled) objective of ``s``, with tau at the largest delay."""
-    surrogate = BarrierSurrogate(terms)
-    surrogate.weights = weights
-    x = np.stack([s.beta, s.pi, s.kappa, s.f, s.sigma], axis=1)
-    up, dn = surrogate._links(x)
-    tau = float(np.max(surrogate._delay(x, up, dn)))
-    return -surrogate._objective(x, tau, up, dn)
+    return BarrierSurrogate(terms).value(weights, s)
 
 
 @pytest.mark.parametrize(

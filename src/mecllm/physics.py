@@ -14,7 +14,7 @@ import numpy as np
 
 from mecllm.checks import FloatArray
 from mecllm.instance import Instance
-from mecllm.solution import Plan
+from mecllm.solution import IntArray, Plan
 
 #: Relative slack allowed on every bound and capacity before it counts as violated.
 FEASIBILITY_RTOL = 1e-6
@@ -163,39 +163,76 @@ class Evaluation:
 
 def service_score(instance: Instance, plan: Plan) -> FloatArray:
     """v_n of MODEL.md section 4, shape (N,)."""
+    return phases(instance, plan).service
+
+
+@dataclass(frozen=True)
+class Phases:
+    """Per-user figures of MODEL.md section 4 (SI units), shape (R,) each: the two link rates,
+    the four phase delays and energies, and the service score."""
+
+    r_up: FloatArray
+    r_dn: FloatArray
+    t: tuple[FloatArray, FloatArray, FloatArray, FloatArray]
+    e: tuple[FloatArray, FloatArray, FloatArray, FloatArray]
+    service: FloatArray
+
+    @property
+    def delay(self) -> FloatArray:
+        """(R,) each user's total delay, s."""
+        out: FloatArray = self.t[0] + self.t[1] + self.t[2] + self.t[3]
+        return out
+
+    @property
+    def energy(self) -> FloatArray:
+        """(R,) each user's total energy, J."""
+        out: FloatArray = self.e[0] + self.e[1] + self.e[2] + self.e[3]
+        return out
+
+
+def phases(instance: Instance, plan: Plan, users: IntArray | None = None) -> Phases:
+    """The physics of every user of ``plan``, or of rows that need not form a plan.
+
+    With ``users`` (R,), the plan's arrays are read as R rows, row r being real user
+    ``users[r]`` on server ``plan.assignment[r]`` (rows may repeat a user, for example one
+    user on several candidate servers); without it, row n is user n.
+    """
+    n = np.arange(instance.n_users) if users is None else users
     m = plan.assignment
+    phi = plan.phi
+    c = instance.gain_over_noise[n, m]
+    d = instance.adapter_params[n]
+    bits = instance.bits_per_param
+    r_up = shannon_rate(plan.bandwidth_hz, plan.user_power_w, c)
+    r_dn = shannon_rate(plan.bandwidth_hz, plan.server_power_w, c)
+    user_work = instance.flops_per_param[n] * phi * d * instance.user_epochs[n]
+    server_work = instance.flops_per_param[n] * (1.0 - phi) * d * instance.server_epochs[m]
+    t1 = phase_time(user_work, plan.user_flops)
+    t2 = phase_time(phi * d * bits, r_up)
+    t3 = phase_time(server_work, plan.server_flops)
+    t4 = phase_time((1.0 - phi) * d * bits, r_dn)
+    e1 = instance.user_kappa[n] * user_work * plan.user_flops**2
+    e2 = _power_times(plan.user_power_w, t2)
+    e3 = instance.server_kappa[m] * server_work * plan.server_flops**2
+    e4 = _power_times(plan.server_power_w, t4)
     share = (
         plan.server_power_w / instance.server_max_power_w[m]
         + plan.server_flops / instance.server_max_flops[m]
         + plan.bandwidth_hz / instance.bandwidth_hz[m]
     )
-    out: FloatArray = instance.service_scale * np.log1p(
+    service: FloatArray = instance.service_scale * np.log1p(
         instance.service_norm * np.maximum(share, 0.0)
     )
-    return out
+    return Phases(r_up, r_dn, (t1, t2, t3, t4), (e1, e2, e3, e4), service)
 
 
 def evaluate(instance: Instance, plan: Plan) -> Evaluation:
     """Score ``plan`` on ``instance``: every phase, the totals, SCR and a feasibility report."""
-    m = plan.assignment
-    phi = plan.phi
-    c = instance.gain_over_noise[np.arange(instance.n_users), m]
-    d = instance.adapter_params
-    bits = instance.bits_per_param
-    r_up = shannon_rate(plan.bandwidth_hz, plan.user_power_w, c)
-    r_dn = shannon_rate(plan.bandwidth_hz, plan.server_power_w, c)
-    user_work = instance.flops_per_param * phi * d * instance.user_epochs
-    server_work = instance.flops_per_param * (1.0 - phi) * d * instance.server_epochs[m]
-    t1 = phase_time(user_work, plan.user_flops)
-    t2 = phase_time(phi * d * bits, r_up)
-    t3 = phase_time(server_work, plan.server_flops)
-    t4 = phase_time((1.0 - phi) * d * bits, r_dn)
-    e1 = instance.user_kappa * user_work * plan.user_flops**2
-    e2 = _power_times(plan.user_power_w, t2)
-    e3 = instance.server_kappa[m] * server_work * plan.server_flops**2
-    e4 = _power_times(plan.server_power_w, t4)
+    figures = phases(instance, plan)
+    r_up, r_dn, v = figures.r_up, figures.r_dn, figures.service
+    t1, t2, t3, t4 = figures.t
+    e1, e2, e3, e4 = figures.e
     delay_n = t1 + t2 + t3 + t4
-    v = service_score(instance, plan)
     delay = float(np.max(delay_n))
     energy = float(np.sum(e1 + e2 + e3 + e4))
     cost = instance.weight_delay * delay + instance.weight_energy * energy

@@ -44,6 +44,12 @@ import numpy as np
 
 from mecllm.checks import FloatArray
 from mecllm.solution import IntArray
+from mecllm.solvers.barrier_kernels import (
+    barrier_rows,
+    coefficients,
+    delays_objectives,
+    newton_rows,
+)
 from mecllm.solvers.part2 import BoolArray, Shares, SurrogateTerms
 
 _LN2 = math.log(2.0)
@@ -65,60 +71,6 @@ _ROUNDING = 1e-13
 _MARGIN = 1e-2
 #: Share of each slack (box, caps, delays) a Newton step must leave.
 _KEEP = 0.1
-
-
-class _Link:
-    """``rho = beta log2(1 + gamma p / beta)``, and with ``derivatives`` its gradient and Hessian
-    in (beta, p) (the line search needs only rho).
-
-    Rows where the link carries nothing get rho = 1 and zero derivatives (never used, but
-    finite).
-    """
-
-    def __init__(
-        self,
-        beta: FloatArray,
-        power: FloatArray,
-        gamma: FloatArray,
-        active: FloatArray,
-        derivatives: bool = False,
-    ):
-        v = power / beta
-        den = 1.0 + gamma * v
-        log_den = np.log(den)
-        on = active > 0
-        self.rho: FloatArray = np.where(on, beta * log_den / _LN2, 1.0)
-        if not derivatives:
-            return
-        d_beta = (log_den - gamma * v / den) / _LN2
-        d_p = gamma / (_LN2 * den)
-        curvature = -(gamma**2) / (_LN2 * den**2) / beta  # phi''(v) / beta
-        self.grad = np.where(on[:, None], np.stack([d_beta, d_p], axis=1), 0.0)
-        hess = np.stack(
-            [
-                np.stack([curvature * v**2, -curvature * v], 1),
-                np.stack([-curvature * v, curvature], 1),
-            ],
-            axis=1,
-        )
-        self.hess = np.where(on[:, None, None], hess, 0.0)
-
-
-def _add_composite(
-    grad: FloatArray,
-    hess: FloatArray,
-    index: tuple[int, int],
-    link: _Link,
-    h1: FloatArray,
-    h2: FloatArray,
-) -> None:
-    """Add the derivatives of ``h(rho(beta, p))`` given h' = ``h1`` and h'' = ``h2`` (per user)."""
-    i = list(index)
-    grad[:, i] += h1[:, None] * link.grad
-    outer = link.grad[:, :, None] * link.grad[:, None, :]
-    hess[:, [[i[0]], [i[1]]], [i[0], i[1]]] += (
-        h2[:, None, None] * outer + h1[:, None, None] * link.hess
-    )
 
 
 def _by_server(values: FloatArray, server: IntArray, count: int) -> FloatArray:
@@ -167,8 +119,6 @@ class BarrierSurrogate:
         self.free = self.upper > 1e-12
         self.server = terms.assignment
         self.m = terms.n_servers
-        self.up = terms.up.astype(float)
-        self.dn = terms.dn.astype(float)
         groups = np.zeros(self.m, np.int64) if server_group is None else server_group
         self.server_group = groups
         self.groups = int(groups.max()) + 1
@@ -188,35 +138,29 @@ class BarrierSurrogate:
         )
 
     # ------------------------------------------------------------------ pieces
-    def _delay(self, x: FloatArray, up: _Link, dn: _Link) -> FloatArray:
-        t = self.terms
-        delay: FloatArray = (
-            t.k1 / np.where(t.k1 > 0, x[:, F], 1.0)
-            + t.k2 / up.rho
-            + t.k3 / np.where(t.k3 > 0, x[:, SIGMA], 1.0)
-            + t.k4 / dn.rho
-        )
-        return delay
+    def _set_weights(self, weights: tuple[FloatArray, ...]) -> None:
+        """The FP weights ``(a_up, c_up, a_dn, c_dn)`` the next solve uses."""
+        self.weights = weights
+        self.coef = coefficients(self.terms, weights)
 
-    def _user_objective(self, x: FloatArray, up: _Link, dn: _Link) -> FloatArray:
-        """Each user's part of the surrogate in minimisation form (negated), (N,)."""
-        t, (a_up, c_up, a_dn, c_dn) = self.terms, self.weights
-        total = x[:, BETA] + x[:, KAPPA] + x[:, SIGMA]
-        value: FloatArray = (
-            -t.service * np.log1p(t.norm * total)
-            + t.eps1 * x[:, F] ** 2
-            + t.eps3 * x[:, SIGMA] ** 2
-            + a_up * x[:, PI] ** 2
-            + c_up / up.rho**2
-            + a_dn * x[:, KAPPA] ** 2
-            + c_dn / dn.rho**2
-        )
-        return value
+    def _rows(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """(N,) each user's scaled delay and (N,) its part of the surrogate (minimisation
+        form), at interior shares ``x`` (N, 5)."""
+        delay, objective = delays_objectives(x, self.coef, self.terms.service, self.terms.norm)
+        return delay, objective
 
-    def _objective(self, x: FloatArray, tau: FloatArray, up: _Link, dn: _Link) -> float:
+    def _objective(self, x: FloatArray, tau: FloatArray) -> float:
         """The surrogate in minimisation form (negated objective), all groups together."""
-        user = self._user_objective(x, up, dn)
-        return float(np.sum(user) + self.terms.delay_price * np.sum(tau))
+        return float(np.sum(self._rows(x)[1]) + self.terms.delay_price * np.sum(tau))
+
+    def value(self, weights: tuple[FloatArray, ...], shares: Shares) -> float:
+        """The surrogate's objective (maximisation form) at ``shares`` for the FP ``weights``,
+        each group's delay bound at its slowest user (for tests and diagnostics)."""
+        self._set_weights(weights)
+        x = np.stack([shares.beta, shares.pi, shares.kappa, shares.f, shares.sigma], axis=1)
+        tau = np.full(self.groups, -np.inf)
+        np.maximum.at(tau, self.user_group, self._rows(x)[0])
+        return -self._objective(x, tau)
 
     def _by_group(self, per_user: FloatArray) -> FloatArray:
         """Sum an (N,) array over each group's users: (G,)."""
@@ -229,13 +173,6 @@ class BarrierSurrogate:
         np.minimum.at(out, self.user_group, per_user)
         np.minimum.at(out, self.server_group, per_server)
         return out
-
-    def _links(self, x: FloatArray, derivatives: bool = False) -> tuple[_Link, _Link]:
-        t = self.terms
-        beta = x[:, BETA]
-        up = _Link(beta, np.where(self.up > 0, x[:, PI], 1.0), t.gamma_up, self.up, derivatives)
-        dn = _Link(beta, np.where(self.dn > 0, x[:, KAPPA], 1.0), t.gamma_dn, self.dn, derivatives)
-        return up, dn
 
     def _cap_slack(self, x: FloatArray) -> FloatArray:
         """(M, 3) one minus each server's used share of bandwidth, power and compute."""
@@ -256,28 +193,20 @@ class BarrierSurrogate:
         """The barrier function of each group, (G,); +inf for a group outside the interior or
         with a delay slack at ``floor`` or below (the line search keeps each slack above a
         share of its value, so that one step cannot jump next to a nonlinear constraint)."""
-        free = self.free
-        lower, upper = np.where(free, x, 1.0), np.where(free, self.upper - x, 1.0)
         slack = self._cap_slack(x)
         floor_slack = self._floor_slack(tau)
-        # A trial point may leave the box in some groups: their terms are computed (and
-        # discarded below) without warnings.
-        with np.errstate(all="ignore"):
-            up, dn = self._links(x)
-            gap = tau[self.user_group] - self._delay(x, up, dn)
-            objective = self._user_objective(x, up, dn)
-        bad_user = (
-            (lower.min(axis=1) <= 0)
-            | (upper.min(axis=1) <= 0)
-            | ~(gap > floor)
-            | ~np.isfinite(objective)
+        per_user, bad_user = barrier_rows(
+            x,
+            tau[self.user_group],
+            np.broadcast_to(np.asarray(floor, dtype=float), (self.n,)),
+            t_barrier,
+            self.free,
+            self.upper,
+            self.coef,
+            self.terms.service,
+            self.terms.norm,
         )
         bad_server = slack.min(axis=1) <= 0
-        per_user = (
-            t_barrier * np.where(bad_user, 0.0, objective)
-            - np.log(np.where(bad_user, 1.0, gap))
-            - np.sum(np.log(np.where(bad_user[:, None], 1.0, lower * upper)), axis=1)
-        )
         per_server = -np.sum(np.log(np.where(bad_server[:, None], 1.0, slack)), axis=1)
         value = (
             self._by_group(per_user)
@@ -292,107 +221,55 @@ class BarrierSurrogate:
         return out
 
     # ------------------------------------------------------------------ Newton step
-    def _derivatives(
-        self, x: FloatArray, tau: FloatArray, t_barrier: float
-    ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
-        """Gradient and Hessian of the barrier function at (x, tau), by block.
-
-        The Hessian is ``blockdiag(hess) + sum_n w_n w_n^T / gap_n^2 + caps`` with
-        ``w_n = (grad D_n, -1)`` over user n's block and tau: the rank-one delay terms are
-        kept apart so that a nearly tight user (gap -> 0) causes no cancellation.
-
-        Returns ``(grad, hess, d_grad, gap, g_tau, slack)``: the (N, 5) gradient in x, the
-        (N, 5, 5) user blocks, the (N, 5) delay gradients, the (N,) delay slacks, the (G,)
-        derivatives in each group's tau and the (M, 3) cap slacks.
-        """
-        t, (a_up, c_up, a_dn, c_dn) = self.terms, self.weights
-        n = self.n
-        up, dn = self._links(x, derivatives=True)
-        grad = np.zeros((n, 5))
-        hess = np.zeros((n, 5, 5))
-        # -- objective (times t_barrier)
-        total = x[:, BETA] + x[:, KAPPA] + x[:, SIGMA]
-        slope = -t.service * t.norm / (1.0 + t.norm * total)
-        curve = t.service * t.norm**2 / (1.0 + t.norm * total) ** 2
-        for i in CAPPED:
-            grad[:, i] += slope
-            for j in CAPPED:
-                hess[:, i, j] += curve
-        for i, coef in ((F, t.eps1), (SIGMA, t.eps3), (PI, a_up), (KAPPA, a_dn)):
-            grad[:, i] += 2 * coef * x[:, i]
-            hess[:, i, i] += 2 * coef
-        for link, coef, index in ((up, c_up, (BETA, PI)), (dn, c_dn, (BETA, KAPPA))):
-            _add_composite(grad, hess, index, link, -2 * coef / link.rho**3, 6 * coef / link.rho**4)
-        grad *= t_barrier
-        hess *= t_barrier
-        # -- delay barrier -log(tau - D)
-        d_grad = np.zeros((n, 5))
-        d_hess = np.zeros((n, 5, 5))
-        f_safe = np.where(t.k1 > 0, x[:, F], 1.0)
-        s_safe = np.where(t.k3 > 0, x[:, SIGMA], 1.0)
-        d_grad[:, F] = -t.k1 / f_safe**2
-        d_hess[:, F, F] = 2 * t.k1 / f_safe**3
-        d_grad[:, SIGMA] = -t.k3 / s_safe**2
-        d_hess[:, SIGMA, SIGMA] = 2 * t.k3 / s_safe**3
-        for link, coef, index in ((up, t.k2, (BETA, PI)), (dn, t.k4, (BETA, KAPPA))):
-            _add_composite(d_grad, d_hess, index, link, -coef / link.rho**2, 2 * coef / link.rho**3)
-        gap = tau[self.user_group] - self._delay(x, up, dn)
-        grad += d_grad / gap[:, None]
-        hess += d_hess * self.dual_delay[:, None, None]
-        g_tau = np.asarray(
-            t_barrier * t.delay_price
-            - np.bincount(self.user_group, weights=1.0 / gap, minlength=self.groups)
-            - np.where(self.bounded, 1.0 / self._floor_slack(tau), 0.0),
-            dtype=float,
-        )
-        # -- box and caps
-        lower = np.where(self.free, x, 1.0)  # fixed shares: any positive stand-in
-        upper = np.where(self.free, self.upper - x, 1.0)
-        grad += np.where(self.free, -1.0 / lower + 1.0 / upper, 0.0)
-        box = np.where(self.free, self.dual_lower / lower + self.dual_upper / upper, 0.0)
-        hess[:, range(5), range(5)] += box
-        slack = self._cap_slack(x)
-        for j, k in enumerate(CAPPED):
-            grad[:, k] += np.where(self.free[:, k], 1.0 / slack[self.server, j], 0.0)
-        # -- fixed shares: identity rows, no coupling
-        fixed = ~self.free
-        grad[fixed] = 0.0
-        d_grad[fixed] = 0.0
-        hess[fixed[:, :, None] & np.ones((1, 1, 5), bool)] = 0.0
-        hess[fixed[:, None, :] & np.ones((1, 5, 1), bool)] = 0.0
-        hess[:, range(5), range(5)] += fixed.astype(float)
-        return grad, hess, d_grad, gap, g_tau, slack
-
     def _newton(
         self, x: FloatArray, tau: FloatArray, t_barrier: float
     ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """The Newton direction (dx, dtau), each group's decrement lambda^2 and the delay
         slacks."""
-        grad, hess, d_grad, gap, g_tau, slack = self._derivatives(x, tau, t_barrier)
-        n, fixed, server = self.n, ~self.free, self.server
+        fixed, server = ~self.free, self.server
         groups, user_group, server_group = self.groups, self.user_group, self.server_group
         floor_slack = self._floor_slack(tau)
+        slack = self._cap_slack(x)
+        grad, d_grad, gap, solved = newton_rows(
+            x,
+            tau[user_group],
+            t_barrier,
+            self.free,
+            self.upper,
+            self.coef,
+            self.terms.service,
+            self.terms.norm,
+            self.dual_delay,
+            self.dual_lower,
+            self.dual_upper,
+            np.ascontiguousarray(1.0 / slack[server]),
+        )
+        # The derivative in each group's tau of t delay_price tau - sum log(tau - D_n) and of
+        # the floor's barrier.
+        g_tau = (
+            t_barrier * self.terms.delay_price
+            - np.bincount(user_group, weights=1.0 / gap, minlength=groups)
+            - np.where(self.bounded, 1.0 / floor_slack, 0.0)
+        )
         # Unknowns: dx, dtau, one multiplier zeta_n per delay term (zeta_n = (grad D_n . dx_n
         # - dtau) / gap_n^2) and nu_m (3) per server's caps. Eliminate each user's block, then
         # each server's 3x3 system, then solve one scalar equation per group for its dtau.
-        caps = np.zeros((n, 5, 3))
-        for j, k in enumerate(CAPPED):
-            caps[:, k, j] = self.free[:, k]
-        rhs = np.concatenate([grad[:, :, None], d_grad[:, :, None], caps], axis=2)
-        solved = np.linalg.solve(hess, rhs)
+        # E (N, 5, 3) puts each capped free share into its server's cap row; E^T v picks them.
+        capped = list(CAPPED)
+        picked = solved[:, capped, :] * self.free[:, capped, None]
         r_g, r_d, r_e = solved[:, :, 0], solved[:, :, 1], solved[:, :, 2:]
         a = np.sum(d_grad * r_g, axis=1)  # grad D^T H^-1 g
         delta = np.sum(d_grad * r_d, axis=1) + gap / self.dual_delay
-        b = np.einsum("nkj,nk->nj", caps, r_d)  # E^T H^-1 grad D, (N, 3)
-        e_r_e = np.einsum("nkj,nki->nji", caps, r_e)  # E^T H^-1 E, (N, 3, 3)
-        e_r_g = np.einsum("nkj,nk->nj", caps, r_g)
+        b = picked[:, :, 1]  # E^T H^-1 grad D, (N, 3)
+        e_r_e = picked[:, :, 2:]  # E^T H^-1 E, (N, 3, 3)
+        e_r_g = picked[:, :, 0]
         b_over = b / delta[:, None]
         a_m = _by_server(e_r_e - b[:, :, None] * b_over[:, None, :], server, self.m)
         a_m += np.eye(3)[None] * (slack / self.dual_caps)[:, :, None]
         r_m = _by_server(-e_r_g + b_over * a[:, None], server, self.m)
         q_m = _by_server(b_over, server, self.m)
-        a_inv_r = np.linalg.solve(a_m, r_m[:, :, None])[:, :, 0]
-        a_inv_q = np.linalg.solve(a_m, q_m[:, :, None])[:, :, 0]
+        a_inv = np.linalg.solve(a_m, np.stack([r_m, q_m], axis=2))
+        a_inv_r, a_inv_q = a_inv[:, :, 0], a_inv[:, :, 1]
         lhs = (
             np.bincount(user_group, weights=1.0 / delta, minlength=groups)
             + np.bincount(server_group, weights=np.sum(q_m * a_inv_q, axis=1), minlength=groups)
@@ -405,7 +282,7 @@ class BarrierSurrogate:
         ) / lhs
         nu = a_inv_r + a_inv_q * d_tau[server_group][:, None]
         zeta = -(a + np.sum(b * nu[server], axis=1) + d_tau[user_group]) / delta
-        dx = -r_g - r_d * zeta[:, None] - np.einsum("nkj,nj->nk", r_e, nu[server])
+        dx = -r_g - r_d * zeta[:, None] - np.matmul(r_e, nu[server][:, :, None])[:, :, 0]
         dx[fixed] = 0.0
         decrement = -(self._by_group(np.sum(grad * dx, axis=1)) + g_tau * d_tau)
         lower = np.where(self.free, x, 1.0)  # fixed shares: any positive stand-in
@@ -424,8 +301,7 @@ class BarrierSurrogate:
 
     def _init_duals(self, x: FloatArray, tau: FloatArray) -> None:
         """Dual estimates of the central path at (x, tau): 1 / slack for every constraint."""
-        up, dn = self._links(x)
-        self.dual_delay = 1.0 / (tau[self.user_group] - self._delay(x, up, dn))
+        self.dual_delay = 1.0 / (tau[self.user_group] - self._rows(x)[0])
         self.dual_floor = np.where(self.bounded, 1.0 / self._floor_slack(tau), 0.0)
         self.dual_lower = np.where(self.free, 1.0 / np.where(self.free, x, 1.0), 0.0)
         self.dual_upper = np.where(self.free, 1.0 / np.where(self.free, self.upper - x, 1.0), 0.0)
@@ -484,8 +360,7 @@ class BarrierSurrogate:
             used = np.bincount(self.server, weights=x[:, k], minlength=self.m)
             factor = np.where(used > 1 - _MARGIN, (1 - _MARGIN) / np.maximum(used, 1e-300), 1.0)
             x[:, k] *= factor[self.server]
-        up, dn = self._links(x)
-        delay = self._delay(x, up, dn)
+        delay = self._rows(x)[0]
         tau = np.full(self.groups, -np.inf)
         np.maximum.at(tau, self.user_group, delay)
         tau = np.maximum(tau * 1.05 + 1e-9, np.where(self.bounded, self.floor * 1.05 + 1e-9, 0.0))
@@ -535,10 +410,10 @@ class BarrierSurrogate:
         Returns the shares and ``"optimal"`` (duality gap below ``gap`` of the scaled objective),
         ``"inaccurate"`` (Newton step cap reached first) or ``(None, "failed")``.
         """
-        self.weights = weights
+        self._set_weights(weights)
         x, tau = self._interior(start)
         self._init_duals(x, tau)
-        t_barrier = self.constraints / max(abs(self._objective(x, tau, *self._links(x))), 1.0)
+        t_barrier = self.constraints / max(abs(self._objective(x, tau)), 1.0)
         status = "optimal"
         while True:
             last = float(np.max(self.group_constraints)) / t_barrier <= self.gap

@@ -575,7 +575,9 @@ def solve_milp(
         constraints=constraints,
         integrality=integrality,
         bounds=bounds,
-        options={"time_limit": max(time_limit_s, 0.1), "mip_rel_gap": 1e-6},
+        # HiGHS's presolve costs more than it saves on these models (measured: MILP time at
+        # 20x3 0.54 -> 0.26 s, at 60x5 6.1 -> 2.4 s, same optima): the root LP bound is tight.
+        options={"time_limit": max(time_limit_s, 0.1), "mip_rel_gap": 1e-6, "presolve": False},
     )
     seconds = time.perf_counter() - started
     if result.x is None:

@@ -213,9 +213,21 @@ class Shares:
             sigma=plan.server_flops / instance.server_max_flops[m],
         )
 
-    def to_plan(self, instance: Instance, terms: SurrogateTerms) -> Plan:
-        """Back to SI units, clipped into the box and each server's caps (solver tolerance)."""
+    def to_plan(
+        self,
+        instance: Instance,
+        terms: SurrogateTerms,
+        rows: tuple[IntArray, IntArray] | None = None,
+    ) -> Plan:
+        """Back to SI units, clipped into the box and each server's caps (solver tolerance).
+
+        ``rows``: for a stacked surrogate whose "servers" are not the instance's (the move
+        screen's pieces), the real (users, servers) of its rows; the plan returned then has
+        one row per surrogate row and its real servers (for
+        :func:`mecllm.physics.phases`).
+        """
         m = terms.assignment
+        users, real = (np.arange(instance.n_users), m) if rows is None else rows
         bs, ps, qs, fs, ss = (
             np.clip(np.asarray(v, dtype=float), 0.0, 1.0)
             for v in (self.beta, self.pi, self.kappa, self.f, self.sigma)
@@ -228,13 +240,13 @@ class Shares:
         ss = np.minimum(ss, terms.server_upper)
         no_up = ~terms.up
         return Plan(
-            assignment=m,
+            assignment=real,
             phi=terms.phi,
-            bandwidth_hz=bs * instance.bandwidth_hz[m],
-            user_power_w=np.where(no_up, 1.0, ps) * instance.user_max_power_w,
-            server_power_w=qs * instance.server_max_power_w[m],
-            user_flops=np.where(no_up, 1.0, fs) * instance.user_max_flops,
-            server_flops=ss * instance.server_max_flops[m],
+            bandwidth_hz=bs * instance.bandwidth_hz[real],
+            user_power_w=np.where(no_up, 1.0, ps) * instance.user_max_power_w[users],
+            server_power_w=qs * instance.server_max_power_w[real],
+            user_flops=np.where(no_up, 1.0, fs) * instance.user_max_flops[users],
+            server_flops=ss * instance.server_max_flops[real],
         )
 
 
