@@ -12,8 +12,10 @@ for a rising t (x20 per centring, until the duality-gap bound, constraints / t, 
 scaled objective).
 Its Newton system is block diagonal (one 5x5 block per user) plus one rank-one term per delay
 constraint (coupling the user to tau) and three rank-one terms per server. Eliminating the user
-blocks (one batched 5x5 solve) leaves one 3x3 system per server and one scalar equation for
-tau, so a Newton step costs O(N) and the whole solve needs no generic conic solver.
+blocks leaves one 3x3 system per server and one scalar equation for tau, so a Newton step costs
+O(N) and the whole solve needs no generic conic solver. Everything per user (the surrogate's
+terms, the barrier, building and solving the 5x5 blocks) runs in the compiled kernels of
+:mod:`mecllm.solvers.barrier_kernels`; the per-server and per-group algebra stays in NumPy.
 
 The Hessian is scaled primal-dual fashion: each constraint's curvature is weighted by a dual
 estimate that is stepped alongside the primal variables, not by the barrier's own ``1 /
@@ -198,7 +200,7 @@ class BarrierSurrogate:
         per_user, bad_user = barrier_rows(
             x,
             tau[self.user_group],
-            np.broadcast_to(np.asarray(floor, dtype=float), (self.n,)),
+            np.ascontiguousarray(np.broadcast_to(np.asarray(floor, dtype=float), (self.n,))),
             t_barrier,
             self.free,
             self.upper,

@@ -68,7 +68,7 @@ def solve(instance: Instance, algorithm: str, options: SolveOptions | None = Non
 HALF = 0.5
 #: dashf-scale's final polish: part 2's stopping tolerance (relative gain of an FP iteration)
 #: and Clarabel's tolerances.
-FINAL_TOLERANCE = 1e-10
+FINAL_TOLERANCE = 1e-9
 
 
 @register("rucaa", "random user connection, equal resource split, phi = 0.5 (paper baseline)")
