@@ -76,6 +76,10 @@ def test_screened_moves_are_feasible_exact_and_match_a_full_resolve() -> None:
         assert report.scr == move.scr
         assert move.plan.assignment[move.user] == move.server
         assert np.sum(move.plan.assignment != base.plan.assignment) == 1
+    # Asked for the best five only (scored vectorised, five plans assembled), the screen
+    # returns the same moves with the same exact SCRs.
+    top = screen_moves(instance, base.plan, best=5)
+    assert [(m.key, m.scr) for m in top] == [(m.key, m.scr) for m in moves[:5]]
     # The best move raises the SCR of DASHF-MILP's end point (which part 1 cannot see), and
     # the full continuous re-solve of that move agrees with the screen within 1%.
     best = moves[0]

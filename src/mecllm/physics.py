@@ -161,11 +161,6 @@ class Evaluation:
         }
 
 
-def service_score(instance: Instance, plan: Plan) -> FloatArray:
-    """v_n of MODEL.md section 4, shape (N,)."""
-    return phases(instance, plan).service
-
-
 @dataclass(frozen=True)
 class Phases:
     """Per-user figures of MODEL.md section 4 (SI units), shape (R,) each: the two link rates,

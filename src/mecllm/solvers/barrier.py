@@ -47,6 +47,9 @@ import numpy as np
 from mecllm.checks import FloatArray
 from mecllm.solution import IntArray
 from mecllm.solvers.barrier_kernels import (
+    BETA,
+    KAPPA,
+    SIGMA,
     barrier_rows,
     coefficients,
     delays_objectives,
@@ -54,9 +57,7 @@ from mecllm.solvers.barrier_kernels import (
 )
 from mecllm.solvers.part2 import BoolArray, Shares, SurrogateTerms
 
-_LN2 = math.log(2.0)
-#: Positions of the five shares in a user's block; BETA, KAPPA, SIGMA share a server cap.
-BETA, PI, KAPPA, F, SIGMA = range(5)
+#: The shares that count against a server cap, in the order of the caps.
 CAPPED = (BETA, KAPPA, SIGMA)
 #: Barrier parameter growth per centring step, and the final duality-gap bound (the objective
 #: is scaled to magnitude about 1, so this is a relative accuracy).

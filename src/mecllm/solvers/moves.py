@@ -31,7 +31,7 @@ import numpy as np
 
 from mecllm.checks import FloatArray
 from mecllm.instance import Instance
-from mecllm.physics import evaluate, phases
+from mecllm.physics import Evaluation, evaluate, phases
 from mecllm.solution import IntArray, Plan, SolveResult
 from mecllm.solvers.barrier import BarrierSurrogate
 from mecllm.solvers.base import ProgressCallback, SolveOptions, finish
@@ -92,6 +92,14 @@ class _Pieces:
     floor: FloatArray
     others_delay: FloatArray
     moves: list[tuple[int, int, int]]
+
+    @property
+    def bounds(self) -> IntArray:
+        """(G + 1,) move g's rows are ``bounds[g]:bounds[g + 1]`` (a move's pieces are
+        consecutive)."""
+        row_move = self.move_of[self.piece]
+        out: IntArray = np.searchsorted(row_move, np.arange(len(self.moves) + 1))
+        return out
 
 
 def _matrix(s: Shares) -> FloatArray:
@@ -255,26 +263,28 @@ def screen_moves(
             break
         shares = found
     solved = _matrix(shares)
-    order = np.argsort(-_scores(instance, plan, pieces, terms, solved), kind="stable")
+    order = np.argsort(-_scores(instance, report, pieces, terms, solved), kind="stable")
     chosen = order if best is None else order[:best]
     return _assemble(instance, plan, pieces, solved, y, t_ref, scale, chosen)
 
 
 def _scores(
-    instance: Instance, plan: Plan, pieces: _Pieces, terms: SurrogateTerms, solved: FloatArray
+    instance: Instance,
+    report: Evaluation,
+    pieces: _Pieces,
+    terms: SurrogateTerms,
+    solved: FloatArray,
 ) -> FloatArray:
     """(G,) each move's exact SCR, from its pieces' rows alone (no plan is built).
 
-    A move changes only its pieces' users, so its service and energy are the plan's totals with
-    those users' figures replaced by the rows', and its delay is the larger of the rows' and of
-    the servers the move leaves alone.
+    A move changes only its pieces' users, so its service and energy are the plan's totals
+    (``report``) with those users' figures replaced by the rows', and its delay is the larger
+    of the rows' and of the servers the move leaves alone.
     """
-    report = evaluate(instance, plan)
     rows = _to_shares(solved).to_plan(instance, terms, (pieces.users, pieces.servers))
     figures = phases(instance, rows, pieces.users)
     energy_now = report.energies.sum(axis=0)
-    row_move = pieces.move_of[pieces.piece]
-    first = np.searchsorted(row_move, np.arange(len(pieces.moves)))
+    first = pieces.bounds[:-1]
     users = pieces.users
     service = report.service + np.add.reduceat(figures.service - report.user_service[users], first)
     energy = report.energy_j + np.add.reduceat(figures.energy - energy_now[users], first)
@@ -299,8 +309,7 @@ def _assemble(
     """The plans of moves ``chosen`` (indices into ``pieces.moves``) from their pieces, each
     scored exactly by :func:`evaluate`; best first, infeasible ones left out."""
     current = _share_matrix(instance, plan)
-    row_move = pieces.move_of[pieces.piece]
-    bounds = np.searchsorted(row_move, np.arange(len(pieces.moves) + 1))
+    bounds = pieces.bounds
     moves: list[Move] = []
     for g in chosen:
         user, server, kind = pieces.moves[g]
