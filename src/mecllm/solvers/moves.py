@@ -396,7 +396,7 @@ MAX_SCREEN_ROWS = 10_000
 #: Rounds of (one full move screen and its shortlist, one AO iteration from its end point).
 #: One round keeps dashf-scale at about 0.5 s at 20x3; measured on the paper scenario
 #: (10x2 and 20x3, seeds 0-4), up to 12 rounds (until a screen finds nothing) raised the
-#: final SCR by 0-7% (median 1.7%) for 2-4x the time. dashf-plus is the method for quality.
+#: final SCR by 0-7% (median 1.7%) for 2-4x the time.
 MOVE_ROUNDS = 1
 
 

@@ -215,7 +215,7 @@ def _exhaustive(instance: Instance, options: SolveOptions) -> SolveResult:
 @register(
     "dashf-plus",
     "DASHF-MILP from two starts, phi polished jointly with resources, then single-user-move "
-    "local search (the project's best method for quality)",
+    "local search (the project's best method for quality on small instances, N <= 8)",
 )
 def _dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
     from mecllm.solvers.plus import dashf_plus
