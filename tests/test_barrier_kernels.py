@@ -35,7 +35,7 @@ def _setting(seed: int) -> Setting:
 def _value(s: Setting, x: np.ndarray) -> np.ndarray:
     """(N,) each user's barrier value at ``x``."""
     value, bad = barrier_rows(
-        x, s["tau"], np.full(_USERS, -1e9), _T, s["free"], s["upper"], s["coef"], _SERVICE, _NORM
+        s["free"], s["upper"], s["coef"], _SERVICE, _NORM, x, s["tau"], np.full(_USERS, -1e9), _T
     )
     assert not bad.any()
     return np.asarray(value)
@@ -48,14 +48,14 @@ def _newton(s: Setting, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
     def run(dual_delay: np.ndarray) -> tuple[np.ndarray, ...]:
         out = newton_rows(
-            x,
-            s["tau"],
-            _T,
             s["free"],
             s["upper"],
             s["coef"],
             _SERVICE,
             _NORM,
+            x,
+            s["tau"],
+            _T,
             dual_delay,
             1.0 / x,
             1.0 / (s["upper"] - x),

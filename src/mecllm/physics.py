@@ -227,9 +227,9 @@ def evaluate(instance: Instance, plan: Plan) -> Evaluation:
     r_up, r_dn, v = figures.r_up, figures.r_dn, figures.service
     t1, t2, t3, t4 = figures.t
     e1, e2, e3, e4 = figures.e
-    delay_n = t1 + t2 + t3 + t4
+    delay_n = figures.delay
     delay = float(np.max(delay_n))
-    energy = float(np.sum(e1 + e2 + e3 + e4))
+    energy = float(np.sum(figures.energy))
     cost = instance.weight_delay * delay + instance.weight_energy * energy
     total_service = float(np.sum(v))
     scr = total_service / cost if np.isfinite(cost) and cost > 0 else 0.0

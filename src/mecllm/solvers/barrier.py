@@ -146,6 +146,12 @@ class BarrierSurrogate:
         self.weights = weights
         self.coef = coefficients(self.terms, weights)
 
+    @property
+    def _model(self) -> tuple[BoolArray, FloatArray, FloatArray, float, float]:
+        """The kernels' description of the problem: which shares are free, their upper
+        bounds, the per-user coefficients and the service scalars."""
+        return self.free, self.upper, self.coef, self.terms.service, self.terms.norm
+
     def _rows(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(N,) each user's scaled delay and (N,) its part of the surrogate (minimisation
         form), at interior shares ``x`` (N, 5)."""
@@ -199,15 +205,7 @@ class BarrierSurrogate:
         slack = self._cap_slack(x)
         floor_slack = self._floor_slack(tau)
         per_user, bad_user = barrier_rows(
-            x,
-            tau[self.user_group],
-            np.ascontiguousarray(np.broadcast_to(np.asarray(floor, dtype=float), (self.n,))),
-            t_barrier,
-            self.free,
-            self.upper,
-            self.coef,
-            self.terms.service,
-            self.terms.norm,
+            *self._model, x, tau[self.user_group], np.zeros(self.n) + floor, t_barrier
         )
         bad_server = slack.min(axis=1) <= 0
         per_server = -np.sum(np.log(np.where(bad_server[:, None], 1.0, slack)), axis=1)
@@ -234,14 +232,10 @@ class BarrierSurrogate:
         floor_slack = self._floor_slack(tau)
         slack = self._cap_slack(x)
         grad, d_grad, gap, solved = newton_rows(
+            *self._model,
             x,
             tau[user_group],
             t_barrier,
-            self.free,
-            self.upper,
-            self.coef,
-            self.terms.service,
-            self.terms.norm,
             self.dual_delay,
             self.dual_lower,
             self.dual_upper,

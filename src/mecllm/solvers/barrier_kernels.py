@@ -50,14 +50,25 @@ def _rates(x: FloatArray, c: FloatArray) -> tuple[float, float]:
 
 
 @njit(cache=True)
+def _computes(x: FloatArray, c: FloatArray) -> tuple[float, float]:
+    """The user's own and server compute shares, 1 where that phase has no work."""
+    return (x[F] if c[K1] > 0 else 1.0), (x[SIGMA] if c[K3] > 0 else 1.0)
+
+
+@njit(cache=True)
+def _delay(x: FloatArray, c: FloatArray, rho_up: float, rho_dn: float) -> float:
+    """One user's scaled delay ``k1 / f + k2 / rho_up + k3 / sigma + k4 / rho_dn``."""
+    f, s = _computes(x, c)
+    return float(c[K1] / f + c[K2] / rho_up + c[K3] / s + c[K4] / rho_dn)
+
+
+@njit(cache=True)
 def _delay_objective(
     x: FloatArray, c: FloatArray, service: float, norm: float
 ) -> tuple[float, float]:
     """One user's scaled delay D and its part of the surrogate in minimisation form."""
     rho_up, rho_dn = _rates(x, c)
-    f = x[F] if c[K1] > 0 else 1.0
-    s = x[SIGMA] if c[K3] > 0 else 1.0
-    delay = c[K1] / f + c[K2] / rho_up + c[K3] / s + c[K4] / rho_dn
+    delay = _delay(x, c, rho_up, rho_dn)
     total = x[BETA] + x[KAPPA] + x[SIGMA]
     objective = (
         -service * math.log1p(norm * total)
@@ -86,20 +97,21 @@ def delays_objectives(
 
 @njit(cache=True)
 def barrier_rows(
-    x: FloatArray,
-    tau: FloatArray,
-    floor: FloatArray,
-    t_barrier: float,
     free: BoolArray,
     upper: FloatArray,
     coef: FloatArray,
     service: float,
     norm: float,
+    x: FloatArray,
+    tau: FloatArray,
+    floor: FloatArray,
+    t_barrier: float,
 ) -> tuple[FloatArray, BoolArray]:
     """Each user's barrier terms ``t objective - log(tau - D) - sum log(x (upper - x))``
     (free shares only), (N,), and whether the user is outside the domain, (N,): a share on or
     past its bounds, a delay slack at ``floor`` or below, or a non-finite objective.
-    ``tau`` and ``floor`` are per user (N,)."""
+    The first five arguments describe the problem (``BarrierSurrogate._model``); ``tau`` and
+    ``floor`` are per user (N,)."""
     n = x.shape[0]
     value, bad = np.zeros(n), np.zeros(n, dtype=np.bool_)
     for i in range(n):
@@ -180,14 +192,14 @@ def _solve5(a: FloatArray, b: FloatArray) -> None:
 
 @njit(cache=True)
 def newton_rows(
-    x: FloatArray,
-    tau: FloatArray,
-    t_barrier: float,
     free: BoolArray,
     upper: FloatArray,
     coef: FloatArray,
     service: float,
     norm: float,
+    x: FloatArray,
+    tau: FloatArray,
+    t_barrier: float,
     dual_delay: FloatArray,
     dual_lower: FloatArray,
     dual_upper: FloatArray,
@@ -237,8 +249,7 @@ def newton_rows(
         grad *= t_barrier
         hess *= t_barrier
         # -- delay barrier -log(tau - D)
-        f = xi[F] if c[K1] > 0 else 1.0
-        s = xi[SIGMA] if c[K3] > 0 else 1.0
+        f, s = _computes(xi, c)
         d_grad[F] = -c[K1] / f**2
         d_hess[F, F] = 2.0 * c[K1] / f**3
         d_grad[SIGMA] = -c[K3] / s**2
@@ -249,8 +260,7 @@ def newton_rows(
         if c[DN] > 0:
             h1, h2 = -c[K4] / rho_dn**2, 2.0 * c[K4] / rho_dn**3
             _add_link(d_grad, d_hess, KAPPA, xi[BETA], xi[KAPPA], c[GAMMA_DN], h1, h2)
-        delay = c[K1] / f + c[K2] / rho_up + c[K3] / s + c[K4] / rho_dn
-        gap = tau[i] - delay
+        gap = tau[i] - _delay(xi, c, rho_up, rho_dn)
         for a in range(5):
             grad[a] += d_grad[a] / gap
             for b in range(5):

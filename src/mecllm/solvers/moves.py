@@ -131,7 +131,7 @@ def _pieces(
     variants: list[IntArray] = []
     starts: list[FloatArray] = []
     move_of: list[int] = []
-    floors: list[float] = []
+    slowest_others: list[float] = []
     moves: list[tuple[int, int, int]] = []
 
     def add(rows: IntArray, server: int, variant: IntArray, start: FloatArray) -> None:
@@ -167,7 +167,7 @@ def _pieces(
                     np.vstack([share, newcomer]),
                 )
                 moves.append((n, b, kind))
-                floors.append(slowest)
+                slowest_others.append(slowest)
     if not moves:
         return None
     sizes = [u.size for u in users]
@@ -178,8 +178,8 @@ def _pieces(
         piece=np.repeat(np.arange(len(users)), sizes),
         start=np.vstack(starts),
         move_of=np.array(move_of, dtype=np.int64),
-        floor=np.array(floors) / t_ref,
-        others_delay=np.maximum(np.array(floors), 0.0),
+        floor=np.array(slowest_others) / t_ref,
+        others_delay=np.maximum(np.array(slowest_others), 0.0),
         moves=moves,
     )
 
