@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mecllm.fileio import atomic_write_text
-from mecllm.scenario import generate, preset
-from mecllm.solvers.registry import ALGORITHMS, solve
+from mecllm.core.fileio import atomic_write_text
+from mecllm.systems.finetune.algorithms import ALGORITHMS, solve
+from mecllm.systems.finetune.scenario import generate, preset
 
 from stats import mean_ci
 

@@ -1,7 +1,7 @@
 """AO part 2 by each engine from the same start: wall time and the Dinkelbach objective reached.
 
 For each size and seed: the paper scenario, the greedy start (greedy association, equal split,
-phi = 0.5) at its own SCR, then :func:`mecllm.solvers.part2.optimise_resources` with the
+phi = 0.5) at its own SCR, then :func:`surrogate.optimise_resources` with the
 generic cvxpy engine ("conic"), the cone program written directly for Clarabel ("direct") and
 the vectorised barrier method ("barrier"). Prints one Markdown row per (size, seed, engine).
 Usage::
@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
-from mecllm.physics import evaluate
-from mecllm.scenario import generate, preset
-from mecllm.solvers.part2 import optimise_resources
-from mecllm.solvers.registry import _greedy_start
+from mecllm.systems.finetune.algorithms import _greedy_start
+from mecllm.systems.finetune.physics import evaluate
+from mecllm.systems.finetune.scenario import generate, preset
+from mecllm.systems.finetune.solvers.allocation.engines import optimise_resources
 
 
 def main() -> None:

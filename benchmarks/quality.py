@@ -3,8 +3,8 @@
 20 random instances (N in 3..8, M in 1..3, presets alternating paper / paper-literal), each
 solved with ``service.count_idle`` true (the paper's score) and false (resources follow work).
 The best known SCR of an instance is the largest found by any method, the exhaustive
-enumeration (``mecllm.solvers.exhaustive.exhaustive`` without extra starts) included. Prints
-per-instance ratios, then per algorithm the median and worst ratio. Usage::
+enumeration (``exhaustive``, without extra starts) included. Prints per-instance ratios,
+then per algorithm the median and worst ratio. Usage::
 
     python benchmarks/quality.py [--instances 20] [--workers 2] [--json rows.json]
 """
@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from mecllm.fileio import atomic_write_text
-from mecllm.scenario import generate, preset
-from mecllm.solvers.base import SolveOptions
-from mecllm.solvers.exhaustive import exhaustive
-from mecllm.solvers.registry import solve
+from mecllm.core.fileio import atomic_write_text
+from mecllm.core.options import SolveOptions
+from mecllm.systems.finetune.algorithms import solve
+from mecllm.systems.finetune.scenario import generate, preset
+from mecllm.systems.finetune.solvers.search.exhaustive import exhaustive
 
 ALGORITHMS = (
     "rucaa",

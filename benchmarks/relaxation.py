@@ -13,9 +13,11 @@ import time
 
 import numpy as np
 
-from mecllm.scenario import generate, preset
-from mecllm.solvers.part1 import price_moves, solve_milp, solve_relaxation
-from mecllm.solvers.registry import solve
+from mecllm.systems.finetune.algorithms import solve
+from mecllm.systems.finetune.scenario import generate, preset
+from mecllm.systems.finetune.solvers.association.milp import solve_milp
+from mecllm.systems.finetune.solvers.association.pricing import price_moves
+from mecllm.systems.finetune.solvers.association.relaxation import solve_relaxation
 
 
 def main() -> None:

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from mecllm.physics import evaluate
-from mecllm.scenario import generate, preset
-from mecllm.solvers.base import SolveOptions
-from mecllm.solvers.registry import _greedy_start, solve
-from mecllm.solvers.steps import part1_step, part2_step
+from mecllm.core.options import SolveOptions
+from mecllm.systems.finetune.algorithms import _greedy_start, solve
+from mecllm.systems.finetune.physics import evaluate
+from mecllm.systems.finetune.scenario import generate, preset
+from mecllm.systems.finetune.solvers.steps import part1_step, part2_step
 
 VARIANTS = ("rucaa", "gucaa", "dashf-fullsdr", "dashf", "dashf-milp", "dashf-scale")
 PAPER_ROUTE = "dashf-fullsdr"

@@ -13,10 +13,10 @@ import argparse
 
 import numpy as np
 
-from mecllm.secure.physics import evaluate_secure
-from mecllm.secure.scenario import generate_secure, secure_preset
-from mecllm.secure.solvers import solve_secure
-from mecllm.secure.subproblems import equal_resources
+from mecllm.systems.secure.algorithms import solve_secure
+from mecllm.systems.secure.physics import evaluate_secure
+from mecllm.systems.secure.scenario import generate_secure, secure_preset
+from mecllm.systems.secure.subproblems import equal_resources
 
 
 def main() -> None:

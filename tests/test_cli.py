@@ -7,10 +7,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from mecllm.cli import DEMO_ALGORITHMS, app
-from mecllm.solvers.registry import ALGORITHMS
+from mecllm.cli import app
+from mecllm.systems.finetune.algorithms import ALGORITHMS
+from mecllm.systems.finetune.commands import DEMO_ALGORITHMS
 
-from conftest import hand_instance_dict, hand_solution_dict
+from factories import hand_instance_dict, hand_solution_dict
 
 runner = CliRunner()
 

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mecllm.cli import app
-from mecllm.errors import InvalidInputError
+from mecllm.core.errors import InvalidInputError
 from mecllm.experiments.definitions import load_sweep
 from mecllm.experiments.store import ResultsStore
 

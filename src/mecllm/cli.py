@@ -1,40 +1,40 @@
-"""The ``mecllm`` command line (MODEL.md section 10).
+"""The ``mecllm`` command line: typer declarations that dispatch through the systems registry.
 
 Exit status: 0 success, 1 solver failure (or, for ``evaluate``, an infeasible solution),
-2 invalid input. Bad input prints one line on stderr and writes nothing else.
+2 invalid input. Bad input prints one line on stderr and writes nothing else. No command here
+knows a system by name: each reads the instance's ``kind`` (or ``--system``) and asks the
+registry for the system that does the work.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from mecllm.errors import InvalidInputError, MecllmError, SolverError
-from mecllm.instance import Instance, read_json
-from mecllm.physics import PHASES, Evaluation, evaluate
-from mecllm.scenario import PRESETS, generate, preset
-from mecllm.secure.instance import KIND as SECURE_KIND
-from mecllm.secure.instance import instance_kind
-from mecllm.solution import Plan, SolveResult
-from mecllm.solvers.base import SolveOptions
-from mecllm.solvers.registry import ALGORITHMS, get_algorithm
-
-#: What ``demo`` runs: the paper's five and the project's faster and better variants (the
-#: exhaustive reference and the dense-SDR timing variant are left to ``compare``).
-DEMO_ALGORITHMS = ("rucaa", "gucaa", "aauco", "gucro", "dashf", "dashf-milp", "dashf-plus")
+from mecllm.core.errors import InvalidInputError, MecllmError, SolverError
+from mecllm.core.experiment import Experiment
+from mecllm.core.fileio import read_json
+from mecllm.core.options import SolveOptions
+from mecllm.systems.protocol import GenerateRequest, OptionsFor
+from mecllm.systems.registry import (
+    DEFAULT_KIND,
+    SYSTEMS,
+    all_systems,
+    experiments_named,
+    get_system,
+    system_of,
+)
 
 app = typer.Typer(
     name="mecllm",
-    help="Plan collaborative LLM adapter fine-tuning at the wireless edge "
-    "(user association, adapter split phi, bandwidth, power and compute).",
+    help="Plan large models at the wireless edge: collaborative adapter fine-tuning (DASHF), "
+    "secure offsite-tuning, and more (see `mecllm algorithms`).",
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
@@ -79,10 +79,42 @@ def _parse_set(items: Sequence[str]) -> dict[str, Any]:
                 raise InvalidInputError(
                     f"--set {key} must be a number or true/false, got {raw!r}"
                 ) from None
-            if key.strip() in ("n_users", "n_servers"):
-                value = int(value)
         result[key.strip()] = value
     return result
+
+
+def _progress_printer(algorithm: str) -> Callable[[dict[str, Any]], None]:
+    def show(record: dict[str, Any]) -> None:
+        where = record.get("stage", f"iter {record.get('iteration', '?')}")
+        parts = [f"[{algorithm}] {where}", f"y = {record.get('y', float('nan')):.6g}"]
+        if "moved_user" in record:
+            parts.append(f"user {record['moved_user']} -> server {record['to_server']}")
+        for key, value in record.items():
+            if key.endswith("_s") and isinstance(value, float):
+                parts.append(f"{key[:-2]} {value:.2f}s")
+        for key in ("inner_iterations", "note"):
+            if key in record:
+                parts.append(f"{key.replace('_', ' ')} {record[key]}")
+        err.print(", ".join(parts), highlight=False, markup=False)
+
+    return show
+
+
+def _options_for(seed: int, time_limit: float, verbose: bool) -> OptionsFor:
+    """Solve options for a named algorithm (a progress printer per name with ``--verbose``)."""
+
+    def make(name: str) -> SolveOptions:
+        return SolveOptions(
+            seed=seed,
+            time_limit_s=time_limit,
+            progress=_progress_printer(name) if verbose else None,
+        )
+
+    return make
+
+
+def _names(text: str) -> list[str]:
+    return [a.strip() for a in text.split(",") if a.strip()]
 
 
 @app.command("generate")
@@ -90,15 +122,11 @@ def generate_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Instance JSON to write.")],
     system: Annotated[
         str,
-        typer.Option("--system", help="edge-llm (the default, the main system) or secure-offsite."),
-    ] = "edge-llm",
+        typer.Option("--system", help=f"Kind of instance: {', '.join(SYSTEMS)}."),
+    ] = DEFAULT_KIND,
     preset_name: Annotated[
         str | None,
-        typer.Option(
-            "--preset",
-            help=f"edge-llm: one of {', '.join(PRESETS)} (default paper); secure-offsite: "
-            "default or balanced (default default).",
-        ),
+        typer.Option("--preset", help="Scenario preset of the system (default: its first)."),
     ] = None,
     users: Annotated[int | None, typer.Option("--users", help="Number of users N.")] = None,
     servers: Annotated[int | None, typer.Option("--servers", help="Number of servers M.")] = None,
@@ -129,98 +157,24 @@ def generate_cmd(
         typer.Option("--set", help="Any other scenario setting, KEY=VALUE (repeatable)."),
     ] = None,
 ) -> None:
-    """Draw a random scenario (MODEL.md section 8) and write it as an instance file."""
+    """Draw a random scenario of a system and write it as an instance file."""
 
     def run() -> None:
-        overrides = _parse_set(set_ or [])
-        if system == SECURE_KIND:
-            _secure_generate(
-                output,
-                preset_name,
-                seed,
-                overrides,
-                users=users,
-                noise_dbm_hz=noise_dbm_hz,
-                bandwidth_mhz=bandwidth_mhz,
-                weights=weights,
-                not_applicable={
-                    "--servers": servers,
-                    "--shadowing-db": shadowing_db,
-                    "--count-idle": count_idle,
-                },
-            )
-            return
-        if system != "edge-llm":
-            raise InvalidInputError(f"--system must be edge-llm or {SECURE_KIND}, got {system!r}")
-        for key, value in (
-            ("n_users", users),
-            ("n_servers", servers),
-            ("noise_dbm_per_hz", noise_dbm_hz),
-            ("shadowing_db", shadowing_db),
-            ("count_idle", count_idle),
-        ):
-            if value is not None:
-                overrides[key] = value
-        if bandwidth_mhz is not None:
-            overrides["bandwidth_hz"] = bandwidth_mhz * 1e6
-        if weights is not None:
-            overrides["weight_delay"], overrides["weight_energy"] = weights
-        name = preset_name or "paper"
-        instance = generate(preset(name, **overrides), np.random.default_rng(seed))
-        instance.save(output)
-        err.print(
-            f"wrote {output} ({instance.n_users} users, {instance.n_servers} servers, "
-            f"preset {name}, seed {seed})",
-            highlight=False,
+        request = GenerateRequest(
+            preset=preset_name,
+            seed=seed,
+            users=users,
+            servers=servers,
+            bandwidth_mhz=bandwidth_mhz,
+            noise_dbm_hz=noise_dbm_hz,
+            weights=weights,
+            shadowing_db=shadowing_db,
+            count_idle=count_idle,
+            overrides=_parse_set(set_ or []),
         )
+        get_system(system).generate_command(request, output, err)
 
     _guard(run)
-
-
-def _secure_generate(
-    output: Path,
-    preset_name: str | None,
-    seed: int,
-    overrides: dict[str, Any],
-    *,
-    users: int | None,
-    noise_dbm_hz: float | None,
-    bandwidth_mhz: float | None,
-    weights: tuple[float, float] | None,
-    not_applicable: dict[str, object],
-) -> None:
-    """``generate --system secure-offsite``: the options that exist for that system."""
-    from mecllm.secure.commands import generate_secure_file
-
-    for option, value in not_applicable.items():
-        if value is not None:
-            raise InvalidInputError(f"{option} does not apply to --system {SECURE_KIND}")
-    if users is not None:
-        overrides["n_users"] = users
-    if noise_dbm_hz is not None:
-        overrides["noise_dbm_per_hz"] = noise_dbm_hz
-    if bandwidth_mhz is not None:
-        overrides["bandwidth_hz"] = bandwidth_mhz * 1e6
-    if weights is not None:
-        overrides["weight_delay"], overrides["weight_energy"] = weights
-    generate_secure_file(output, preset_name, seed, overrides, err)
-
-
-def _progress_printer(algorithm: str) -> Callable[[dict[str, Any]], None]:
-    def show(record: dict[str, Any]) -> None:
-        where = record.get("stage", f"iter {record.get('iteration', '?')}")
-        parts = [f"[{algorithm}] {where}", f"y = {record.get('y', float('nan')):.6g}"]
-        if "moved_user" in record:
-            parts.append(f"user {record['moved_user']} -> server {record['to_server']}")
-        for key, value in record.items():
-            if key.endswith("_s") and isinstance(value, float):
-                parts.append(f"{key[:-2]} {value:.2f}s")
-        for key in ("inner_iterations", "note"):
-            if key in record:
-                parts.append(f"{key.replace('_', ' ')} {record[key]}")
-        err.print(", ".join(parts), highlight=False, markup=False)
-
-    return show
 
 
 @app.command("solve")
@@ -242,83 +196,10 @@ def solve_cmd(
 
     def run() -> None:
         data = read_json(instance_path, "instance")
-        if instance_kind(data) == SECURE_KIND:
-            from mecllm.secure.commands import solve_secure_file
-
-            progress = _progress_printer(algorithm) if verbose else None
-            solve_secure_file(data, algorithm, output, seed, time_limit, progress, err)
-            return
-        spec = get_algorithm(algorithm)
-        instance = Instance.from_dict(data)
-        options = SolveOptions(
-            seed=seed,
-            time_limit_s=time_limit,
-            progress=_progress_printer(spec.name) if verbose else None,
-        )
-        result = spec.run(instance, options)
-        result.save(output)
-        err.print(
-            f"{spec.name}: SCR {result.scr:.6g}, delay {result.delay_s:.4g} s, energy "
-            f"{result.energy_j:.6g} J, status {result.status}, {result.iterations} "
-            f"iterations, {result.wall_time_s:.2f} s -> {output}",
-            highlight=False,
-        )
-        idle = _idle_line(instance, result)
-        if idle:
-            err.print(idle, highlight=False, markup=False)
+        options = _options_for(seed, time_limit, verbose)(algorithm)
+        system_of(data).solve_command(data, algorithm, output, options, err)
 
     _guard(run)
-
-
-def _idle_line(instance: Instance, result: SolveResult) -> str:
-    """One sentence on server resources held by users the server has no work for."""
-    idle = evaluate(instance, result.plan).idle
-    if idle is None:
-        return ""
-    return (
-        f"idle allocations: users {idle.users} have phi = 1 yet hold server resources "
-        f"(compute share per server {np.round(idle.compute_share, 3).tolist()}, power share "
-        f"{np.round(idle.power_share, 3).tolist()}); the paper's score rewards this, "
-        "service.count_idle = false forbids it"
-    )
-
-
-def _load_solution(path: Path, instance: Instance) -> tuple[Plan, dict[str, Any]]:
-    data = read_json(path, "solution")
-    if not isinstance(data, dict):
-        raise InvalidInputError(f"solution file {path} must hold a JSON object")
-    return Plan.from_dict(data, instance.n_users, instance.n_servers), data
-
-
-def _phase_table(report: Evaluation) -> Table:
-    table = Table(title="Per-user phases (T in s, E in J)")
-    table.add_column("user", justify="right")
-    for k in range(1, 5):
-        table.add_column(f"T{k}", justify="right")
-    for k in range(1, 5):
-        table.add_column(f"E{k}", justify="right")
-    table.add_column("delay", justify="right")
-    table.add_column("service", justify="right")
-    for n in range(report.t1.shape[0]):
-        table.add_row(
-            str(n),
-            *(f"{v:.4g}" for v in report.times[:, n]),
-            *(f"{v:.4g}" for v in report.energies[:, n]),
-            f"{report.user_delay_s[n]:.4g}",
-            f"{report.user_service[n]:.5g}",
-        )
-    return table
-
-
-def dominant_phases(report: Evaluation) -> tuple[str, str]:
-    """Which of T1..T4 and E1..E4 add up to the most over all users."""
-    t = np.where(np.isfinite(report.times), report.times, 0.0).sum(axis=1)
-    e = np.where(np.isfinite(report.energies), report.energies, 0.0).sum(axis=1)
-    ti, ei = int(np.argmax(t)), int(np.argmax(e))
-    return (
-        f"T{ti + 1} ({PHASES[ti]}, {t[ti] / max(t.sum(), 1e-300):.0%} of summed delay)",
-        f"E{ei + 1} ({PHASES[ei]}, {e[ei] / max(e.sum(), 1e-300):.0%} of energy)",
-    )
 
 
 @app.command("evaluate")
@@ -331,111 +212,10 @@ def evaluate_cmd(
 
     def run() -> bool:
         data = read_json(instance_path, "instance")
-        if instance_kind(data) == SECURE_KIND:
-            from mecllm.secure.commands import evaluate_secure_file
-
-            return evaluate_secure_file(data, solution_path, as_json, out)
-        instance = Instance.from_dict(data)
-        plan, stored = _load_solution(solution_path, instance)
-        report = evaluate(instance, plan)
-        mismatches = _mismatches(report, stored)
-        if as_json:
-            data = report.to_dict()
-            data["reported_mismatch"] = mismatches
-            sys.stdout.write(json.dumps(data, indent=1) + "\n")
-            return report.feasible
-        summary = Table(title=f"Evaluation of {solution_path}")
-        summary.add_column("figure")
-        summary.add_column("value", justify="right")
-        for name, value in (
-            ("SCR", f"{report.scr:.6g}"),
-            ("delay (s)", f"{report.delay_s:.6g}"),
-            ("energy (J)", f"{report.energy_j:.6g}"),
-            ("service", f"{report.service:.6g}"),
-            ("feasible", "yes" if report.feasible else "NO"),
-        ):
-            summary.add_row(name, value)
-        t_dom, e_dom = dominant_phases(report)
-        summary.add_row("dominant delay", t_dom)
-        summary.add_row("dominant energy", e_dom)
-        out.print(summary)
-        out.print(_phase_table(report))
-        for v in report.violations:
-            out.print(f"violation: {v.message}", markup=False)
-        if report.idle is not None:
-            out.print(
-                f"idle allocations (phi = 1 users holding server resources): users "
-                f"{report.idle.users}; compute share per server "
-                f"{np.round(report.idle.compute_share, 3).tolist()}, power share "
-                f"{np.round(report.idle.power_share, 3).tolist()}",
-                markup=False,
-            )
-        for line in mismatches:
-            out.print(f"note: {line}", markup=False)
-        return report.feasible
+        return system_of(data).evaluate_command(data, solution_path, as_json, out)
 
     if not _guard(run):
         raise typer.Exit(1)
-
-
-def _mismatches(report: Evaluation, stored: dict[str, Any]) -> list[str]:
-    lines = []
-    for key in ("scr", "delay_s", "energy_j", "service"):
-        value = stored.get(key)
-        mine = getattr(report, key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if abs(value - mine) > 1e-6 * max(abs(mine), 1e-12):
-                lines.append(f"the file reports {key} = {value:.10g}, recomputed {mine:.10g}")
-    return lines
-
-
-def _results_table(instance: Instance, results: Sequence[SolveResult], title: str) -> Table:
-    """One row per algorithm; "idle users" counts users with phi = 1 holding server resources."""
-    table = Table(title=title)
-    for name, justify in (
-        ("algorithm", "left"),
-        ("SCR", "right"),
-        ("delay (s)", "right"),
-        ("energy (J)", "right"),
-        ("service", "right"),
-        ("iterations", "right"),
-        ("status", "left"),
-        ("idle users", "right"),
-        ("wall time (s)", "right"),
-    ):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    best = max(r.scr for r in results)
-    for r in results:
-        style = "bold green" if r.scr == best else None
-        table.add_row(
-            r.algorithm,
-            f"{r.scr:.5g}",
-            f"{r.delay_s:.4g}",
-            f"{r.energy_j:.5g}",
-            f"{r.service:.5g}",
-            str(r.iterations),
-            r.status,
-            str(len(idle.users)) if (idle := evaluate(instance, r.plan).idle) else "0",
-            f"{r.wall_time_s:.2f}",
-            style=style,
-        )
-    return table
-
-
-def _run_all(
-    instance: Instance, names: Sequence[str], seed: int, time_limit: float, verbose: bool
-) -> list[SolveResult]:
-    results = []
-    for name in names:
-        spec = get_algorithm(name)
-        err.print(f"solving with {spec.name} ...", highlight=False)
-        options = SolveOptions(
-            seed=seed,
-            time_limit_s=time_limit,
-            progress=_progress_printer(spec.name) if verbose else None,
-        )
-        results.append(spec.run(instance, options))
-    return results
 
 
 @app.command("compare")
@@ -453,34 +233,15 @@ def compare_cmd(
 
     def run() -> None:
         data = read_json(instance_path, "instance")
-        if instance_kind(data) == SECURE_KIND:
-            from mecllm.secure.commands import compare_secure
-
-            def progress_for(name: str) -> Callable[[dict[str, Any]], None] | None:
-                return _progress_printer(name) if verbose else None
-
-            if plot is not None:
-                raise InvalidInputError("--plot is not available for secure-offsite instances")
-            chosen = [a.strip() for a in algorithms.split(",") if a.strip()]
-            compare_secure(
-                data, chosen, seed, time_limit, progress_for, out, err, str(instance_path)
-            )
-            return
-        instance = Instance.from_dict(data)
-        names = [a for a in algorithms.split(",") if a.strip()] or list(ALGORITHMS)
-        results = _run_all(instance, names, seed, time_limit, verbose)
-        out.print(
-            _results_table(
-                instance,
-                results,
-                f"{instance_path}: {instance.n_users} users, {instance.n_servers} servers",
-            )
+        system_of(data).compare_command(
+            data,
+            _names(algorithms),
+            _options_for(seed, time_limit, verbose),
+            plot,
+            out,
+            err,
+            str(instance_path),
         )
-        if plot is not None:
-            from mecllm.plots import plot_comparison
-
-            plot_comparison(instance, results, plot)
-            err.print(f"wrote {plot}", highlight=False)
 
     _guard(run)
 
@@ -491,7 +252,7 @@ def demo_cmd(
         "demo-out"
     ),
     seed: Annotated[int, typer.Option("--seed", help="Scenario seed.")] = 0,
-    preset_name: Annotated[str, typer.Option("--preset")] = "paper",
+    preset_name: Annotated[str | None, typer.Option("--preset")] = None,
     algorithms: Annotated[
         str,
         typer.Option(
@@ -504,47 +265,25 @@ def demo_cmd(
     """The main job: the paper's default 10-user, 2-server scenario, DASHF and the baselines."""
 
     def run() -> None:
-        from mecllm.plots import plot_comparison
-
-        settings = preset(preset_name)
-        instance = generate(settings, np.random.default_rng(seed))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        instance.save(out_dir / "instance.json")
-        names = [a for a in algorithms.split(",") if a.strip()] or list(DEMO_ALGORITHMS)
-        results = _run_all(instance, names, seed, 600.0, verbose)
-        for r in results:
-            r.save(out_dir / f"solution-{r.algorithm}.json")
-        out.print(
-            _results_table(
-                instance,
-                results,
-                f"Paper default scenario ({preset_name} preset, seed {seed}): "
-                f"{instance.n_users} users, {instance.n_servers} servers",
-            )
-        )
-        best = max(results, key=lambda r: r.scr)
-        t_dom, e_dom = dominant_phases(evaluate(instance, best.plan))
-        out.print(
-            f"Best: {best.algorithm} (SCR {best.scr:.5g}); in its plan the largest delay "
-            f"share is {t_dom} and the largest energy share {e_dom}.",
-            highlight=False,
-        )
-        figure = out_dir / "demo.png"
-        plot_comparison(instance, results, figure, topology_of=best.algorithm)
-        out.print(
-            f"Wrote {figure} (topology + SCR bars), the instance and one solution file "
-            f"per algorithm in {out_dir}/",
-            highlight=False,
+        system = get_system(DEFAULT_KIND)
+        system.demo_command(
+            out_dir,
+            preset_name or system.default_preset,
+            seed,
+            _names(algorithms),
+            _options_for(seed, 600.0, verbose),
+            out,
+            err,
         )
 
     _guard(run)
 
 
 def _run_experiments(
-    experiments: list[Any],
+    experiments: list[Experiment],
     trials: int,
     out_dir: Path,
-    preset_name: str,
+    preset_name: str | None,
     backend: str,
     workers: int,
     scheduler: str | None,
@@ -555,20 +294,17 @@ def _run_experiments(
 
     if trials < 1:
         raise InvalidInputError(f"--trials must be >= 1, got {trials}")
-    systems = {e.system for e in experiments}
-    if len(systems) > 1:
-        raise InvalidInputError("one run holds experiments of one system (edge-llm or secure)")
-    if systems == {SECURE_KIND}:
-        from mecllm.secure.scenario import secure_preset
-
-        secure_preset(preset_name)  # validate the name before any work
-    else:
-        preset(preset_name)
+    kinds = {e.system for e in experiments}
+    if len(kinds) > 1:
+        raise InvalidInputError(f"one run holds experiments of one system, got {sorted(kinds)}")
+    system = get_system(kinds.pop())
+    chosen_preset = preset_name or system.default_preset
+    system.normalise_settings(chosen_preset, {})  # validate the name before any work
     counts, claims = run_experiments(
         experiments,
         trials=trials,
         out=out_dir,
-        preset=preset_name,
+        preset=chosen_preset,
         backend=backend,
         workers=workers,
         scheduler=scheduler,
@@ -621,7 +357,7 @@ def reproduce_cmd(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reproduce"),
     preset_name: Annotated[
         str | None,
-        typer.Option("--preset", help="Default: paper (main) or default (secure)."),
+        typer.Option("--preset", help="Scenario preset (default: the system's first)."),
     ] = None,
     backend: BackendOpt = "local",
     workers: WorkersOpt = 2,
@@ -629,23 +365,14 @@ def reproduce_cmd(
     fresh: FreshOpt = False,
     seed: BaseSeedOpt = 0,
 ) -> None:
-    """Reproduce the paper's Section V: CSVs, PNGs and REPORT.md (resumable)."""
+    """Reproduce the papers' figures: CSVs, PNGs and REPORT.md (resumable)."""
 
     def run() -> None:
-        from mecllm.experiments.definitions import BUILTIN, SECURE_BUILTIN, get_experiment
-
-        if name == "secure":
-            chosen = list(SECURE_BUILTIN.values())
-        elif name in SECURE_BUILTIN:
-            chosen = [SECURE_BUILTIN[name]]
-        else:
-            chosen = list(BUILTIN.values()) if name == "all" else [get_experiment(name)]
-        default = "default" if chosen[0].system == SECURE_KIND else "paper"
         _run_experiments(
-            chosen,
+            experiments_named(name),
             trials,
             out_dir,
-            preset_name or default,
+            preset_name,
             backend,
             workers,
             scheduler,
@@ -668,17 +395,18 @@ def sweep_cmd(
     fresh: FreshOpt = False,
     seed: BaseSeedOpt = 0,
 ) -> None:
-    """Sweep any scenario setting defined in a TOML file (see README)."""
+    """Sweep any scenario setting defined in a TOML file (see docs/experiments.md)."""
 
     def run() -> None:
         from mecllm.experiments.definitions import load_sweep
 
         experiment, options = load_sweep(file)
+        file_preset = options.get("preset")
         _run_experiments(
             [experiment],
             int(trials or options.get("trials", 10)),
             out_dir,
-            str(preset_name or options.get("preset", "paper")),
+            preset_name or (str(file_preset) if file_preset is not None else None),
             backend,
             workers,
             scheduler,
@@ -704,39 +432,24 @@ def train_cmd(
     ] = None,
     as_json: Annotated[Path | None, typer.Option("--json", help="Also write the records.")] = None,
 ) -> None:
-    """Run the plan's split adapter fine-tuning for real (MiniLM, loopback HTTP; needs [train])."""
+    """Run a fine-tuning plan's split adapter training for real (MiniLM, loopback HTTP; needs
+    the train extra)."""
 
     def run() -> None:
-        try:
-            from mecllm.train.loop import Settings
-            from mecllm.train.run import train_plan
-        except ImportError:
-            raise InvalidInputError(
-                "mecllm train needs the [train] extra: pip install -e '.[train]'"
-            ) from None
-        from mecllm.train.report import records_table
-
-        instance = Instance.load(instance_path)
-        plan, _ = _load_solution(solution_path, instance)
         for name, value in (("--epochs", epochs), ("--train-examples", train_examples)):
             if value < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {value}")
         if not 1 <= bottleneck <= 384:
             raise InvalidInputError(f"--bottleneck must be in 1..384, got {bottleneck}")
+        try:
+            from mecllm.train.command import train_files
+            from mecllm.train.loop import Settings
+        except ImportError:
+            raise InvalidInputError(
+                "mecllm train needs the train extra: pip install -e '.[train]'"
+            ) from None
         settings = Settings(bottleneck=bottleneck, n_train=train_examples, epochs=epochs, seed=seed)
-        records = train_plan(
-            instance,
-            plan,
-            settings,
-            log_dir=logs,
-            progress=lambda text: err.print(text, highlight=False),
-        )
-        for table in records_table(records):
-            out.print(table)
-        if as_json is not None:
-            from mecllm.fileio import atomic_write_text
-
-            atomic_write_text(as_json, json.dumps(records, indent=1) + "\n")
+        train_files(instance_path, solution_path, settings, logs, as_json, out, err)
 
     _guard(run)
 
@@ -744,12 +457,9 @@ def train_cmd(
 @app.command("algorithms")
 def algorithms_cmd() -> None:
     """List the registered algorithms: name<TAB>system<TAB>description."""
-    from mecllm.secure.solvers import SECURE_ALGORITHMS
-
-    for spec in ALGORITHMS.values():
-        sys.stdout.write(f"{spec.name}\tedge-llm\t{spec.description}\n")
-    for secure in SECURE_ALGORITHMS.values():
-        sys.stdout.write(f"{secure.name}\t{SECURE_KIND}\t{secure.description}\n")
+    for system in all_systems():
+        for spec in system.algorithms().values():
+            sys.stdout.write(f"{spec.name}\t{system.kind}\t{spec.description}\n")
 
 
 def main() -> None:

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from mecllm.scenario import generate, preset
-from mecllm.secure.scenario import generate_secure, secure_preset
-from mecllm.secure.solvers import SECURE_ALGORITHMS, solve_secure
-from mecllm.solvers.base import SolveOptions
-from mecllm.solvers.registry import ALGORITHMS, solve
+from mecllm.core.options import SolveOptions
+from mecllm.systems.finetune.algorithms import ALGORITHMS, solve
+from mecllm.systems.finetune.scenario import generate, preset
+from mecllm.systems.secure.algorithms import SECURE_ALGORITHMS, solve_secure
+from mecllm.systems.secure.scenario import generate_secure, secure_preset
 
 HERE = Path(__file__).parent
 

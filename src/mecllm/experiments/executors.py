@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
-from mecllm.errors import InvalidInputError
+from mecllm.core.errors import InvalidInputError
 
 S = TypeVar("S")
 R = TypeVar("R")

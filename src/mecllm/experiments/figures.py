@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -11,36 +11,32 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from mecllm.experiments.definitions import Experiment
-from mecllm.experiments.report import Summary, mean_ci
-from mecllm.plots import save_figure
-
-LABELS = {
-    "scr": "SCR",
-    "delay_s": "delay (s)",
-    "energy_j": "energy (J)",
-    "us_ratio": "U/S",
-    "mean_secrecy_mbps": "mean secrecy rate (Mbit/s)",
-    "floor_violations": "owners below the secrecy floor",
-    "served_securely": "owners served securely",
-}
+from mecllm.core.experiment import Experiment, Row, Summary
+from mecllm.core.plotting import save_figure
+from mecllm.core.stats import mean_ci
 
 
 def plot_experiment(
-    folder: Path, experiment: Experiment, rows: list[dict[str, Any]], summary: list[Summary]
+    folder: Path,
+    experiment: Experiment,
+    rows: list[Row],
+    summary: list[Summary],
+    labels: Mapping[str, str],
 ) -> Path:
-    """Draw the experiment's figure and return its path."""
+    """Draw the experiment's figure and return its path (``labels``: axis label per metric)."""
     path = folder / f"{experiment.name}.png"
     if experiment.kind == "convergence":
         _convergence(path, experiment, rows)
     elif experiment.kind == "bars":
-        _bars(path, experiment, summary)
+        _bars(path, experiment, summary, labels)
     else:
-        _sweep(path, experiment, summary)
+        _sweep(path, experiment, summary, labels)
     return path
 
 
-def _sweep(path: Path, experiment: Experiment, summary: list[Summary]) -> None:
+def _sweep(
+    path: Path, experiment: Experiment, summary: list[Summary], labels: Mapping[str, str]
+) -> None:
     metrics = experiment.metrics
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
@@ -57,7 +53,7 @@ def _sweep(path: Path, experiment: Experiment, summary: list[Summary]) -> None:
                 label=algorithm.upper(),
             )
         ax.set_xlabel(experiment.x_label)
-        ax.set_ylabel(LABELS.get(metric, metric))
+        ax.set_ylabel(labels.get(metric, metric))
         if metric == "energy_j":
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
@@ -66,7 +62,9 @@ def _sweep(path: Path, experiment: Experiment, summary: list[Summary]) -> None:
     save_figure(fig, path)
 
 
-def _bars(path: Path, experiment: Experiment, summary: list[Summary]) -> None:
+def _bars(
+    path: Path, experiment: Experiment, summary: list[Summary], labels: Mapping[str, str]
+) -> None:
     metrics = experiment.metrics
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4.2), squeeze=False)
     names = [a for a in experiment.algorithms]
@@ -79,7 +77,7 @@ def _bars(path: Path, experiment: Experiment, summary: list[Summary]) -> None:
             capsize=4,
             color="tab:blue",
         )
-        ax.set_ylabel(LABELS.get(metric, metric))
+        ax.set_ylabel(labels.get(metric, metric))
         if metric == "energy_j":
             ax.set_yscale("log")
         ax.tick_params(axis="x", rotation=30)
@@ -93,7 +91,7 @@ def _padded(series: list[list[float]]) -> np.ndarray:
     return np.array([s + [s[-1]] * (length - len(s)) for s in series if s], dtype=float)
 
 
-def _convergence(path: Path, experiment: Experiment, rows: list[dict[str, Any]]) -> None:
+def _convergence(path: Path, experiment: Experiment, rows: list[Row]) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     panels = (
         ("part1_objective", "AO part 1 objective (min form)", "Dinkelbach iteration"),

@@ -16,20 +16,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from mecllm.experiments.definitions import Experiment
+from mecllm.core.experiment import Claim, Experiment, TrialSpec
+from mecllm.core.fileio import atomic_write_text
 from mecllm.experiments.executors import run_trials
 from mecllm.experiments.figures import plot_experiment
-from mecllm.experiments.report import (
-    Claim,
-    check_claims,
-    claims_markdown,
-    results_markdown,
-    summarise,
-    write_csvs,
-)
+from mecllm.experiments.report import claims_markdown, results_markdown, summarise, write_csvs
 from mecllm.experiments.store import ResultsStore, code_version
-from mecllm.experiments.trials import TrialSpec, run_trial
-from mecllm.fileio import atomic_write_text
+from mecllm.experiments.trials import run_trial
+from mecllm.systems.registry import get_system
 
 
 @dataclass(frozen=True)
@@ -155,10 +149,11 @@ def write_reports(
         rows = [r for r in store.rows(experiment.name, preset, version) if r["seed"] < trials]
         if not rows:
             continue
+        system = get_system(experiment.system)
         summary = summarise(experiment, rows)
         write_csvs(out, experiment, rows, summary)
-        figure = plot_experiment(out, experiment, rows, summary)
-        claims = check_claims(experiment, rows, summary)
+        figure = plot_experiment(out, experiment, rows, summary, system.metric_labels)
+        claims = system.check_claims(experiment, rows, summary)
         all_claims.extend(claims)
         sections.append(
             f"## {experiment.title}\n\nFigure: `{figure.name}`; data: "
@@ -169,9 +164,7 @@ def write_reports(
         f"# Reproduction report\n\nPreset: `{preset}`; {trials} trials per setting; "
         f"code version `{version}`. Intervals are 95% Student-t intervals of the mean.\n"
     )
-    body = (
-        "\n## Claims of the papers (MODEL.md section 9; secure-* rows: abstract of paper 003)\n\n"
-    )
+    body = "\n## Claims of the papers (docs/finetune.md and docs/secure.md list them)\n\n"
     body += claims_markdown(all_claims) if all_claims else "No claim applies to these runs.\n"
     atomic_write_text(out / "REPORT.md", header + body + "\n\n" + "\n".join(sections))
     return all_claims

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from mecllm.errors import InvalidInputError, SolverError
-from mecllm.instance import Instance
-from mecllm.solution import Plan
+from mecllm.core.errors import InvalidInputError, SolverError
+from mecllm.systems.finetune.instance import Instance
+from mecllm.systems.finetune.solution import Plan
 from mecllm.train.loop import Settings
 from mecllm.train.server import TOKEN_ENV
 

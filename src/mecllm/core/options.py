@@ -1,0 +1,48 @@
+"""The knobs every solver of every system takes, and the progress callback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Called with one history record after each outer iteration (for ``--verbose``).
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class SolveOptions:
+    """Knobs common to all algorithms.
+
+    Attributes
+    ----------
+    seed : int
+        Seed of the one ``numpy.random.Generator`` a randomised algorithm uses.
+    tolerance : float
+        Relative change of the Dinkelbach ratio y that stops the outer loop (epsilon).
+    max_iterations : int
+        Cap on outer iterations.
+    inner_tolerance : float
+        Relative change that stops inner loops (the FP z-loop).
+    max_inner_iterations : int
+        Cap on inner iterations.
+    time_limit_s : float
+        Wall-clock budget of one solve; the best plan so far is returned when it runs out.
+    progress : ProgressCallback or None
+        Receives each outer iteration's record as it finishes.
+    """
+
+    seed: int = 0
+    tolerance: float = 1e-4
+    max_iterations: int = 20
+    inner_tolerance: float = 1e-4
+    max_inner_iterations: int = 15
+    time_limit_s: float = 600.0
+    progress: ProgressCallback | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def rng(self) -> np.random.Generator:
+        """The generator for this solve."""
+        return np.random.default_rng(self.seed)

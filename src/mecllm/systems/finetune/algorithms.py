@@ -1,0 +1,224 @@
+"""The fine-tuning system's registered algorithms by name: each is an association step composed
+with an allocation step.
+
+The paper's five methods (docs/algorithms.md) and any method the project adds are listed in
+:data:`ALGORITHMS`; ``mecllm algorithms`` prints them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from mecllm.core.errors import InvalidInputError
+from mecllm.core.options import SolveOptions
+from mecllm.systems.finetune.instance import Instance
+from mecllm.systems.finetune.physics import evaluate
+from mecllm.systems.finetune.solution import Plan, SolveResult
+from mecllm.systems.finetune.solvers.allocation.engines import AUTO_CONIC_USERS
+from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
+from mecllm.systems.finetune.solvers.association.simple import (
+    greedy_association,
+    random_association,
+)
+from mecllm.systems.finetune.solvers.loop import dinkelbach
+from mecllm.systems.finetune.solvers.result import finish
+from mecllm.systems.finetune.solvers.search.exhaustive import check_size, exhaustive
+from mecllm.systems.finetune.solvers.search.moves import with_move_search
+from mecllm.systems.finetune.solvers.search.multistart import dashf_plus
+from mecllm.systems.finetune.solvers.steps import Step, equal_split_step, part1_step, part2_step
+
+Runner = Callable[[Instance, SolveOptions], SolveResult]
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A registered algorithm: name, one-line description and the function that runs it."""
+
+    name: str
+    description: str
+    run: Runner
+
+
+ALGORITHMS: dict[str, Algorithm] = {}
+
+
+def register(name: str, description: str) -> Callable[[Runner], Runner]:
+    """Decorator adding ``run`` to :data:`ALGORITHMS` under ``name``."""
+
+    def add(run: Runner) -> Runner:
+        if name in ALGORITHMS:
+            raise ValueError(f"algorithm {name!r} registered twice")
+        ALGORITHMS[name] = Algorithm(name, description, run)
+        return run
+
+    return add
+
+
+def get_algorithm(name: str) -> Algorithm:
+    """Look an algorithm up by name; unknown names list the known ones."""
+    key = name.strip().lower()
+    if key not in ALGORITHMS:
+        raise InvalidInputError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}")
+    return ALGORITHMS[key]
+
+
+def solve(instance: Instance, algorithm: str, options: SolveOptions | None = None) -> SolveResult:
+    """Solve ``instance`` with the named algorithm (the one entry point, scipy style)."""
+    return get_algorithm(algorithm).run(instance, options or SolveOptions())
+
+
+HALF = 0.5
+#: dashf-scale's final polish: part 2's stopping tolerance (relative gain of an FP iteration)
+#: and Clarabel's tolerances.
+FINAL_TOLERANCE = 1e-9
+
+
+@register("rucaa", "random user connection, equal resource split, phi = 0.5 (paper baseline)")
+def _rucaa(instance: Instance, options: SolveOptions) -> SolveResult:
+    started = time.perf_counter()
+    assignment = random_association(instance, options.rng())
+    plan = equal_split(instance, assignment, np.full(instance.n_users, HALF))
+    return finish(
+        instance,
+        "rucaa",
+        plan,
+        started,
+        message=f"random association drawn with seed {options.seed}",
+    )
+
+
+@register(
+    "gucaa", "greedy user connection (fewest users first), equal split, phi = 0.5 (paper baseline)"
+)
+def _gucaa(instance: Instance, options: SolveOptions) -> SolveResult:
+    started = time.perf_counter()
+    assignment = greedy_association(instance)
+    plan = equal_split(instance, assignment, np.full(instance.n_users, HALF))
+    return finish(instance, "gucaa", plan, started, message="greedy association")
+
+
+def _greedy_start(instance: Instance) -> Plan:
+    """The common start of the optimisers: greedy association, equal split, phi = 0.5."""
+    return equal_split(instance, greedy_association(instance), np.full(instance.n_users, HALF))
+
+
+def _loop(name: str, association: Step | None, allocation: Step) -> Runner:
+    def run(instance: Instance, options: SolveOptions) -> SolveResult:
+        return dinkelbach(instance, name, _greedy_start(instance), association, allocation, options)
+
+    return run
+
+
+def _part2(options: SolveOptions, engine: str = "conic") -> Step:
+    return part2_step(options.inner_tolerance, options.max_inner_iterations, engine)
+
+
+@register(
+    "aauco",
+    "AO part 1 (SDR + Hungarian) for association and phi, equal resource split (paper baseline)",
+)
+def _aauco(instance: Instance, options: SolveOptions) -> SolveResult:
+    return _loop("aauco", part1_step("sdr", "equal"), equal_split_step)(instance, options)
+
+
+@register(
+    "gucro",
+    "greedy user connection, phi = 0.5, AO part 2 (fractional programming) for "
+    "resources (paper baseline)",
+)
+def _gucro(instance: Instance, options: SolveOptions) -> SolveResult:
+    return _loop("gucro", None, _part2(options))(instance, options)
+
+
+@register(
+    "dashf",
+    "DASHF as the paper specifies: Dinkelbach + AO of part 1 (SDR, solved in its exact "
+    "chordal form, + Hungarian) and part 2 (fractional programming)",
+)
+def _dashf(instance: Instance, options: SolveOptions) -> SolveResult:
+    return _loop("dashf", part1_step("sdr", "keep"), _part2(options))(instance, options)
+
+
+@register(
+    "dashf-fullsdr",
+    "DASHF with the relaxation solved as one dense PSD matrix of size N(M+1)+1, as printed "
+    "(same result as dashf, far slower; for reproducing the paper's cost)",
+)
+def _dashf_fullsdr(instance: Instance, options: SolveOptions) -> SolveResult:
+    return _loop("dashf-fullsdr", part1_step("sdr-full", "keep"), _part2(options))(
+        instance, options
+    )
+
+
+@register(
+    "dashf-milp",
+    "DASHF with AO part 1 solved exactly as a mixed-integer LP (McCormick products, HiGHS)",
+)
+def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
+    step = part1_step("milp", "keep", time_limit_s=min(60.0, options.time_limit_s))
+    return _loop("dashf-milp", step, _part2(options))(instance, options)
+
+
+@register(
+    "dashf-scale",
+    "DASHF for speed and scale: association by the exact MILP up to 300 user-server pairs, "
+    "by a scan over the delay bound above; resources by the vectorised barrier method "
+    "(up to 50 users by the cone program written directly for Clarabel); then, up to about "
+    "50x5, a search over single-user moves with both servers' resources re-split (all moves "
+    "in one stacked solve)",
+)
+def _dashf_scale(instance: Instance, options: SolveOptions) -> SolveResult:
+    started = time.perf_counter()
+    step = part1_step("auto", "keep", time_limit_s=min(60.0, options.time_limit_s))
+    allocation = _part2(options, "auto")
+
+    def loop(start: Plan, iterations: int = options.max_iterations) -> SolveResult:
+        once = dataclasses.replace(options, max_iterations=iterations)
+        return dinkelbach(instance, "dashf-scale", start, step, allocation, once)
+
+    first = loop(_greedy_start(instance))
+    # After moves, one AO iteration (association, phi, every resource) polishes the plan; the
+    # move search that follows plays the role of the loop's convergence test. Where the
+    # direct cone program applies, the final plan's resources are re-solved to tight
+    # tolerances (the loop stops part 2 at a 1e-4 relative gain, Clarabel at 1e-8).
+    tight = part2_step(FINAL_TOLERANCE, options.max_inner_iterations, "direct", FINAL_TOLERANCE)
+
+    def polish(plan: Plan) -> tuple[Plan, dict[str, Any]]:
+        return tight(instance, plan, evaluate(instance, plan).scr)
+
+    small = instance.n_users <= AUTO_CONIC_USERS
+    return with_move_search(
+        instance,
+        "dashf-scale",
+        first,
+        lambda plan: loop(plan, 1),
+        options,
+        started,
+        polish if small else None,
+    )
+
+
+@register(
+    "exhaustive",
+    "reference for small instances (M^N <= 6561): every association screened, the best "
+    "solved from several starts, dashf-plus's plan among them",
+)
+def _exhaustive(instance: Instance, options: SolveOptions) -> SolveResult:
+    check_size(instance)  # refuse before spending time on the extra starts
+    extra = [_greedy_start(instance), dashf_plus(instance, options).plan]
+    return exhaustive(instance, options, extra)
+
+
+@register(
+    "dashf-plus",
+    "DASHF-MILP from two starts, phi polished jointly with resources, then single-user-move "
+    "local search (the project's best method for quality on small instances, N <= 8)",
+)
+def _dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
+    return dashf_plus(instance, options)

@@ -1,0 +1,1 @@
+"""Secure offsite-tuning (seed paper 003): see docs/secure.md."""

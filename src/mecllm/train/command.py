@@ -1,0 +1,46 @@
+"""``mecllm train INSTANCE SOLUTION``: load a fine-tuning plan, run it for real, print and save
+the records (the CLI's side of :mod:`mecllm.train.run`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from mecllm.core.errors import InvalidInputError
+from mecllm.core.fileio import atomic_write_text, read_json
+from mecllm.systems.finetune.commands import load_solution
+from mecllm.systems.finetune.instance import KIND, Instance
+from mecllm.train.loop import Settings
+from mecllm.train.report import records_table
+from mecllm.train.run import train_plan
+
+
+def train_files(
+    instance_path: Path,
+    solution_path: Path,
+    settings: Settings,
+    logs: Path | None,
+    json_path: Path | None,
+    out: Console,
+    err: Console,
+) -> None:
+    """Train the plan of ``solution_path`` on ``instance_path`` (a fine-tuning instance)."""
+    data = read_json(instance_path, "instance")
+    kind = data.get("kind", KIND) if isinstance(data, dict) else KIND
+    if kind != KIND:
+        raise InvalidInputError(f"mecllm train runs {KIND} plans, got an instance of kind {kind!r}")
+    instance = Instance.from_dict(data)
+    plan, _ = load_solution(solution_path, instance)
+    records = train_plan(
+        instance,
+        plan,
+        settings,
+        log_dir=logs,
+        progress=lambda text: err.print(text, highlight=False),
+    )
+    for table in records_table(records):
+        out.print(table)
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(records, indent=1) + "\n")
