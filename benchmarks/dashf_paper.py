@@ -18,10 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from mecllm.core.fileio import atomic_write_text
+from mecllm.core.stats import mean_ci
 from mecllm.systems.finetune.algorithms import ALGORITHMS, solve
 from mecllm.systems.finetune.scenario import generate, preset
-
-from stats import mean_ci
 
 PAPER_ALGORITHMS = ("rucaa", "gucaa", "aauco", "gucro", "dashf")
 

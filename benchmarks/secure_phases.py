@@ -1,4 +1,4 @@
-"""Which phase dominates the secure system's delay and energy (MODEL_SECURE.md section 5 check).
+"""Which phase dominates the secure system's delay and energy (docs/secure.md section 5 check).
 
 For each preset, over several seeds: the four delays and energies summed over served owners, at
 the equal split with the midpoint phi and at the ``secure-ao`` plan, and the largest/smallest

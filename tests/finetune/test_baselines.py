@@ -16,7 +16,7 @@ from factories import small_instance
 
 
 def independent_gucaa(instance: Instance) -> float:
-    """GUCAA written again from MODEL.md, sharing no code with the package."""
+    """GUCAA written again from docs/finetune.md, sharing no code with the package."""
     n, m = instance.n_users, instance.n_servers
     counts = [0] * m
     server = []

@@ -100,11 +100,16 @@ def test_direct_cone_program_reaches_the_optimum_of_the_other_engines(
     assert status != "failed"
     conic_value = _scaled_objective(terms, weights, conic)
     direct_value = _scaled_objective(terms, weights, direct)
-    # Same convex problem: at least the cvxpy optimum (which is at times "inaccurate") and
-    # equal to the barrier method's (which stops at a 1e-7 duality gap).
-    assert direct_value >= conic_value - 1e-6 * max(1.0, abs(conic_value))
     barrier_value = _scaled_objective(terms, weights, barrier)
-    assert direct_value == pytest.approx(barrier_value, rel=1e-5, abs=1e-6)
+    # Same convex problem, compared at the accuracy each engine certifies: the barrier method
+    # stops at a 1e-7 duality gap; Clarabel's "optimal" (Solved) at 1e-8; its "inaccurate"
+    # (AlmostSolved) only within its reduced tolerances, a relative gap of 5e-5 and
+    # feasibility 1e-4. An AlmostSolved answer 2e-5 below the optimum (clarabel 0.11.1, seed 3)
+    # is what made a 1e-6 comparison flaky.
+    accuracy = 1e-6 if status == "optimal" else 1e-4
+    best = max(conic_value, barrier_value)
+    assert direct_value >= best - accuracy * max(1.0, abs(best))
+    assert direct_value <= barrier_value + 1e-5 * max(1.0, abs(barrier_value))
     assert evaluate(instance, direct.to_plan(instance, terms)).feasible
 
 

@@ -1,4 +1,4 @@
-"""One Dinkelbach loop for every system (MODEL.md sections 5-6, MODEL_SECURE.md section 3).
+"""One Dinkelbach loop for every system (docs/architecture.md, "The one Dinkelbach loop").
 
 A ratio objective ``N(plan) / D(plan)`` is maximised by iterating: for the current ratio y, run
 the step plug-ins in order on the plan (each solves, exactly or approximately, its block of

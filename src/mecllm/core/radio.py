@@ -1,5 +1,5 @@
-"""Radio: the FDMA Shannon rate, the path-loss model and power units (MODEL.md section 4 and 8;
-docs/finetune.md)."""
+"""Radio: the FDMA Shannon rate, the path-loss model and power units (docs/finetune.md
+sections 4 and 8)."""
 
 from __future__ import annotations
 

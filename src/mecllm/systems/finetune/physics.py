@@ -28,7 +28,7 @@ PHASES = ("local training", "upload", "server training", "download")
 class IdleAllocation:
     """Server resources given to users for whom the server has no work (phi = 1).
 
-    MODEL.md section 11: the paper's service score rewards them at no cost.
+    docs/finetune.md section 11: the paper's service score rewards them at no cost.
     """
 
     users: list[int]
@@ -120,8 +120,8 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class Phases:
-    """Per-user figures of MODEL.md section 4 (SI units), shape (R,) each: the two link rates,
-    the four phase delays and energies, and the service score."""
+    """Per-user figures of docs/finetune.md section 4 (SI units), shape (R,) each: the two link
+    rates, the four phase delays and energies, and the service score."""
 
     r_up: FloatArray
     r_dn: FloatArray

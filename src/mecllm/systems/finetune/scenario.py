@@ -1,4 +1,4 @@
-"""Random scenarios of MODEL.md section 8, reproducible from one ``numpy.random.Generator``.
+"""Random scenarios of docs/finetune.md section 8, reproducible from one ``numpy.random.Generator``.
 
 Two presets: ``paper`` (thermal noise -174 dBm/Hz, the default) and ``paper-literal`` (the
 paper's printed -134 dBm read as a PSD, kept for reproduction). Every setting can be overridden.
@@ -32,7 +32,7 @@ class ScenarioSettings:
         b_max of every server.
     user_max_power_w, server_max_power_w : float, W
     user_max_flops, server_max_flops : float, FLOP/s
-        Effective speeds (GPU count x peak x utilisation, MODEL.md section 2).
+        Effective speeds (GPU count x peak x utilisation, docs/finetune.md section 2).
     user_kappa, server_kappa : float
     adapter_params_min, adapter_params_max : float
         d_n is uniform in this range.

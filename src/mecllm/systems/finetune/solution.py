@@ -1,6 +1,6 @@
 """A plan (the decision variables) and a solve result (plan + figures + how it was found).
 
-JSON form: MODEL.md section 10. Per-user values refer to the user's own server.
+JSON form: docs/formats.md. Per-user values refer to the user's own server.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from mecllm.core.status import SolveStatus
 
 @dataclass(frozen=True, eq=False)
 class Plan:
-    """Values of every decision variable (MODEL.md section 3), one entry per user.
+    """Values of every decision variable (docs/finetune.md section 3), one entry per user.
 
     Attributes
     ----------

@@ -1,5 +1,5 @@
 """Solvers of the secure system: the Dinkelbach / alternating optimiser and the baselines of
-MODEL_SECURE.md section 4, registered by name.
+docs/secure.md section 4, registered by name.
 
 ``secure-ao``
     Dinkelbach on U/S, alternating subproblem 1 (phi by KKT, T by 1-D search; y updated from

@@ -1,9 +1,9 @@
-"""The secure offsite-tuning instance (MODEL_SECURE.md): one edge server, N data owners, one
+"""The secure offsite-tuning instance (docs/secure.md): one edge server, N data owners, one
 eavesdropper per owner's uplink.
 
 A :class:`SecureInstance` is validated once, when it is built, and is immutable afterwards. JSON
-files carry ``"kind": "secure-offsite"``; every field is listed in :data:`FIELDS_HELP` and in the
-README. All quantities are SI units.
+files carry ``"kind": "secure-offsite"``; every field is listed in :data:`FIELDS_HELP` and in
+docs/formats.md. All quantities are SI units.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Physics of the secure offsite-tuning system (MODEL_SECURE.md sections 2 and 3), vectorised.
+"""Physics of the secure offsite-tuning system (docs/secure.md sections 2 and 3), vectorised.
 
 Which owners can be served is a property of the instance (:func:`service_status`): an owner
 whose eavesdropper is at least as strong as its own link (``h_n >= g_n``) has no positive

@@ -1,8 +1,8 @@
-"""Random secure offsite-tuning scenarios (MODEL_SECURE.md section 5), from one Generator.
+"""Random secure offsite-tuning scenarios (docs/secure.md section 5), from one Generator.
 
-Presets: ``default`` (MODEL_SECURE.md section 5 exactly) and ``balanced`` (our proposal, see
+Presets: ``default`` (docs/secure.md section 5 exactly) and ``balanced`` (our proposal, see
 :data:`PRESETS`: at the section-5 values the server's emulator build dominates the energy at the
-equal split, README "Secure offsite-tuning"). Every setting can be overridden.
+equal split, docs/secure.md section 6). Every setting can be overridden.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from mecllm.systems.secure.instance import SecureInstance
 
 @dataclass(frozen=True)
 class SecureSettings:
-    """Settings of a random secure scenario (defaults: MODEL_SECURE.md section 5).
+    """Settings of a random secure scenario (defaults: docs/secure.md section 5).
 
     Attributes
     ----------
@@ -84,7 +84,7 @@ class SecureSettings:
         return replace_settings(self, changes, "secure scenario setting")
 
 
-#: ``default`` is MODEL_SECURE.md section 5. ``balanced`` is our proposal where no phase
+#: ``default`` is docs/secure.md section 5. ``balanced`` is our proposal where no phase
 #: dominates by orders of magnitude (``python benchmarks/secure_phases.py``): kappa = 1e-38
 #: prices a FLOP at kappa f^2 = 3.8e-12 J on the device at full speed (0.26 GFLOP/J) and
 #: 5e-10 J on a server share, far above real GPUs, so the emulator build and local training

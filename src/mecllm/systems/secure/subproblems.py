@@ -1,4 +1,4 @@
-"""The two subproblems of the secure system (MODEL_SECURE.md section 4) and the equal split.
+"""The two subproblems of the secure system (docs/secure.md section 4) and the equal split.
 
 Subproblem 1 (:func:`phi_step`): resources fixed, every owner's delay and energy are affine in
 phi_n and the utility is concave, so for a fixed completion time T each phi_n has a closed form

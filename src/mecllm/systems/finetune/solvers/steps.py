@@ -44,7 +44,7 @@ def keep_resources(
 
     A server that gained nobody leaves its stayers' shares as they were; on a server that gained
     users, stayers and newcomers get the shares part 1 priced them with. Any server still over
-    a cap is scaled back into it (MODEL.md section 11).
+    a cap is scaled back into it (docs/finetune.md section 11).
     """
     n = instance.n_users
     rows = np.arange(n)

@@ -1,4 +1,4 @@
-"""The equal-split allocation of the paper's baselines (MODEL.md section 7)."""
+"""The equal-split allocation of the paper's baselines (docs/finetune.md section 7)."""
 
 from __future__ import annotations
 

@@ -145,7 +145,7 @@ def canonical(instance: Instance, plan: Plan) -> Plan:
 
 
 def price_moves(instance: Instance, plan: Plan, y: float) -> tuple[PairCosts, FloatArray]:
-    """Part-1 coefficients with room to move (MODEL.md section 11, capacity lock-in).
+    """Part-1 coefficients with room to move (docs/finetune.md section 11, capacity lock-in).
 
     A pair (n, m) is priced with the resources user n would have on server m if one more user
     joined m: a member keeps ``k/(k+1)`` of its current share (k = m's users now), a newcomer

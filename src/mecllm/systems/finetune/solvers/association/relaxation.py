@@ -132,9 +132,9 @@ def solve_relaxation(
 ) -> RelaxationResult:
     """The paper's SDR (its (8)) over S = [phi; x; 1][phi; x; 1]^T with valid inequalities.
 
-    The relaxation as printed is unbounded (MODEL.md section 11), so the McCormick inequalities
-    of the products w = x phi, S[phi, phi] <= phi and the one-hot structure of x are added; they
-    hold for every 0/1 x and phi in [0, 1], so the value stays a valid lower bound.
+    The relaxation as printed is unbounded (docs/finetune.md section 11), so the McCormick
+    inequalities of the products w = x phi, S[phi, phi] <= phi and the one-hot structure of x
+    are added; they hold for every 0/1 x and phi in [0, 1], so the value stays a valid lower bound.
 
     ``form`` is ``"full"`` (one dense PSD matrix of size N + NM + 1, as printed) or
     ``"chordal"`` (the identical relaxation split into per-user PSD blocks, much faster).

@@ -1,13 +1,14 @@
 """A reference for small instances: every association, the continuous problem multi-started.
 
 For each of the M^N associations a cheap score is computed first (phi solved exactly by LP
-under the equal split); the best-scoring associations, plus those the heuristics end in, are
-then solved as continuous problems (phi and every resource, Dinkelbach over alternating phi-LP
-and fractional-programming steps) from several starts. The result reports the best plan, how
-many associations were enumerated and solved, and how many starts agreed on the best value.
-The plans of other methods can be passed as further starts (the registered ``exhaustive``
-passes the greedy start and dashf-plus's plan), so the reference is never below them. It is a
-reference, not a certificate: the continuous problem is non-convex.
+under the equal split); the best-scoring associations are then solved as continuous problems
+(phi and every resource, Dinkelbach over alternating phi-LP and fractional-programming steps)
+from four fixed starts each. The result reports the best plan, how many associations were
+enumerated and solved, and how many starts agreed on the best value.
+
+It takes no other method's plan as a start, so it is a reference independent of the registered
+optimisers (it may end below them). It is not a certificate: the continuous problem is
+non-convex (docs/quality.md has the certified bound).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from mecllm.core.arrays import IntArray
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.options import SolveOptions
 from mecllm.systems.finetune.instance import Instance
-from mecllm.systems.finetune.solution import Plan, SolveResult
+from mecllm.systems.finetune.solution import SolveResult
 from mecllm.systems.finetune.solvers.result import finish
 from mecllm.systems.finetune.solvers.search.fixed_association import (
     cheap_score,
@@ -60,24 +61,17 @@ def check_size(instance: Instance) -> int:
     return count
 
 
-def exhaustive(
-    instance: Instance, options: SolveOptions, extra_starts: list[Plan] | None = None
-) -> SolveResult:
+def exhaustive(instance: Instance, options: SolveOptions) -> SolveResult:
     """The reference solve (see the module docstring)."""
     count = check_size(instance)
     started = time.perf_counter()
     rng = options.rng()
     scored = screen(instance)
     chosen: list[IntArray] = [a for _, a in scored[:FULL_SOLVES]]
-    for extra in extra_starts or []:
-        if not any(np.array_equal(extra.assignment, a) for a in chosen):
-            chosen.append(extra.assignment)
     best: SolveResult | None = None
     finals: dict[bytes, list[float]] = {}
     for assignment in chosen:
-        starts = multistarts(instance, assignment, rng)
-        starts += [p for p in extra_starts or [] if np.array_equal(p.assignment, assignment)]
-        for start in starts:
+        for start in multistarts(instance, assignment, rng):
             result = continuous(instance, start, options)
             finals.setdefault(assignment.tobytes(), []).append(result.scr)
             if best is None or result.scr > best.scr:
@@ -89,7 +83,6 @@ def exhaustive(
         "associations": count,
         "fully_solved": len(chosen),
         "starts_per_association": 4,
-        "extra_starts": len(extra_starts or []),
         "starts_agreeing_on_best": int(agree),
     }
     return finish(
@@ -99,8 +92,7 @@ def exhaustive(
         started,
         status="converged",
         message=(
-            f"{count} associations screened, {len(chosen)} solved from 4 starts each "
-            f"(plus {len(extra_starts or [])} given plans as starts); "
+            f"{count} associations screened, {len(chosen)} solved from 4 starts each; "
             f"{agree} of {len(on_best)} starts on the best association "
             "reached the best value"
         ),
