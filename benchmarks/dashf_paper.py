@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mecllm.core.fileio import atomic_write_text
-from mecllm.core.stats import mean_ci
+from mecllm.core.stats import mean_interval
 from mecllm.systems.finetune.algorithms import ALGORITHMS, solve
 from mecllm.systems.finetune.scenario import generate, preset
 
@@ -57,15 +57,15 @@ def report(rows: list[dict[str, object]], algorithms: list[str]) -> None:
     for size in dict.fromkeys(str(r["size"]) for r in rows):
         part = [r for r in rows if r["size"] == size]
         seeds = sorted({int(r["seed"]) for r in part})  # type: ignore[call-overload]
-        print(f"\n## {size}, {len(seeds)} seeds (mean ± 95% interval)\n")
+        print(f"\n## {size}, {len(seeds)} seeds (mean [95% bootstrap interval])\n")
         print("| algorithm | SCR | delay (s) | energy (J) | iterations | wall time per solve (s) |")
         print("|---|---|---|---|---|---|")
         for name in algorithms:
             mine = [r for r in part if r["algorithm"] == name]
             cells = []
             for key in ("scr", "delay_s", "energy_j", "iterations", "wall_time_s"):
-                mean, half = mean_ci([float(r[key]) for r in mine])  # type: ignore[arg-type]
-                cells.append(f"{mean:.4g} ± {half:.2g}")
+                cell = mean_interval([float(r[key]) for r in mine])  # type: ignore[arg-type]
+                cells.append(f"{cell.mean:.4g} [{cell.low:.4g}, {cell.high:.4g}]")
             print(f"| {name} | " + " | ".join(cells) + " |")
         if "dashf" in algorithms:
             baselines = [a for a in ("rucaa", "gucaa", "aauco", "gucro") if a in algorithms]

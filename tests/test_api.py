@@ -22,7 +22,7 @@ def test_the_worked_example_of_the_docs_runs(
     exec(compile(blocks[0], str(DOCS), "exec"), {})
     printed = capsys.readouterr().out
     assert "6 users, 2 servers" in printed
-    assert "refused: users must be >= 1, got 0" in printed
+    assert "refused: setting n_users must be >= 1, got 0" in printed
     assert (tmp_path / "instance.json").exists() and (tmp_path / "solution.json").exists()
 
 

@@ -8,19 +8,23 @@ registry for the system that does the work.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from mecllm.core.errors import InvalidInputError, MecllmError, SolverError
 from mecllm.core.experiment import Experiment
-from mecllm.core.fileio import read_json
+from mecllm.core.fileio import check_output_file, check_output_folder, read_json
 from mecllm.core.options import SolveOptions
+from mecllm.core.processes import Terminated, stop_on_sigterm
 from mecllm.systems.protocol import GenerateRequest, OptionsFor
 from mecllm.systems.registry import (
     DEFAULT_KIND,
@@ -31,17 +35,53 @@ from mecllm.systems.registry import (
     system_of,
 )
 
+# Tables are wide: when output goes to a file or pipe, do not squeeze them into 80 columns.
+out = Console() if sys.stdout.isatty() else Console(width=160)
+err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
+
+
+#: click's base exception class as typer uses it (typer may bundle its own copy of click).
+_CLICK_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+
+class _OneLineErrors(TyperGroup):
+    """Every error the command line itself finds (an unknown option, a missing argument, a value
+    of the wrong type) is one line on stderr and exit status 2, like the project's own errors."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except _CLICK_ERROR as exc:
+            message = exc.format_message()  # type: ignore[attr-defined]
+            err.print(f"error: {message}", markup=False, highlight=False)
+            sys.exit(int(exc.exit_code))  # type: ignore[attr-defined]
+        except typer.Abort:
+            err.print("interrupted", highlight=False)
+            sys.exit(130)
+        if standalone_mode:
+            sys.exit(code if isinstance(code, int) else 0)
+        return code
+
+
 app = typer.Typer(
     name="mecllm",
-    help="Plan large models at the wireless edge: collaborative adapter fine-tuning (DASHF), "
-    "secure offsite-tuning, and more (see `mecllm algorithms`).",
+    cls=_OneLineErrors,
+    help="Plan large models at the wireless edge: several systems, each with its papers' "
+    "algorithms and baselines (see `mecllm algorithms` and docs/README.md).",
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
 )
-# Tables are wide: when output goes to a file or pipe, do not squeeze them into 80 columns.
-out = Console() if sys.stdout.isatty() else Console(width=160)
-err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=160)
 
 T = TypeVar("T")
 
@@ -59,26 +99,61 @@ def _guard(action: Callable[[], T]) -> T:
     except MecllmError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
+    except OSError as exc:
+        # A file or folder the checks could not foresee (a full disk, a read-only mount).
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; finished work is kept", highlight=False)
+        raise typer.Exit(130) from None
+    except Terminated:
+        err.print("terminated; finished work is kept", highlight=False)
+        raise typer.Exit(Terminated.exit_code) from None
+
+
+def _check_seed(seed: int, option: str = "--seed") -> None:
+    if seed < 0:
+        raise InvalidInputError(f"{option} must be >= 0, got {seed}")
+
+
+def _check_time_limit(seconds: float) -> None:
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InvalidInputError(f"--time-limit must be a positive number of seconds, got {seconds}")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", is_eager=True, metavar=""),
+    ] = False,
+) -> None:
+    """Plan large models at the wireless edge."""
+    if show_version:
+        sys.stdout.write(f"mecllm {package_version('mecllm')}\n")
+        raise typer.Exit(0)
 
 
 def _parse_set(items: Sequence[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` overrides of scenario settings (numbers, true/false)."""
+    """``KEY=VALUE`` overrides of scenario settings: whole numbers, numbers and true/false are
+    converted; anything else stays text, so the system names an unknown setting before it
+    judges the value."""
     result: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
             raise InvalidInputError(f"--set must look like KEY=VALUE, got {item!r}")
         key, raw = item.split("=", 1)
-        text = raw.strip().lower()
-        value: Any
-        if text in ("true", "false"):
-            value = text == "true"
+        text = raw.strip()
+        value: Any = text
+        if text.lower() in ("true", "false"):
+            value = text.lower() == "true"
         else:
-            try:
-                value = float(raw)
-            except ValueError:
-                raise InvalidInputError(
-                    f"--set {key} must be a number or true/false, got {raw!r}"
-                ) from None
+            for convert in (int, float):
+                try:
+                    value = convert(text)
+                    break
+                except ValueError:
+                    continue
         result[key.strip()] = value
     return result
 
@@ -113,8 +188,14 @@ def _options_for(seed: int, time_limit: float, verbose: bool) -> OptionsFor:
     return make
 
 
-def _names(text: str) -> list[str]:
-    return [a.strip() for a in text.split(",") if a.strip()]
+def _names(text: str | None, option: str = "--algorithms") -> list[str]:
+    """A comma-separated list of names; ``None`` (not given) means the command's default."""
+    if text is None:
+        return []
+    names = [a.strip() for a in text.split(",") if a.strip()]
+    if not names:
+        raise InvalidInputError(f"{option} must name at least one algorithm, got {text!r}")
+    return names
 
 
 @app.command("generate")
@@ -160,6 +241,8 @@ def generate_cmd(
     """Draw a random scenario of a system and write it as an instance file."""
 
     def run() -> None:
+        _check_seed(seed)
+        check_output_file(output, "--output")
         request = GenerateRequest(
             preset=preset_name,
             seed=seed,
@@ -189,12 +272,16 @@ def solve_cmd(
         float, typer.Option("--time-limit", help="Wall-clock budget, s.")
     ] = 600.0,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Print each iteration as it happens.")
+        bool,
+        typer.Option("--verbose", "-v", help="Print each iteration as it happens.", metavar=""),
     ] = False,
 ) -> None:
     """Solve an instance with one algorithm and write the solution file."""
 
     def run() -> None:
+        _check_seed(seed)
+        _check_time_limit(time_limit)
+        check_output_file(output, "--output")
         data = read_json(instance_path, "instance")
         options = _options_for(seed, time_limit, verbose)(algorithm)
         system_of(data).solve_command(data, algorithm, output, options, err)
@@ -206,7 +293,9 @@ def solve_cmd(
 def evaluate_cmd(
     instance_path: Annotated[Path, typer.Argument(metavar="INSTANCE", help="Instance JSON.")],
     solution_path: Annotated[Path, typer.Argument(metavar="SOLUTION", help="Solution JSON.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of tables.", metavar="")
+    ] = False,
 ) -> None:
     """Recompute every figure of a solution and check its feasibility (exit 1 if infeasible)."""
 
@@ -222,16 +311,23 @@ def evaluate_cmd(
 def compare_cmd(
     instance_path: Annotated[Path, typer.Argument(metavar="INSTANCE", help="Instance JSON.")],
     algorithms: Annotated[
-        str, typer.Option("--algorithms", help="Comma-separated names (default: all registered).")
-    ] = "",
+        str | None,
+        typer.Option("--algorithms", help="Comma-separated names (default: all registered)."),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of randomised algorithms.")] = 0,
     time_limit: Annotated[float, typer.Option("--time-limit", help="Budget per solve, s.")] = 600.0,
     plot: Annotated[Path | None, typer.Option("--plot", help="Also write this PNG.")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print each iteration.", metavar="")
+    ] = False,
 ) -> None:
     """Run several algorithms on one instance and print them side by side."""
 
     def run() -> None:
+        _check_seed(seed)
+        _check_time_limit(time_limit)
+        if plot is not None:
+            check_output_file(plot, "--plot")
         data = read_json(instance_path, "instance")
         system_of(data).compare_command(
             data,
@@ -252,19 +348,25 @@ def demo_cmd(
         "demo-out"
     ),
     seed: Annotated[int, typer.Option("--seed", help="Scenario seed.")] = 0,
-    preset_name: Annotated[str | None, typer.Option("--preset")] = None,
+    preset_name: Annotated[
+        str | None, typer.Option("--preset", help="Scenario preset (default: paper).")
+    ] = None,
     algorithms: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--algorithms",
             help="Comma-separated names (default: the paper's five, dashf-milp and dashf-plus).",
         ),
-    ] = "",
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print each iteration.", metavar="")
+    ] = False,
 ) -> None:
     """The main job: the paper's default 10-user, 2-server scenario, DASHF and the baselines."""
 
     def run() -> None:
+        _check_seed(seed)
+        check_output_folder(out_dir, "--out")
         system = get_system(DEFAULT_KIND)
         system.demo_command(
             out_dir,
@@ -290,21 +392,16 @@ def _run_experiments(
     fresh: bool,
     seed: int,
 ) -> None:
+    # Imported here: the engine pulls in matplotlib and the solvers, which the other commands
+    # (and --help) need not load.
     from mecllm.experiments.runner import run_experiments
 
-    if trials < 1:
-        raise InvalidInputError(f"--trials must be >= 1, got {trials}")
-    kinds = {e.system for e in experiments}
-    if len(kinds) > 1:
-        raise InvalidInputError(f"one run holds experiments of one system, got {sorted(kinds)}")
-    system = get_system(kinds.pop())
-    chosen_preset = preset_name or system.default_preset
-    system.normalise_settings(chosen_preset, {})  # validate the name before any work
+    system = get_system(experiments[0].system)
     counts, claims = run_experiments(
         experiments,
         trials=trials,
         out=out_dir,
-        preset=chosen_preset,
+        preset=preset_name or system.default_preset,
         backend=backend,
         workers=workers,
         scheduler=scheduler,
@@ -326,10 +423,15 @@ def _run_experiments(
             verdicts.add_row(
                 claim.experiment,
                 claim.text,
-                "[green]PASS[/]" if claim.passed else "[red]FAIL[/]",
+                _coloured(claim.verdict(trials)),
                 claim.evidence,
             )
         out.print(verdicts)
+
+
+def _coloured(verdict: str) -> str:
+    colour = {"PASS": "green", "FAIL": "red"}.get(verdict, "yellow")
+    return f"[{colour}]{verdict}[/]"
 
 
 # Options shared by `reproduce` and `sweep`.
@@ -340,7 +442,7 @@ WorkersOpt = Annotated[
 SchedulerOpt = Annotated[
     str | None, typer.Option("--scheduler", help="tcp://HOST:PORT of a running Dask scheduler.")
 ]
-FreshOpt = Annotated[bool, typer.Option("--fresh", help="Forget finished trials.")]
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="Forget finished trials.", metavar="")]
 BaseSeedOpt = Annotated[int, typer.Option("--seed", help="Base seed of the trials.")]
 
 
@@ -349,8 +451,8 @@ def reproduce_cmd(
     name: Annotated[
         str,
         typer.Argument(
-            help="convergence, baselines, bandwidth, weights or all (the main paper); secure "
-            "(the second system: secure-methods, secure-eavesdropper, secure-rho, or one of them)."
+            help="A built-in experiment or a group of them: all (the main paper's figures) or "
+            "any name listed in docs/experiments.md."
         ),
     ],
     trials: Annotated[int, typer.Option("--trials", help="Seeded instances per setting.")] = 10,
@@ -368,6 +470,7 @@ def reproduce_cmd(
     """Reproduce the papers' figures: CSVs, PNGs and REPORT.md (resumable)."""
 
     def run() -> None:
+        _check_seed(seed)
         _run_experiments(
             experiments_named(name),
             trials,
@@ -388,7 +491,9 @@ def sweep_cmd(
     file: Annotated[Path, typer.Argument(help="Sweep definition (TOML).", metavar="FILE")],
     trials: Annotated[int | None, typer.Option("--trials", help="Overrides the file.")] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("sweep-out"),
-    preset_name: Annotated[str | None, typer.Option("--preset")] = None,
+    preset_name: Annotated[
+        str | None, typer.Option("--preset", help="Overrides the file's preset.")
+    ] = None,
     backend: BackendOpt = "local",
     workers: WorkersOpt = 2,
     scheduler: SchedulerOpt = None,
@@ -400,11 +505,12 @@ def sweep_cmd(
     def run() -> None:
         from mecllm.experiments.definitions import load_sweep
 
+        _check_seed(seed)
         experiment, options = load_sweep(file)
         file_preset = options.get("preset")
         _run_experiments(
             [experiment],
-            int(trials or options.get("trials", 10)),
+            trials if trials is not None else int(options.get("trials", 10)),
             out_dir,
             preset_name or (str(file_preset) if file_preset is not None else None),
             backend,
@@ -436,6 +542,11 @@ def train_cmd(
     the train extra)."""
 
     def run() -> None:
+        _check_seed(seed)
+        if logs is not None:
+            check_output_folder(logs, "--logs")
+        if as_json is not None:
+            check_output_file(as_json, "--json")
         for name, value in (("--epochs", epochs), ("--train-examples", train_examples)):
             if value < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {value}")
@@ -463,7 +574,9 @@ def algorithms_cmd() -> None:
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point: SIGTERM stops a command as cleanly as Ctrl-C (children stopped,
+    finished work kept)."""
+    stop_on_sigterm()
     app()
 
 

@@ -123,4 +123,5 @@ def test_bad_plans_are_rejected(tmp_path: Path) -> None:
     data["assignment"], data["phi"] = [0, 0], [0.5, -0.2]
     sol_path.write_text(json.dumps(data))
     result = CliRunner().invoke(app, ["train", str(inst_path), str(sol_path)])
-    assert result.exit_code == 2 and "phi[1] must be in [0, 1]" in result.output
+    # phi outside [0, 1] is an infeasible plan (as `evaluate` says): status 1, nothing started.
+    assert result.exit_code == 1 and "phi[1] = -0.2 must be >= 0" in result.output

@@ -4,7 +4,7 @@ A ratio objective ``N(plan) / D(plan)`` is maximised by iterating: for the curre
 the step plug-ins in order on the plan (each solves, exactly or approximately, its block of
 ``max N - y D`` with the other blocks fixed), then set y to the ratio of the new plan. The loop
 stops when ``y_new / y - 1 <= tolerance`` (the paper's criterion: a decrease stops it too), at
-the iteration cap, or at the time limit (checked before every iteration after the first), and
+the iteration cap, or at the deadline (checked before every iteration), and
 returns the best plan it has seen with one history record per iteration.
 """
 
@@ -67,18 +67,19 @@ def dinkelbach(
     steps : the plug-ins, run in order each iteration.
     options : tolerance, iteration cap, time limit and progress callback.
     start_value : ``score(start)`` when the caller has it already.
-    deadline : an absolute ``time.perf_counter()`` time shared with other work; default: the
-        loop's own start plus ``options.time_limit_s``.
+    deadline : an absolute ``time.perf_counter()`` time shared with other work; default:
+        ``options.deadline``, or the loop's own start plus ``options.time_limit_s``.
     """
     started = time.perf_counter()
-    limit = started + options.time_limit_s if deadline is None else deadline
+    limit = deadline if deadline is not None else options.with_deadline().deadline
+    assert limit is not None
     y = score(start) if start_value is None else start_value
     best, best_y, plan = start, y, start
     history: list[dict[str, Any]] = []
     notes: list[str] = []
     status: LoopStatus = "iteration_limit"
     for iteration in range(1, options.max_iterations + 1):
-        if iteration > 1 and time.perf_counter() > limit:
+        if time.perf_counter() >= limit:
             status = "time_limit"
             notes.append(f"time limit {options.time_limit_s:g} s reached")
             break

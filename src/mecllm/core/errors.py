@@ -17,3 +17,10 @@ class SolverError(MecllmError, RuntimeError):
 
     The command-line interface turns it into exit status 1.
     """
+
+
+class InfeasiblePlanError(MecllmError):
+    """A plan given to a runner breaks a constraint; the message names the first violation.
+
+    The command-line interface turns it into exit status 1, as for ``evaluate``.
+    """

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mecllm.core.stats import MIN_TRIALS_FOR_VERDICT
+
 #: One trial's figures, as stored and written to CSV.
 Row = dict[str, Any]
 #: The results-store key of a trial: (experiment, setting, seed, algorithm, preset, version).
@@ -100,7 +102,7 @@ def trial_rng(base_seed: int, seed: int) -> np.random.Generator:
 
 @dataclass(frozen=True)
 class Summary:
-    """Mean and 95% half-width of one metric for (setting, algorithm)."""
+    """Mean and 95% interval ``[low, high]`` of one metric for (setting, algorithm)."""
 
     setting: str
     x: float
@@ -108,7 +110,8 @@ class Summary:
     metric: str
     n: int
     mean: float
-    half: float
+    low: float
+    high: float
 
 
 def lookup(summary: list[Summary], setting: str, algorithm: str, metric: str) -> float:
@@ -127,3 +130,9 @@ class Claim:
     text: str
     passed: bool
     evidence: str
+
+    def verdict(self, trials: int) -> str:
+        """PASS or FAIL, or no verdict when there are too few trials to give one."""
+        if trials < MIN_TRIALS_FOR_VERDICT:
+            return f"no verdict ({trials} trials; {MIN_TRIALS_FOR_VERDICT} needed)"
+        return "PASS" if self.passed else "FAIL"

@@ -47,3 +47,31 @@ def _typed(key: str, value: Any, kind: str) -> Any:
             raise InvalidInputError(f"{key} must be a whole number, got {value!r}")
         return int(value)
     return float(value)
+
+
+def check_bounds(
+    settings: object, bounds: dict[str, tuple[float, float, bool]], what: str = "setting"
+) -> None:
+    """Refuse the first field of ``settings`` outside its ``(low, high, low_inclusive)`` range.
+
+    The message names the setting, the rule and the value, as everywhere else.
+    """
+    for name, (low, high, inclusive) in bounds.items():
+        value = float(getattr(settings, name))
+        below = value < low if inclusive else value <= low
+        if below:
+            rule = ">=" if inclusive else ">"
+            raise InvalidInputError(f"{what} {name} must be {rule} {low:g}, got {value:g}")
+        if value > high:
+            raise InvalidInputError(
+                f"{what} {name} must be <= {high:g} (larger is not a physical value), got {value:g}"
+            )
+
+
+def check_ordered(settings: object, low_name: str, high_name: str, what: str = "setting") -> None:
+    """Refuse a range whose lower end is above its upper end."""
+    low, high = getattr(settings, low_name), getattr(settings, high_name)
+    if low > high:
+        raise InvalidInputError(
+            f"{what} {low_name} ({low:g}) must not exceed {high_name} ({high:g})"
+        )

@@ -6,25 +6,36 @@ Both yield results as they finish; the caller commits each one at once. Dask is 
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
 from mecllm.core.errors import InvalidInputError
+from mecllm.core.processes import die_with_parent
 
 S = TypeVar("S")
 R = TypeVar("R")
 
 
 def run_local(fn: Callable[[S], R], items: Sequence[S], workers: int) -> Iterator[R]:
-    """Run ``fn`` over ``items`` in a process pool (in this process when ``workers`` is 1)."""
+    """Run ``fn`` over ``items`` in a process pool (in this process when ``workers`` is 1).
+
+    The workers die with this process: each asks the kernel for SIGKILL when its parent dies,
+    and if the iteration stops early (an error, Ctrl-C, SIGTERM turned into an exception) the
+    pool's processes are terminated rather than left to finish their trials.
+    """
     if workers < 1:
         raise InvalidInputError(f"--workers must be >= 1, got {workers}")
     if workers == 1:
         for item in items:
             yield fn(item)
         return
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = ProcessPoolExecutor(
+        max_workers=workers, initializer=die_with_parent, initargs=(os.getpid(),)
+    )
+    finished_normally = False
     try:
         pending: set[Future[R]] = set()
         queue = iter(items)
@@ -40,8 +51,20 @@ def run_local(fn: Callable[[S], R], items: Sequence[S], workers: int) -> Iterato
                 nxt = next(queue, None)
                 if nxt is not None:
                     pending.add(pool.submit(fn, nxt))
+        finished_normally = True
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        if not finished_normally:
+            _terminate_workers(pool)
+        pool.shutdown(wait=finished_normally, cancel_futures=True)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's worker processes now (their trials are lost; finished ones are stored)."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def run_dask(
@@ -56,7 +79,10 @@ def run_dask(
         ) from None
     cluster: Any = None
     if scheduler:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise InvalidInputError(f"--scheduler {scheduler} cannot be reached: {exc}") from None
     else:
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
@@ -72,6 +98,26 @@ def run_dask(
             cluster.close()
 
 
+#: A Dask scheduler address: tcp://HOST:PORT (or tls://, or HOST:PORT).
+_SCHEDULER = re.compile(r"^((tcp|tls)://)?[A-Za-z0-9._\-\[\]:]+:\d{1,5}$")
+BACKENDS = ("local", "dask")
+
+
+def check_backend(backend: str, workers: int, scheduler: str | None) -> None:
+    """Refuse a bad backend, worker count or scheduler address before any work."""
+    if backend not in BACKENDS:
+        raise InvalidInputError(f"--backend must be local or dask, got {backend!r}")
+    if isinstance(workers, bool) or workers < 1:
+        raise InvalidInputError(f"--workers must be >= 1, got {workers}")
+    if scheduler is not None:
+        if backend != "dask":
+            raise InvalidInputError("--scheduler needs --backend dask")
+        if not _SCHEDULER.match(scheduler):
+            raise InvalidInputError(
+                f"--scheduler must look like tcp://HOST:PORT, got {scheduler!r}"
+            )
+
+
 def run_trials(
     fn: Callable[[S], R],
     items: Sequence[S],
@@ -81,10 +127,7 @@ def run_trials(
     scheduler: str | None = None,
 ) -> Iterator[R]:
     """Dispatch to the named backend (``local`` or ``dask``)."""
+    check_backend(backend, workers, scheduler)
     if backend == "local":
-        if scheduler:
-            raise InvalidInputError("--scheduler needs --backend dask")
         return run_local(fn, items, workers)
-    if backend == "dask":
-        return run_dask(fn, items, workers, scheduler)
-    raise InvalidInputError(f"--backend must be local or dask, got {backend!r}")
+    return run_dask(fn, items, workers, scheduler)

@@ -13,7 +13,7 @@ import numpy as np
 
 from mecllm.core.experiment import Experiment, Row, Summary
 from mecllm.core.plotting import save_figure
-from mecllm.core.stats import mean_ci
+from mecllm.core.stats import mean_interval
 
 
 def plot_experiment(
@@ -47,7 +47,7 @@ def _sweep(
             ax.errorbar(
                 [c.x for c in cells],
                 [c.mean for c in cells],
-                yerr=[c.half for c in cells],
+                yerr=[[c.mean - c.low for c in cells], [c.high - c.mean for c in cells]],
                 marker="o",
                 capsize=3,
                 label=algorithm.upper(),
@@ -58,7 +58,7 @@ def _sweep(
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(experiment.title + " — mean ± 95% interval")
+    fig.suptitle(experiment.title + " — mean, 95% bootstrap interval")
     save_figure(fig, path)
 
 
@@ -73,7 +73,10 @@ def _bars(
         ax.bar(
             [n.upper() for n in names],
             [cells[n].mean for n in names],
-            yerr=[cells[n].half for n in names],
+            yerr=[
+                [cells[n].mean - cells[n].low for n in names],
+                [cells[n].high - cells[n].mean for n in names],
+            ],
             capsize=4,
             color="tab:blue",
         )
@@ -82,7 +85,7 @@ def _bars(
             ax.set_yscale("log")
         ax.tick_params(axis="x", rotation=30)
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(experiment.title + " — mean ± 95% interval")
+    fig.suptitle(experiment.title + " — mean, 95% bootstrap interval")
     save_figure(fig, path)
 
 
@@ -104,12 +107,12 @@ def _convergence(path: Path, experiment: Experiment, rows: list[Row]) -> None:
             if not series:
                 continue
             data = _padded(series)
-            stats = [mean_ci(list(col)) for col in data.T]
+            stats = [mean_interval(list(col)) for col in data.T]
             x = np.arange(1, data.shape[1] + 1)
             ax.errorbar(
                 x,
-                [s[0] for s in stats],
-                yerr=[s[1] for s in stats],
+                [s.mean for s in stats],
+                yerr=[[s.minus for s in stats], [s.plus for s in stats]],
                 marker="o",
                 capsize=3,
                 label=f"{setting.label} ({len(series)} trials)",
@@ -118,5 +121,5 @@ def _convergence(path: Path, experiment: Experiment, rows: list[Row]) -> None:
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(experiment.title + " — mean ± 95% interval")
+    fig.suptitle(experiment.title + " — mean, 95% bootstrap interval")
     save_figure(fig, path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mecllm.core.experiment import Claim, Experiment, Row, Summary
 from mecllm.core.fileio import atomic_write_text
-from mecllm.core.stats import mean_ci
+from mecllm.core.stats import mean_interval
 
 
 def summarise(experiment: Experiment, rows: list[Row]) -> list[Summary]:
@@ -22,9 +22,18 @@ def summarise(experiment: Experiment, rows: list[Row]) -> list[Summary]:
             if not mine:
                 continue
             for metric in (*experiment.metrics, "iterations", "wall_time_s"):
-                mean, half = mean_ci([float(r[metric]) for r in mine])
+                cell = mean_interval([float(r[metric]) for r in mine])
                 out.append(
-                    Summary(setting.label, setting.x, algorithm, metric, len(mine), mean, half)
+                    Summary(
+                        setting.label,
+                        setting.x,
+                        algorithm,
+                        metric,
+                        len(mine),
+                        cell.mean,
+                        cell.low,
+                        cell.high,
+                    )
                 )
     return out
 
@@ -41,26 +50,35 @@ def write_csvs(
     atomic_write_text(folder / f"{experiment.name}-trials.csv", buffer.getvalue())
     buffer = io.StringIO()
     writer2 = csv.writer(buffer)
-    writer2.writerow(["setting", "x", "algorithm", "metric", "trials", "mean", "ci95_half"])
+    writer2.writerow(
+        ["setting", "x", "algorithm", "metric", "trials", "mean", "ci95_low", "ci95_high"]
+    )
     for s in summary:
         writer2.writerow(
-            [s.setting, s.x, s.algorithm, s.metric, s.n, f"{s.mean:.10g}", f"{s.half:.6g}"]
+            [
+                s.setting,
+                s.x,
+                s.algorithm,
+                s.metric,
+                s.n,
+                f"{s.mean:.10g}",
+                f"{s.low:.10g}",
+                f"{s.high:.10g}",
+            ]
         )
     atomic_write_text(folder / f"{experiment.name}.csv", buffer.getvalue())
 
 
-def claims_markdown(claims: list[Claim]) -> str:
-    """The claims as a Markdown table."""
+def claims_markdown(claims: list[Claim], trials: int) -> str:
+    """The claims as a Markdown table (no verdict below the minimum number of trials)."""
     lines = ["| experiment | claim | result | numbers |", "|---|---|---|---|"]
     for c in claims:
-        lines.append(
-            f"| {c.experiment} | {c.text} | {'PASS' if c.passed else 'FAIL'} | {c.evidence} |"
-        )
+        lines.append(f"| {c.experiment} | {c.text} | {c.verdict(trials)} | {c.evidence} |")
     return "\n".join(lines)
 
 
 def results_markdown(experiment: Experiment, summary: list[Summary]) -> str:
-    """A table of means ± 95% half-widths of the experiment's metrics."""
+    """A table of means and 95% intervals ``mean [low, high]`` of the experiment's metrics."""
     metrics = experiment.metrics
     head = "| setting | algorithm | trials | " + " | ".join(metrics) + " |"
     lines = [head, "|" + "---|" * (3 + len(metrics))]
@@ -82,6 +100,6 @@ def results_markdown(experiment: Experiment, summary: list[Summary]) -> str:
             )
             if cell:
                 n = cell.n
-                cells.append(f"{cell.mean:.4g} ± {cell.half:.2g}")
+                cells.append(f"{cell.mean:.4g} [{cell.low:.4g}, {cell.high:.4g}]")
         lines.append(f"| {setting} | {algorithm} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -16,9 +16,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from mecllm.core.errors import InvalidInputError
 from mecllm.core.experiment import Claim, Experiment, TrialSpec
-from mecllm.core.fileio import atomic_write_text
-from mecllm.experiments.executors import run_trials
+from mecllm.core.fileio import atomic_write_text, check_output_folder
+from mecllm.core.stats import MIN_TRIALS_FOR_VERDICT
+from mecllm.experiments.executors import check_backend, run_trials
 from mecllm.experiments.figures import plot_experiment
 from mecllm.experiments.report import claims_markdown, results_markdown, summarise, write_csvs
 from mecllm.experiments.store import ResultsStore, code_version
@@ -59,6 +61,42 @@ def plan_trials(
     ]
 
 
+def check_run(
+    experiments: list[Experiment],
+    trials: int,
+    out: Path,
+    preset: str,
+    backend: str,
+    workers: int,
+    scheduler: str | None,
+) -> None:
+    """Refuse a run that cannot work, before any file or process exists: the trial count, the
+    backend, the output folder, and every experiment's algorithms and settings (names, types,
+    ranges and sizes) under ``preset``.
+
+    Raises
+    ------
+    InvalidInputError
+        For the first problem, in one sentence.
+    """
+    if isinstance(trials, bool) or trials < 1:
+        raise InvalidInputError(f"--trials must be >= 1, got {trials}")
+    check_backend(backend, workers, scheduler)
+    check_output_folder(out, "--out")
+    kinds = sorted({e.system for e in experiments})
+    if len(kinds) != 1:
+        raise InvalidInputError(f"one run holds experiments of one system, got {kinds}")
+    system = get_system(kinds[0])
+    if preset not in system.presets:
+        raise InvalidInputError(
+            f"--preset must be one of {', '.join(system.presets)} for {system.kind}, got {preset!r}"
+        )
+    for experiment in experiments:
+        system.check_algorithms(experiment.algorithms)
+        for setting in experiment.settings:
+            system.normalise_settings(preset, setting.overrides)
+
+
 def run_experiments(
     experiments: list[Experiment],
     *,
@@ -72,7 +110,11 @@ def run_experiments(
     base_seed: int = 0,
     console: Console | None = None,
 ) -> tuple[list[RunCounts], list[Claim]]:
-    """Run (or resume) the experiments and write CSVs, PNGs and REPORT.md under ``out``."""
+    """Run (or resume) the experiments and write CSVs, PNGs and REPORT.md under ``out``.
+
+    Everything is checked before anything is written or started (:func:`check_run`).
+    """
+    check_run(experiments, trials, out, preset, backend, workers, scheduler)
     console = console or Console(stderr=True)
     out.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(out, fresh=fresh)
@@ -162,9 +204,13 @@ def write_reports(
         )
     header = (
         f"# Reproduction report\n\nPreset: `{preset}`; {trials} trials per setting; "
-        f"code version `{version}`. Intervals are 95% Student-t intervals of the mean.\n"
+        f"code version `{version}`. Intervals are 95% percentile-bootstrap intervals of the "
+        f"mean; a claim gets PASS or FAIL only from {MIN_TRIALS_FOR_VERDICT} trials per "
+        "setting on.\n"
     )
-    body = "\n## Claims of the papers (docs/finetune.md and docs/secure.md list them)\n\n"
-    body += claims_markdown(all_claims) if all_claims else "No claim applies to these runs.\n"
+    body = "\n## Claims of the papers (each system's page in docs/ lists them)\n\n"
+    body += (
+        claims_markdown(all_claims, trials) if all_claims else "No claim applies to these runs.\n"
+    )
     atomic_write_text(out / "REPORT.md", header + body + "\n\n" + "\n".join(sections))
     return all_claims

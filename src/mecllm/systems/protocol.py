@@ -80,6 +80,8 @@ class System(ABC):
     experiment_groups: ClassVar[Mapping[str, tuple[str, ...]]]
     #: Axis labels of the trial rows' metrics.
     metric_labels: ClassVar[Mapping[str, str]]
+    #: The numeric columns of its trial rows (what an experiment may aggregate).
+    metrics: ClassVar[tuple[str, ...]]
     #: What a TOML sweep runs and aggregates when its file names none.
     sweep_algorithms: ClassVar[tuple[str, ...]]
     sweep_metrics: ClassVar[tuple[str, ...]]

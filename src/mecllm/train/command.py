@@ -8,10 +8,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mecllm.core.errors import InvalidInputError
+from mecllm.core.errors import InfeasiblePlanError, InvalidInputError
 from mecllm.core.fileio import atomic_write_text, read_json
 from mecllm.systems.finetune.commands import load_solution
 from mecllm.systems.finetune.instance import KIND, Instance
+from mecllm.systems.finetune.physics import evaluate
 from mecllm.train.loop import Settings
 from mecllm.train.report import records_table
 from mecllm.train.run import train_plan
@@ -33,6 +34,13 @@ def train_files(
         raise InvalidInputError(f"mecllm train runs {KIND} plans, got an instance of kind {kind!r}")
     instance = Instance.from_dict(data)
     plan, _ = load_solution(solution_path, instance)
+    report = evaluate(instance, plan)
+    if not report.feasible:
+        raise InfeasiblePlanError(
+            f"the plan in {solution_path} is infeasible ({report.violations[0].message}; "
+            f"{len(report.violations)} violations in all, `mecllm evaluate` lists them); "
+            "nothing was started"
+        )
     records = train_plan(
         instance,
         plan,

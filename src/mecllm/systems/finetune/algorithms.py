@@ -49,12 +49,17 @@ ALGORITHMS: dict[str, Algorithm] = {}
 
 
 def register(name: str, description: str) -> Callable[[Runner], Runner]:
-    """Decorator adding ``run`` to :data:`ALGORITHMS` under ``name``."""
+    """Decorator adding ``run`` to :data:`ALGORITHMS` under ``name``; the registered runner
+    fixes the solve's deadline when it starts, so every stage shares one time budget."""
 
     def add(run: Runner) -> Runner:
         if name in ALGORITHMS:
             raise ValueError(f"algorithm {name!r} registered twice")
-        ALGORITHMS[name] = Algorithm(name, description, run)
+
+        def timed(instance: Instance, options: SolveOptions) -> SolveResult:
+            return run(instance, options.with_deadline())
+
+        ALGORITHMS[name] = Algorithm(name, description, timed)
         return run
 
     return add
@@ -161,7 +166,7 @@ def _dashf_fullsdr(instance: Instance, options: SolveOptions) -> SolveResult:
     "DASHF with AO part 1 solved exactly as a mixed-integer LP (McCormick products, HiGHS)",
 )
 def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
-    step = part1_step("milp", "keep", time_limit_s=min(60.0, options.time_limit_s))
+    step = part1_step("milp", "keep", time_limit_s=min(60.0, options.seconds_left()))
     return _loop("dashf-milp", step, _part2(options))(instance, options)
 
 
@@ -175,7 +180,7 @@ def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
 )
 def _dashf_scale(instance: Instance, options: SolveOptions) -> SolveResult:
     started = time.perf_counter()
-    step = part1_step("auto", "keep", time_limit_s=min(60.0, options.time_limit_s))
+    step = part1_step("auto", "keep", time_limit_s=min(60.0, options.seconds_left()))
     allocation = _part2(options, "auto")
 
     def loop(start: Plan, iterations: int = options.max_iterations) -> SolveResult:

@@ -14,7 +14,8 @@ import numpy as np
 
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.radio import dbm_per_hz_to_w_per_hz, path_loss_db
-from mecllm.core.settings import replace_settings
+from mecllm.core.resources import check_memory
+from mecllm.core.settings import check_bounds, check_ordered, replace_settings
 from mecllm.systems.finetune.instance import Instance
 
 
@@ -79,8 +80,64 @@ class ScenarioSettings:
     count_idle: bool = True
 
     def replace(self, **changes: Any) -> ScenarioSettings:
-        """A copy with some settings replaced, checked by name and type."""
-        return replace_settings(self, changes, "scenario setting")
+        """A copy with some settings replaced, checked by name, type and range."""
+        settings = replace_settings(self, changes, "scenario setting")
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse values outside physical ranges, empty ranges and sizes that cannot fit in
+        memory, before anything is drawn (the instance's own checks come after)."""
+        check_bounds(self, _BOUNDS)
+        check_ordered(self, "adapter_params_min", "adapter_params_max")
+        check_ordered(self, "token_bits_min", "token_bits_max")
+        if self.weight_delay == 0 and self.weight_energy == 0:
+            raise InvalidInputError("setting weight_delay and weight_energy must not both be 0")
+        work = self.flops_per_param_per_token * self.token_bits_max / self.bits_per_token
+        if work > _MAX_FLOPS_PER_PARAM:
+            raise InvalidInputError(
+                f"setting flops_per_param_per_token x token_bits_max / bits_per_token = "
+                f"{work:g} FLOPs per parameter exceeds {_MAX_FLOPS_PER_PARAM:g}"
+            )
+        check_memory(instance_bytes(self.n_users, self.n_servers), "an instance of this size")
+
+
+#: (low, high, low inclusive) of each numeric setting: generous physical ranges, inside which
+#: every time, rate and energy stays finite in float64.
+_BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "n_users": (1, 10_000_000, True),
+    "n_servers": (1, 100_000, True),
+    "area_m": (0.0, 1e6, False),
+    "bandwidth_hz": (1.0, 1e13, True),
+    "user_max_power_w": (1e-15, 1e6, True),
+    "server_max_power_w": (1e-15, 1e6, True),
+    "user_max_flops": (1.0, 1e21, True),
+    "server_max_flops": (1.0, 1e21, True),
+    "user_kappa": (0.0, 1e-3, True),
+    "server_kappa": (0.0, 1e-3, True),
+    "adapter_params_min": (1.0, 1e13, True),
+    "adapter_params_max": (1.0, 1e13, True),
+    "token_bits_min": (0.0, 1e18, False),
+    "token_bits_max": (0.0, 1e18, False),
+    "bits_per_token": (0.0, 1e6, False),
+    "flops_per_param_per_token": (0.0, 1e9, False),
+    "noise_dbm_per_hz": (-320.0, 0.0, True),
+    "shadowing_db": (0.0, 30.0, True),
+    "weight_delay": (0.0, 1e12, True),
+    "weight_energy": (0.0, 1e12, True),
+    "service_scale": (0.0, 1e15, False),
+    "service_norm": (0.0, 1e6, False),
+    "bits_per_param": (0.0, 1024.0, False),
+    "user_epochs": (1e-6, 1e6, True),
+    "server_epochs": (1e-6, 1e6, True),
+}
+_MAX_FLOPS_PER_PARAM = 1e16
+
+
+def instance_bytes(n_users: int, n_servers: int) -> float:
+    """Peak memory of drawing, validating and writing an instance, bytes (measured: about 1.8 kB
+    per user and 0.3 kB per user-server pair, mostly the JSON text and its Python lists)."""
+    return 2000.0 * n_users + 300.0 * n_users * n_servers + 2e8
 
 
 #: Named presets; ``paper`` is the default.
@@ -102,14 +159,7 @@ def generate(settings: ScenarioSettings, rng: np.random.Generator) -> Instance:
 
     The draws are made in a fixed order from ``rng`` alone, so a seed fixes the instance.
     """
-    if settings.n_users < 1:
-        raise InvalidInputError(f"users must be >= 1, got {settings.n_users}")
-    if settings.n_servers < 1:
-        raise InvalidInputError(f"servers must be >= 1, got {settings.n_servers}")
-    if not settings.area_m > 0:
-        raise InvalidInputError(f"area_m must be > 0, got {settings.area_m}")
-    if settings.shadowing_db < 0:
-        raise InvalidInputError(f"shadowing_db must be >= 0, got {settings.shadowing_db}")
+    settings.validate()
     n, m = settings.n_users, settings.n_servers
     server_xy = rng.uniform(0.0, settings.area_m, size=(m, 2))
     user_xy = rng.uniform(0.0, settings.area_m, size=(n, 2))

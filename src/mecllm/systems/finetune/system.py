@@ -35,6 +35,7 @@ class FinetuneSystem(System):
         "delay_s": "delay (s)",
         "energy_j": "energy (J)",
     }
+    metrics = ("scr", "delay_s", "energy_j", "service", "iterations", "wall_time_s")
     sweep_algorithms = studies.PAPER_ALGORITHMS
     sweep_metrics = ("scr", "delay_s", "energy_j")
 

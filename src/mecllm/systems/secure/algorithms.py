@@ -54,7 +54,10 @@ SECURE_ALGORITHMS: dict[str, SecureAlgorithm] = {}
 
 def _register(name: str, description: str) -> Callable[[SecureRunner], SecureRunner]:
     def add(run: SecureRunner) -> SecureRunner:
-        SECURE_ALGORITHMS[name] = SecureAlgorithm(name, description, run)
+        def timed(instance: SecureInstance, options: SolveOptions) -> SecureResult:
+            return run(instance, options.with_deadline())
+
+        SECURE_ALGORITHMS[name] = SecureAlgorithm(name, description, timed)
         return run
 
     return add
@@ -187,7 +190,7 @@ def secure_ao(instance: SecureInstance, options: SolveOptions) -> SecureResult:
     """The optimiser (module docstring)."""
     started = time.perf_counter()
     _check_positive_utility(instance)
-    deadline = started + options.time_limit_s
+    deadline = options.with_deadline().deadline
     equal = equal_resources(instance, np.full(instance.n_users, instance.phi_mid))
     starts = {
         "equal split": equal,

@@ -14,7 +14,8 @@ import numpy as np
 
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.radio import dbm_per_hz_to_w_per_hz, path_loss_db
-from mecllm.core.settings import replace_settings
+from mecllm.core.resources import check_memory
+from mecllm.core.settings import check_bounds, check_ordered, replace_settings
 from mecllm.systems.secure.instance import SecureInstance
 
 
@@ -80,8 +81,59 @@ class SecureSettings:
     accept_insecure: bool = False
 
     def replace(self, **changes: Any) -> SecureSettings:
-        """A copy with some settings replaced, checked by name and type."""
-        return replace_settings(self, changes, "secure scenario setting")
+        """A copy with some settings replaced, checked by name, type and range."""
+        settings = replace_settings(self, changes, "secure scenario setting")
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Refuse values outside physical ranges, empty ranges and sizes that cannot fit in
+        memory, before anything is drawn (the instance's own checks come after)."""
+        check_bounds(self, _BOUNDS)
+        for low, high in (
+            ("phi_min", "phi_max"),
+            ("tokens_min", "tokens_max"),
+            ("alpha_min", "alpha_max"),
+        ):
+            check_ordered(self, low, high)
+        if self.weight_delay == 0 and self.weight_energy == 0:
+            raise InvalidInputError("setting weight_delay and weight_energy must not both be 0")
+        # One server: about 2 kB per owner for the draw, the validation and the JSON text.
+        check_memory(2000.0 * self.n_users + 2e8, "an instance of this size")
+
+
+#: (low, high, low inclusive) of each numeric setting (generous physical ranges).
+_BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "n_users": (1, 10_000_000, True),
+    "area_m": (0.0, 1e6, False),
+    "eavesdropper_distance_m": (0.0, 1e6, True),
+    "bandwidth_hz": (1.0, 1e13, True),
+    "server_max_power_w": (1e-15, 1e6, True),
+    "server_max_flops": (1.0, 1e21, True),
+    "server_kappa": (0.0, 1e-3, True),
+    "user_max_power_w": (1e-15, 1e6, True),
+    "user_max_flops": (1.0, 1e21, True),
+    "user_kappa": (0.0, 1e-3, True),
+    "layers": (1.0, 1e6, True),
+    "params_per_layer": (1.0, 1e13, True),
+    "bits_per_param": (0.0, 1024.0, False),
+    "phi_min": (0.0, 1.0, False),
+    "phi_max": (0.0, 1.0, False),
+    "emulator_ratio": (0.0, 1.0, False),
+    "distill_flops_per_param": (0.0, 1e16, True),
+    "tokens_min": (0.0, 1e15, False),
+    "tokens_max": (0.0, 1e15, False),
+    "flops_per_param_per_token": (0.0, 1e9, False),
+    "user_epochs": (1e-6, 1e6, True),
+    "alpha_min": (0.0, 1e6, False),
+    "alpha_max": (0.0, 1e6, False),
+    "beta": (0.0, 1e6, False),
+    "gamma": (0.0, 1e6, True),
+    "noise_dbm_per_hz": (-320.0, 0.0, True),
+    "secrecy_floor_bps": (0.0, 1e13, True),
+    "weight_delay": (0.0, 1e12, True),
+    "weight_energy": (0.0, 1e12, True),
+}
 
 
 #: ``default`` is docs/secure.md section 5. ``balanced`` is our proposal where no phase
@@ -110,14 +162,7 @@ def generate_secure(settings: SecureSettings, rng: np.random.Generator) -> Secur
     Draws are made in a fixed order from ``rng`` alone, so a seed fixes the instance; the
     eavesdropper distance only changes where the eavesdroppers are, not the owners' draws.
     """
-    if settings.n_users < 1:
-        raise InvalidInputError(f"users must be >= 1, got {settings.n_users}")
-    if not settings.area_m > 0:
-        raise InvalidInputError(f"area_m must be > 0, got {settings.area_m}")
-    if settings.eavesdropper_distance_m < 0:
-        raise InvalidInputError(
-            f"eavesdropper_distance_m must be >= 0, got {settings.eavesdropper_distance_m}"
-        )
+    settings.validate()
     n = settings.n_users
     server_xy = np.full(2, settings.area_m / 2.0)
     user_xy = rng.uniform(0.0, settings.area_m, size=(n, 2))

@@ -44,6 +44,18 @@ class SecureSystem(System):
         "floor_violations": "owners below the secrecy floor",
         "served_securely": "owners served securely",
     }
+    metrics = (
+        "us_ratio",
+        "utility",
+        "delay_s",
+        "energy_j",
+        "mean_secrecy_mbps",
+        "min_secrecy_mbps",
+        "floor_violations",
+        "served_securely",
+        "iterations",
+        "wall_time_s",
+    )
     sweep_algorithms = studies.ALGORITHM_NAMES
     sweep_metrics = ("us_ratio", "delay_s", "energy_j")
 

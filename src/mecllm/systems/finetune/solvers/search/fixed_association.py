@@ -29,6 +29,7 @@ def continuous(instance: Instance, start: Plan, options: SolveOptions) -> SolveR
         max_iterations=options.max_iterations,
         tolerance=options.tolerance,
         time_limit_s=options.time_limit_s,
+        deadline=options.deadline,
     )
     return dinkelbach(
         instance,

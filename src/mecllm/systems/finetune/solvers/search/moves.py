@@ -426,7 +426,7 @@ def with_move_search(
         return dataclasses.replace(
             first, message=first.message + "; move search skipped (instance too large)"
         )
-    deadline = started + options.time_limit_s
+    deadline = options.with_deadline().deadline or started + options.time_limit_s
     best = first.plan
     history = list(first.history)
     taken = 0

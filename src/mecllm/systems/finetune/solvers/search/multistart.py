@@ -144,20 +144,21 @@ def cheap_local_search(instance: Instance, assignment: IntArray) -> IntArray:
     return current
 
 
-def candidate_associations(instance: Instance) -> list[IntArray]:
+def candidate_associations(instance: Instance, options: SolveOptions) -> list[IntArray]:
     """Associations worth a full solve besides DASHF's: the best few by the cheap score when
     the instance is small enough to screen every one, else the cheap local optimum reached
     from the strongest-channel association."""
     if instance.n_servers**instance.n_users <= SCREEN_LIMIT:
-        return [a for _, a in screen(instance)[:SCREENED_CANDIDATES]]
+        return [a for _, a in screen(instance, options)[:SCREENED_CANDIDATES]]
     return [cheap_local_search(instance, strongest_channel(instance))]
 
 
 def dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
     """Run the method of the module docstring."""
     started = time.perf_counter()
-    deadline = started + options.time_limit_s
-    step1 = part1_step("milp", "keep", time_limit_s=min(60.0, options.time_limit_s))
+    options = options.with_deadline()
+    deadline = options.deadline or started + options.time_limit_s
+    step1 = part1_step("milp", "keep", time_limit_s=min(60.0, options.seconds_left()))
     step2 = part2_step(options.inner_tolerance, options.max_inner_iterations)
     half = np.full(instance.n_users, 0.5)
     history = []
@@ -189,7 +190,7 @@ def dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
     )
     best = max(best, _polish_multistart(instance, best.plan, options), key=lambda r: r.scr)
     history.append({"stage": "polish", "y": best.scr, "elapsed_s": time.perf_counter() - started})
-    for assignment in candidate_associations(instance):
+    for assignment in candidate_associations(instance, options):
         if time.perf_counter() >= deadline:
             break
         start = equal_split(instance, assignment, half)
@@ -245,7 +246,7 @@ def dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
         "dashf-plus",
         best.plan,
         started,
-        status="converged",
+        status="time_limit" if options.expired() else "converged",
         message=(
             f"best of 2 DASHF-MILP starts, polished; local search tried {moves_tried} "
             f"moves and swaps and kept {accepted}{note}"
