@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
-from mecllm.systems.finetune.algorithms import _greedy_start
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.scenario import generate, preset
 from mecllm.systems.finetune.solvers.allocation.engines import optimise_resources
+from mecllm.systems.finetune.solvers.steps import greedy_start
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     # numba loading the barrier's compiled kernels) is charged to no row.
     warm = generate(preset("paper", n_users=10, n_servers=2), np.random.default_rng(0))
     for engine in engines:
-        optimise_resources(warm, _greedy_start(warm), 1.0, engine=engine)
+        optimise_resources(warm, greedy_start(warm), 1.0, engine=engine)
     print("| size | seed | engine | time (ms) | objective reached | FP iterations | status |")
     print("|---|---|---|---|---|---|---|")
     for size in args.sizes:
@@ -41,7 +41,7 @@ def main() -> None:
             instance = generate(
                 preset("paper", n_users=n, n_servers=m), np.random.default_rng(seed)
             )
-            start = _greedy_start(instance)
+            start = greedy_start(instance)
             y = evaluate(instance, start).scr
             for engine in engines:
                 began = time.perf_counter()

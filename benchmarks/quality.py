@@ -1,12 +1,20 @@
-"""Solution quality: every algorithm's SCR over the best known SCR on small instances.
+"""Solution quality against yardsticks that share none of the methods' starts.
 
-20 random instances (N in 3..8, M in 1..3, presets alternating paper / paper-literal), each
-solved with ``service.count_idle`` true (the paper's score) and false (resources follow work).
-The best known SCR of an instance is the largest found by any method, the exhaustive
-enumeration (``exhaustive``, without extra starts) included. Prints per-instance ratios,
-then per algorithm the median and worst ratio. Usage::
+Random small instances (N in 3..8, M in 1..4, the paper and paper-literal presets alternating),
+each solved with ``service.count_idle`` true (the paper's score) and false. For every instance:
 
-    python benchmarks/quality.py [--instances 20] [--workers 2] [--json rows.json]
+- every registered optimiser's SCR and wall time;
+- the exhaustive reference (``exhaustive``: every association screened, the best solved from
+  fixed starts; it takes no other method's plan), where M^N <= ``--exhaustive-limit``;
+- a certified upper bound (SCIP, ``mecllm.systems.finetune.bound``) where M^N <=
+  ``--bound-limit``: no plan of the instance reaches it.
+
+"Best" is the largest SCR any method or the reference found; each method's ratio to it is
+printed per instance, then the median and worst per ``count_idle`` setting, and the gap of the
+best plan to the certified bound per instance. Instances come from ``--base-seed``: use one the
+methods were not tuned on. Usage::
+
+    python benchmarks/quality.py [--instances 12] [--base-seed 31] [--workers 2] [--json FILE]
 """
 
 from __future__ import annotations
@@ -24,100 +32,133 @@ import numpy as np
 from mecllm.core.fileio import atomic_write_text
 from mecllm.core.options import SolveOptions
 from mecllm.systems.finetune.algorithms import solve
+from mecllm.systems.finetune.bound import certify
+from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.scenario import generate, preset
-from mecllm.systems.finetune.solvers.search.exhaustive import exhaustive
 
-ALGORITHMS = (
-    "rucaa",
-    "gucaa",
-    "aauco",
-    "gucro",
-    "dashf",
-    "dashf-milp",
-    "dashf-plus",
-    "enumeration",
-)
+METHODS = ("dashf", "dashf-milp", "dashf-scale", "dashf-plus")
 
 
-def case(index: int) -> dict[str, Any]:
-    """The size, preset and seed of instance ``index`` (fixed by the index alone)."""
-    rng = np.random.default_rng([2026, index])
+def case(base_seed: int, index: int) -> dict[str, Any]:
+    """Size, preset and seed of instance ``index`` (fixed by the base seed and the index)."""
+    rng = np.random.default_rng([base_seed, index])
     return {
         "index": index,
         "n_users": int(rng.integers(3, 9)),
-        "n_servers": int(rng.integers(1, 4)),
+        "n_servers": int(rng.integers(1, 5)),
         "preset": "paper" if index % 2 == 0 else "paper-literal",
-        "seed": 1000 + index,
+        "seed": int(rng.integers(0, 2**31)),
     }
 
 
-def run_case(spec: tuple[int, bool]) -> dict[str, Any]:
-    index, count_idle = spec
-    c = case(index)
+def run_case(spec: tuple[dict[str, Any], bool, int, int, float]) -> dict[str, Any]:
+    """Every method, the reference and the bound on one instance."""
+    c, count_idle, exhaustive_limit, bound_limit, bound_seconds = spec
     settings = preset(
         c["preset"], n_users=c["n_users"], n_servers=c["n_servers"], count_idle=count_idle
     )
     instance = generate(settings, np.random.default_rng(c["seed"]))
-    scr, seconds = {}, {}
-    for name in ALGORITHMS:
+    scr: dict[str, float] = {}
+    seconds: dict[str, float] = {}
+    names = list(METHODS)
+    if instance.n_servers**instance.n_users <= exhaustive_limit:
+        names.append("exhaustive")
+    for name in names:
         started = time.perf_counter()
-        if name == "enumeration":  # the exhaustive reference alone, without extra starts
-            scr[name] = exhaustive(instance, SolveOptions()).scr
-        else:
-            scr[name] = solve(instance, name).scr
+        result = solve(instance, name, SolveOptions(seed=0))
         seconds[name] = time.perf_counter() - started
-    return {**c, "count_idle": count_idle, "scr": scr, "seconds": seconds}
+        assert evaluate(instance, result.plan).feasible, name
+        scr[name] = result.scr
+    row: dict[str, Any] = {**c, "count_idle": count_idle, "scr": scr, "seconds": seconds}
+    if instance.n_servers**instance.n_users <= bound_limit:
+        best = max(scr.values())
+        certificate = certify(instance, best, time_limit_s=bound_seconds)
+        row["bound"] = certificate.bound
+        row["bound_seconds"] = certificate.seconds
+    return row
+
+
+def report(rows: list[dict[str, Any]]) -> None:
+    """Markdown tables: per instance, then per method and count_idle setting."""
+    columns = [*METHODS, "exhaustive"]
+    for flag in (True, False):
+        part = [r for r in rows if r["count_idle"] == flag]
+        if not part:
+            continue
+        print(f"\n## count_idle = {str(flag).lower()} ({len(part)} instances)\n")
+        print(
+            "| instance | size | preset | "
+            + " | ".join(columns)
+            + " | best SCR | certified bound | best / bound | dashf-plus time (s) |"
+        )
+        print("|---|---|---|" + "---|" * (len(columns) + 4))
+        ratios: dict[str, list[float]] = {a: [] for a in columns}
+        for r in part:
+            best = max(r["scr"].values())
+            cells = []
+            for a in columns:
+                if a in r["scr"]:
+                    ratios[a].append(r["scr"][a] / best)
+                    cells.append(f"{r['scr'][a] / best:.3f}")
+                else:
+                    cells.append("")
+            bound = r.get("bound")
+            bound_cell = f"{bound:.5g}" if bound else ("none proven" if "bound" in r else "")
+            gap = f"{best / bound:.3f}" if bound else ""
+            print(
+                f"| {r['index']} | {r['n_users']}x{r['n_servers']} | {r['preset']} | "
+                + " | ".join(cells)
+                + f" | {best:.5g} | {bound_cell} | {gap} | {r['seconds']['dashf-plus']:.1f} |"
+            )
+        print("\n| method | instances | median ratio to best | worst ratio | mean time (s) |")
+        print("|---|---|---|---|---|")
+        for a in columns:
+            if not ratios[a]:
+                continue
+            times = [r["seconds"][a] for r in part if a in r["seconds"]]
+            print(
+                f"| {a} | {len(ratios[a])} | {np.median(ratios[a]):.4f} | "
+                f"{min(ratios[a]):.4f} | {np.mean(times):.2f} |"
+            )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--instances", type=int, default=20)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--instances", type=int, default=12)
+    parser.add_argument("--base-seed", type=int, default=31)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--exhaustive-limit", type=int, default=729)
+    parser.add_argument("--bound-limit", type=int, default=8)
+    parser.add_argument("--bound-seconds", type=float, default=60.0)
+    parser.add_argument("--json", type=Path, help="also write the rows")
     parser.add_argument("--from-json", type=Path, help="only report rows saved by --json")
     args = parser.parse_args()
     if args.from_json:
         rows = json.loads(args.from_json.read_text())
     else:
-        specs = [(i, flag) for flag in (True, False) for i in range(args.instances)]
+        cases = [case(args.base_seed, i) for i in range(args.instances)]
+        specs = [
+            (c, flag, args.exhaustive_limit, args.bound_limit, args.bound_seconds)
+            for flag in (True, False)
+            for c in cases
+        ]
         rows = []
         with ProcessPoolExecutor(args.workers) as pool:
             for row in pool.map(run_case, specs):
                 rows.append(row)
+                best = max(row["scr"].values())
                 print(
                     f"[{len(rows)}/{len(specs)}] instance {row['index']} "
                     f"{row['n_users']}x{row['n_servers']} {row['preset']} count_idle="
-                    f"{row['count_idle']}: dashf {row['scr']['dashf']:.5g}, dashf-plus "
-                    f"{row['scr']['dashf-plus']:.5g}, enumeration "
-                    f"{row['scr']['enumeration']:.5g}",
+                    f"{row['count_idle']}: dashf-plus {row['scr']['dashf-plus'] / best:.4f} of "
+                    f"best {best:.5g} in {row['seconds']['dashf-plus']:.1f} s"
+                    + (f", bound {row['bound']:.5g}" if row.get("bound") else ""),
                     file=sys.stderr,
                     flush=True,
                 )
         if args.json:
             atomic_write_text(args.json, json.dumps(rows, indent=1))
-    for flag in (True, False):
-        part = [r for r in rows if r["count_idle"] == flag]
-        print(f"\n## count_idle = {str(flag).lower()} ({len(part)} instances)\n")
-        print("| instance | size | preset | " + " | ".join(ALGORITHMS) + " |")
-        print("|---|---|---|" + "---|" * len(ALGORITHMS))
-        ratios: dict[str, list[float]] = {a: [] for a in ALGORITHMS}
-        for r in part:
-            best = max(r["scr"].values())
-            cells = []
-            for a in ALGORITHMS:
-                ratio = r["scr"][a] / best
-                ratios[a].append(ratio)
-                cells.append(f"{ratio:.3f}")
-            print(
-                f"| {r['index']} | {r['n_users']}x{r['n_servers']} | {r['preset']} | "
-                + " | ".join(cells)
-                + " |"
-            )
-        print("\n| algorithm | median ratio | worst ratio | mean time (s) |")
-        print("|---|---|---|---|")
-        for a in ALGORITHMS:
-            mean_time = float(np.mean([r["seconds"][a] for r in part]))
-            print(f"| {a} | {np.median(ratios[a]):.4f} | {min(ratios[a]):.4f} | {mean_time:.2f} |")
+    report(rows)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from mecllm.core.options import SolveOptions
-from mecllm.systems.finetune.algorithms import _greedy_start, solve
+from mecllm.systems.finetune.algorithms import solve
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.scenario import generate, preset
-from mecllm.systems.finetune.solvers.steps import part1_step, part2_step
+from mecllm.systems.finetune.solvers.steps import greedy_start, part1_step, part2_step
 
 VARIANTS = ("rucaa", "gucaa", "dashf-fullsdr", "dashf", "dashf-milp", "dashf-scale")
 PAPER_ROUTE = "dashf-fullsdr"
@@ -57,7 +57,7 @@ def _worker(n: int, m: int, seed: int, name: str, limit: float, out: Any) -> Non
 def _step_worker(n: int, m: int, step: str, out: Any) -> None:
     """One exact/generic or scalable step from the greedy start of seed 0."""
     instance = generate(preset("paper", n_users=n, n_servers=m), np.random.default_rng(0))
-    start = _greedy_start(instance)
+    start = greedy_start(instance)
     y = evaluate(instance, start).scr
     started = time.perf_counter()
     if step in ("milp", "threshold"):

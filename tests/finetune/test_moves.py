@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 
 from mecllm.core.options import SolveOptions
-from mecllm.systems.finetune.algorithms import _greedy_start, solve
+from mecllm.systems.finetune.algorithms import solve
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.scenario import generate, preset
 from mecllm.systems.finetune.solvers.allocation.barrier import BarrierSurrogate
@@ -20,6 +20,7 @@ from mecllm.systems.finetune.solvers.allocation.surrogate import (
 from mecllm.systems.finetune.solvers.search.fixed_association import continuous
 from mecllm.systems.finetune.solvers.search.moves import improve_by_moves, screen_moves
 from mecllm.systems.finetune.solvers.search.multistart import _moved
+from mecllm.systems.finetune.solvers.steps import greedy_start
 
 from factories import small_instance
 
@@ -44,7 +45,7 @@ def _value(terms: SurrogateTerms, weights: tuple[np.ndarray, ...], shares: Share
 def test_groups_of_one_solve_match_separate_solves() -> None:
     """Each server as its own group (own delay bound) equals solving its users alone."""
     instance = small_instance(4, n_users=12, n_servers=3)
-    start = _greedy_start(instance)
+    start = greedy_start(instance)
     report = evaluate(instance, start)
     terms = surrogate_terms(instance, start, report.scr, report.delay_s, report.service)
     shares = Shares.of(instance, start)

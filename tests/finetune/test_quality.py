@@ -36,7 +36,7 @@ def test_exhaustive_takes_no_other_method_plan(monkeypatch: pytest.MonkeyPatch) 
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("the exhaustive reference called another method")
 
-    for name in ("dashf_plus", "dinkelbach", "with_move_search", "_greedy_start"):
+    for name in ("dashf_plus", "dinkelbach", "dashf_scale", "greedy_start"):
         monkeypatch.setattr(algorithms, name, forbidden)
     instance = small_instance(1, n_users=3, n_servers=2)
     assert evaluate(instance, solve(instance, "exhaustive").plan).feasible

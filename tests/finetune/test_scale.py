@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mecllm.core.options import SolveOptions
-from mecllm.systems.finetune.algorithms import _greedy_start, solve
+from mecllm.systems.finetune.algorithms import solve
 from mecllm.systems.finetune.instance import Instance
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.solution import Plan
@@ -24,6 +24,7 @@ from mecllm.systems.finetune.solvers.allocation.surrogate import (
 from mecllm.systems.finetune.solvers.association.milp import solve_milp
 from mecllm.systems.finetune.solvers.association.pricing import price_moves
 from mecllm.systems.finetune.solvers.association.threshold import solve_by_threshold
+from mecllm.systems.finetune.solvers.steps import greedy_start
 
 from factories import small_instance
 
@@ -33,7 +34,7 @@ def _mixed_start(instance: Instance, seed: int) -> Plan:
     rng = np.random.default_rng(seed)
     phi = rng.uniform(0.0, 1.0, instance.n_users)
     phi[:2] = [0.0, 1.0]
-    return equal_split(instance, _greedy_start(instance).assignment, phi)
+    return equal_split(instance, greedy_start(instance).assignment, phi)
 
 
 def _surrogate_at_start(
@@ -138,7 +139,7 @@ def test_barrier_part2_never_loses_to_its_start_and_matches_the_conic_engine() -
 
 def test_unknown_engine_is_refused() -> None:
     instance = small_instance(0)
-    start = _greedy_start(instance)
+    start = greedy_start(instance)
     with pytest.raises(ValueError, match="engine"):
         optimise_resources(instance, start, 1.0, engine="magic")
 
@@ -151,7 +152,7 @@ def test_threshold_scan_is_within_a_thousandth_of_the_milp_and_fits_the_caps(
     seed: int, n_users: int, n_servers: int
 ) -> None:
     instance = small_instance(seed, n_users=n_users, n_servers=n_servers)
-    plan = _greedy_start(instance)
+    plan = greedy_start(instance)
     costs, _ = price_moves(instance, plan, evaluate(instance, plan).scr)
     scan = solve_by_threshold(costs, plan.assignment)
     exact = solve_milp(costs, time_limit_s=60.0)

@@ -7,20 +7,16 @@ The paper's five methods (docs/algorithms.md) and any method the project adds ar
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.options import SolveOptions
 from mecllm.systems.finetune.instance import Instance
-from mecllm.systems.finetune.physics import evaluate
-from mecllm.systems.finetune.solution import Plan, SolveResult
-from mecllm.systems.finetune.solvers.allocation.engines import AUTO_CONIC_USERS
+from mecllm.systems.finetune.solution import SolveResult
 from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
 from mecllm.systems.finetune.solvers.association.simple import (
     greedy_association,
@@ -29,9 +25,15 @@ from mecllm.systems.finetune.solvers.association.simple import (
 from mecllm.systems.finetune.solvers.loop import dinkelbach
 from mecllm.systems.finetune.solvers.result import finish
 from mecllm.systems.finetune.solvers.search.exhaustive import exhaustive
-from mecllm.systems.finetune.solvers.search.moves import with_move_search
 from mecllm.systems.finetune.solvers.search.multistart import dashf_plus
-from mecllm.systems.finetune.solvers.steps import Step, equal_split_step, part1_step, part2_step
+from mecllm.systems.finetune.solvers.search.scale import dashf_scale
+from mecllm.systems.finetune.solvers.steps import (
+    Step,
+    equal_split_step,
+    greedy_start,
+    part1_step,
+    part2_step,
+)
 
 Runner = Callable[[Instance, SolveOptions], SolveResult]
 
@@ -79,9 +81,6 @@ def solve(instance: Instance, algorithm: str, options: SolveOptions | None = Non
 
 
 HALF = 0.5
-#: dashf-scale's final polish: part 2's stopping tolerance (relative gain of an FP iteration)
-#: and Clarabel's tolerances.
-FINAL_TOLERANCE = 1e-9
 
 
 @register("rucaa", "random user connection, equal resource split, phi = 0.5 (paper baseline)")
@@ -108,14 +107,9 @@ def _gucaa(instance: Instance, options: SolveOptions) -> SolveResult:
     return finish(instance, "gucaa", plan, started, message="greedy association")
 
 
-def _greedy_start(instance: Instance) -> Plan:
-    """The common start of the optimisers: greedy association, equal split, phi = 0.5."""
-    return equal_split(instance, greedy_association(instance), np.full(instance.n_users, HALF))
-
-
 def _loop(name: str, association: Step | None, allocation: Step) -> Runner:
     def run(instance: Instance, options: SolveOptions) -> SolveResult:
-        return dinkelbach(instance, name, _greedy_start(instance), association, allocation, options)
+        return dinkelbach(instance, name, greedy_start(instance), association, allocation, options)
 
     return run
 
@@ -179,34 +173,7 @@ def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
     "in one stacked solve)",
 )
 def _dashf_scale(instance: Instance, options: SolveOptions) -> SolveResult:
-    started = time.perf_counter()
-    step = part1_step("auto", "keep", time_limit_s=min(60.0, options.seconds_left()))
-    allocation = _part2(options, "auto")
-
-    def loop(start: Plan, iterations: int = options.max_iterations) -> SolveResult:
-        once = dataclasses.replace(options, max_iterations=iterations)
-        return dinkelbach(instance, "dashf-scale", start, step, allocation, once)
-
-    first = loop(_greedy_start(instance))
-    # After moves, one AO iteration (association, phi, every resource) polishes the plan; the
-    # move search that follows plays the role of the loop's convergence test. Where the
-    # direct cone program applies, the final plan's resources are re-solved to tight
-    # tolerances (the loop stops part 2 at a 1e-4 relative gain, Clarabel at 1e-8).
-    tight = part2_step(FINAL_TOLERANCE, options.max_inner_iterations, "direct", FINAL_TOLERANCE)
-
-    def polish(plan: Plan) -> tuple[Plan, dict[str, Any]]:
-        return tight(instance, plan, evaluate(instance, plan).scr)
-
-    small = instance.n_users <= AUTO_CONIC_USERS
-    return with_move_search(
-        instance,
-        "dashf-scale",
-        first,
-        lambda plan: loop(plan, 1),
-        options,
-        started,
-        polish if small else None,
-    )
+    return dashf_scale(instance, options)
 
 
 @register(

@@ -27,6 +27,7 @@ from mecllm.systems.finetune.solvers.association.pricing import (
     price_moves,
 )
 from mecllm.systems.finetune.solvers.association.relaxation import hungarian_round, solve_relaxation
+from mecllm.systems.finetune.solvers.association.simple import greedy_association
 from mecllm.systems.finetune.solvers.association.threshold import solve_by_threshold
 
 Record = dict[str, Any]
@@ -34,6 +35,11 @@ Record = dict[str, Any]
 #: with HiGHS on the paper scenario; its time grows fast beyond); larger ones use the T scan.
 AUTO_MILP_PAIRS = 300
 Step = Callable[[Instance, Plan, float], tuple[Plan, Record]]
+
+
+def greedy_start(instance: Instance) -> Plan:
+    """The common start of the optimisers: greedy association, equal split, phi = 0.5."""
+    return equal_split(instance, greedy_association(instance), np.full(instance.n_users, 0.5))
 
 
 # ---------------------------------------------------------------------- how resources follow x

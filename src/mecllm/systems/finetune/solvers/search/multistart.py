@@ -1,26 +1,31 @@
-"""``dashf-plus``: DASHF made less local.
+"""``dashf-plus``: the best plan this project finds on small instances (docs/algorithms.md).
 
-Measured on small instances against the exhaustive reference (benchmarks/quality.py), the
-paper's route stops at the first association it cannot improve by one relaxation. This method
+The paper's route alternates a phi step and a resource step and moves users one relaxation at
+a time, so it stops where neither block alone can improve. This method searches the same space
+with the joint solver of :mod:`~mecllm.systems.finetune.solvers.allocation.joint` (phi and
+every resource at once) and a local search over associations:
 
-1. runs the DASHF loop with the exact part-1 step (MILP) from two starts: the greedy
-   association and the strongest-channel association; and, resources first, part 2 alone with
-   phi = 0.5 on the greedy association (GUCRO) and on the best association so far;
-2. polishes the best plan by alternating exact phi (LP) and part 2 with the association fixed,
-   so that phi moves jointly with the resources, from the plan itself and from four more
-   starts (phi = 0.5, 1, 0 and random with the equal split); does the same for a few more
-   associations chosen by a cheap, solver-free score (equal split, phi by LP): the best six of
-   all M^N when M^N <= 729, else the local optimum of that score from the strongest channels;
-3. tries every single-user move to another server (the mover gets an equal share there) and
-   every swap of two users on different servers (they exchange shares), polishes each (from
-   the inherited shares, and if that does not improve, from a fresh equal split), and
-   keeps each one that raises the SCR, until a full pass finds none or the time budget runs
-   out.
+1. **Seeds**: ``dashf-scale``'s plan, the greedy and the strongest-channel associations, and
+   the best few associations by a cheap solver-free score (every association is scored when
+   M^N <= 729, else the cheap score's local optimum from the strongest channels).
+2. **Each seed association** is optimised from structured starts (equal split, everyone
+   offloaded, everyone local, slow server compute, one local user per server, random) by both
+   local solvers; the best two are then *chained*: the joint solve alternates with an exact
+   polish (phi by its LP, the resources by the direct cone program at tight tolerances) until
+   neither improves.
+3. **Local search over associations**: every single-user move, then every swap of two users on
+   different servers, each neighbour optimised from its inherited plan (the mover with an equal
+   share of its new server) and two structured starts; the first that raises the SCR by more
+   than 1e-6 is taken, and the search starts again from it, until no neighbour improves or the
+   time budget runs out.
+4. The final association is optimised once more from every start, if time is left.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,6 +35,11 @@ from mecllm.systems.finetune.instance import Instance
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.solution import Plan, SolveResult
 from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
+from mecllm.systems.finetune.solvers.allocation.joint import (
+    SOLVERS,
+    solve_joint,
+    structured_starts,
+)
 from mecllm.systems.finetune.solvers.association.simple import (
     greedy_association,
     strongest_channel,
@@ -37,31 +47,33 @@ from mecllm.systems.finetune.solvers.association.simple import (
 from mecllm.systems.finetune.solvers.loop import dinkelbach
 from mecllm.systems.finetune.solvers.result import finish
 from mecllm.systems.finetune.solvers.search.exhaustive import screen
-from mecllm.systems.finetune.solvers.search.fixed_association import (
-    cheap_score,
-    continuous,
-    multistarts,
-)
-from mecllm.systems.finetune.solvers.steps import part1_step, part2_step
+from mecllm.systems.finetune.solvers.search.fixed_association import cheap_score
+from mecllm.systems.finetune.solvers.search.scale import dashf_scale
+from mecllm.systems.finetune.solvers.steps import part2_step, phi_step
 
+#: Wall-clock budget of one solve, s (a lower ``--time-limit`` wins): the local search over
+#: associations stops there with the best plan found.
+BUDGET_S = 25.0
 #: Instances with at most this many associations (M^N) are screened exhaustively.
 SCREEN_LIMIT = 729
-#: Screened associations polished from several starts.
-SCREENED_CANDIDATES = 6
+#: Screened associations optimised besides the other seeds.
+SCREENED_CANDIDATES = 4
+#: Relative gain a neighbour must bring to be taken.
+_ACCEPT = 1e-6
+#: Tolerance of the exact polish (part 2's FP loop and the direct cone program).
+_POLISH_TOLERANCE = 1e-9
+#: A neighbour whose quick solve ends within this share of the incumbent is chained.
+_CHAIN_WITHIN = 0.03
+#: Joint solve + polish rounds at most in one chain.
+_CHAIN_ROUNDS = 4
 
-#: Moves and swaps tried per pass at most (the rest are skipped, and the message says so).
-MAX_MOVES_PER_PASS = 400
 
+@dataclass(frozen=True)
+class _Found:
+    """A feasible plan and its SCR."""
 
-def _scr(result: SolveResult) -> float:
-    return result.scr
-
-
-def _polish_multistart(instance: Instance, plan: Plan, options: SolveOptions) -> SolveResult:
-    """The continuous problem of ``plan``'s association from ``plan`` and the reference's
-    starts (phi = 0.5, 1, 0 and random, equal split); the best result."""
-    starts = [plan, *multistarts(instance, plan.assignment, options.rng())]
-    return max((continuous(instance, s, options) for s in starts), key=lambda r: r.scr)
+    scr: float
+    plan: Plan
 
 
 def _moved(instance: Instance, plan: Plan, user: int, server: int) -> Plan:
@@ -153,93 +165,142 @@ def candidate_associations(instance: Instance, options: SolveOptions) -> list[In
     return [cheap_local_search(instance, strongest_channel(instance))]
 
 
+def _polish(instance: Instance, plan: Plan, options: SolveOptions) -> Plan:
+    """The exact alternation from ``plan``: phi by its LP, resources by the direct cone
+    program at tight tolerances (it only stops where neither block improves)."""
+    tight = SolveOptions(max_iterations=30, tolerance=_POLISH_TOLERANCE, deadline=options.deadline)
+    step = part2_step(_POLISH_TOLERANCE, 30, "direct", _POLISH_TOLERANCE)
+    return dinkelbach(instance, "polish", plan, phi_step, step, tight).plan
+
+
+def _chain(instance: Instance, found: _Found, options: SolveOptions) -> _Found:
+    """Alternate the joint solve (both solvers) with the exact polish while either improves."""
+    best = found
+    for _ in range(_CHAIN_ROUNDS):
+        if options.expired():
+            break
+        joint = max(
+            (solve_joint(instance, best.plan, solver) for solver in SOLVERS),
+            key=lambda r: r.scr,
+        )
+        candidate = joint.plan if joint.plan is not None else best.plan
+        polished = _polish(instance, candidate, options)
+        scr = evaluate(instance, polished).scr
+        if scr <= best.scr * (1 + _ACCEPT):
+            break
+        best = _Found(scr, polished)
+    return best
+
+
+def optimise_association(
+    instance: Instance,
+    assignment: IntArray,
+    extra: list[Plan],
+    options: SolveOptions,
+    rng: np.random.Generator,
+    *,
+    thorough: bool = True,
+    chain_within: float = 0.0,
+    incumbent: float = -np.inf,
+) -> _Found | None:
+    """The best plan found for one association, or ``None`` if no start gave a feasible plan.
+
+    Thorough: every start (``extra`` and the structured ones) by both local solvers, then the
+    best two chained. Quick (for neighbours in the local search): ``extra`` and the everyone-
+    offloaded start by SLSQP alone, chained only if the best comes within ``chain_within``
+    (relative) of ``incumbent``.
+    """
+    structured = structured_starts(instance, assignment, rng)
+    # Quick: the inherited plan, everyone offloaded, one local user per server.
+    starts = [*extra, *structured] if thorough else [*extra, structured[1], structured[4]]
+    solvers = SOLVERS if thorough else SOLVERS[:1]
+    found: list[_Found] = []
+    for start in starts:
+        if found and options.expired():
+            break
+        for solver in solvers:
+            result = solve_joint(instance, start, solver)
+            if result.plan is not None:
+                found.append(_Found(result.scr, result.plan))
+    if not found:
+        return None
+    found.sort(key=lambda f: -f.scr)
+    if not thorough and found[0].scr < incumbent * (1 - chain_within):
+        return found[0]
+    chained = [_chain(instance, f, options) for f in found[: 2 if thorough else 1]]
+    return max(chained, key=lambda f: f.scr)
+
+
+def _seeds(instance: Instance, options: SolveOptions) -> list[tuple[IntArray, list[Plan]]]:
+    """Seed associations with the plans known for them (dashf-scale's plan for its own)."""
+    from_scale = dashf_scale(instance, options).plan
+    seeds: list[tuple[IntArray, list[Plan]]] = [(from_scale.assignment, [from_scale])]
+    candidates = [greedy_association(instance), strongest_channel(instance)]
+    candidates += candidate_associations(instance, options)
+    for assignment in candidates:
+        if not any(np.array_equal(assignment, a) for a, _ in seeds):
+            seeds.append((assignment, []))
+    return seeds
+
+
 def dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
     """Run the method of the module docstring."""
     started = time.perf_counter()
     options = options.with_deadline()
-    deadline = options.deadline or started + options.time_limit_s
-    step1 = part1_step("milp", "keep", time_limit_s=min(60.0, options.seconds_left()))
-    step2 = part2_step(options.inner_tolerance, options.max_inner_iterations)
-    half = np.full(instance.n_users, 0.5)
-    history = []
-    best: SolveResult | None = None
-    for label, assignment in (
-        ("greedy", greedy_association(instance)),
-        ("strongest channel", strongest_channel(instance)),
-    ):
-        start = equal_split(instance, assignment, half)
-        result = dinkelbach(instance, "dashf-plus", start, step1, step2, options)
-        history.append(
-            {
-                "stage": f"DASHF-MILP from {label}",
-                "y": result.scr,
-                "elapsed_s": time.perf_counter() - started,
-            }
-        )
-        if best is None or result.scr > best.scr:
-            best = result
-    assert best is not None
-    # Resources first: with phi held at 0.5 part 2 can reach plans that the phi-LP, run first
-    # on an equal split, never visits (it jumps to phi = 1 when server energy dominates).
-    for assignment in (greedy_association(instance), best.plan.assignment):
-        start = equal_split(instance, assignment, half)
-        resources_first = dinkelbach(instance, "dashf-plus", start, None, step2, options)
-        best = max(best, resources_first, key=lambda r: r.scr)
-    history.append(
-        {"stage": "resources first", "y": best.scr, "elapsed_s": time.perf_counter() - started}
-    )
-    best = max(best, _polish_multistart(instance, best.plan, options), key=lambda r: r.scr)
-    history.append({"stage": "polish", "y": best.scr, "elapsed_s": time.perf_counter() - started})
-    for assignment in candidate_associations(instance, options):
-        if time.perf_counter() >= deadline:
+    assert options.deadline is not None
+    options = dataclasses.replace(options, deadline=min(options.deadline, started + BUDGET_S))
+    rng = options.rng()
+    history: list[dict[str, object]] = []
+    best: _Found | None = None
+    for assignment, known in _seeds(instance, options):
+        if best is not None and options.expired():
             break
-        start = equal_split(instance, assignment, half)
-        best = max(best, _polish_multistart(instance, start, options), key=lambda r: r.scr)
-    history.append(
-        {"stage": "screened candidates", "y": best.scr, "elapsed_s": time.perf_counter() - started}
-    )
-    moves_tried, accepted, note = 0, 0, ""
+        found = optimise_association(instance, assignment, known, options, rng)
+        if found is not None and (best is None or found.scr > best.scr):
+            best = found
+    assert best is not None, "the equal split of dashf-scale's association is always feasible"
+    history.append({"stage": "seeds", "y": best.scr, "elapsed_s": time.perf_counter() - started})
+    tried, taken = 0, 0
     improved = instance.n_servers > 1
-    while improved and time.perf_counter() < deadline:
+    while improved and not options.expired():
         improved = False
-        pairs = _neighbours(instance, best.plan)
-        if len(pairs) > MAX_MOVES_PER_PASS:
-            note = f"; {len(pairs) - MAX_MOVES_PER_PASS} moves per pass skipped (budget)"
-            pairs = pairs[:MAX_MOVES_PER_PASS]
-        for kind, n, other in pairs:
-            if time.perf_counter() >= deadline:
-                note += "; time limit reached during local search"
+        for kind, n, other in _neighbours(instance, best.plan):
+            if options.expired():
                 break
-            a = best.plan.assignment
-            if (kind == "move" and a[n] == other) or (kind == "swap" and a[n] == a[other]):
-                continue  # an earlier accepted move made this one void
-            moves_tried += 1
+            tried += 1
             neighbour = (
                 _moved(instance, best.plan, n, other)
                 if kind == "move"
                 else _swapped(instance, best.plan, n, other)
             )
-            candidate = continuous(instance, neighbour, options)
-            if candidate.scr <= best.scr * (1 + 1e-6):
-                # The inherited shares can trap part 2 in a poor local optimum; a fresh
-                # equal split of the same association is the second chance.
-                fresh = equal_split(instance, neighbour.assignment, half)
-                candidate = max(candidate, continuous(instance, fresh, options), key=_scr)
-            if candidate.scr > best.scr * (1 + 1e-6):
-                best, improved, accepted = candidate, True, accepted + 1
+            found = optimise_association(
+                instance,
+                neighbour.assignment,
+                [neighbour],
+                options,
+                rng,
+                thorough=False,
+                chain_within=_CHAIN_WITHIN,
+                incumbent=best.scr,
+            )
+            if found is not None and found.scr > best.scr * (1 + _ACCEPT):
+                best, improved, taken = found, True, taken + 1
+                break
         history.append(
             {
-                "stage": "local search pass",
+                "stage": "local search",
                 "y": best.scr,
-                "moves_tried": moves_tried,
-                "moves_accepted": accepted,
+                "moves_tried": tried,
+                "moves_taken": taken,
                 "elapsed_s": time.perf_counter() - started,
             }
         )
-    if accepted:
-        best = max(best, _polish_multistart(instance, best.plan, options), key=lambda r: r.scr)
+    if not options.expired():
+        final = optimise_association(instance, best.plan.assignment, [best.plan], options, rng)
+        if final is not None and final.scr > best.scr:
+            best = final
         history.append(
-            {"stage": "final polish", "y": best.scr, "elapsed_s": time.perf_counter() - started}
+            {"stage": "final", "y": best.scr, "elapsed_s": time.perf_counter() - started}
         )
     return finish(
         instance,
@@ -248,8 +309,9 @@ def dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
         started,
         status="time_limit" if options.expired() else "converged",
         message=(
-            f"best of 2 DASHF-MILP starts, polished; local search tried {moves_tried} "
-            f"moves and swaps and kept {accepted}{note}"
+            f"joint solves of the seed associations; local search tried {tried} moves and "
+            f"swaps and took {taken}"
+            + ("; stopped at the time budget" if options.expired() else "")
         ),
         iterations=len(history),
         history=history,
