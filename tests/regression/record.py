@@ -36,8 +36,15 @@ SECURE_CASES: list[tuple[str, str, int, dict[str, Any]]] = [
 
 
 def main() -> None:
+    """Record every algorithm, or only those named on the command line (the others' recorded
+    figures are kept)."""
     only = set(sys.argv[1:])
-    out: dict[str, Any] = {"edge-llm": {}, "secure-offsite": {}}
+    file = HERE / "baseline.json"
+    out: dict[str, Any] = (
+        json.loads(file.read_text())
+        if only and file.exists()
+        else {"edge-llm": {}, "secure-offsite": {}}
+    )
     for label, name, seed, overrides in FINETUNE_CASES:
         instance = generate(preset(name, **overrides), np.random.default_rng(seed))
         for algorithm in ALGORITHMS:
@@ -62,7 +69,7 @@ def main() -> None:
                 "energy_j": s.energy_j,
             }
             print(label, algorithm, s.ratio, f"{s.wall_time_s:.1f}s", flush=True)
-    (HERE / "baseline.json").write_text(json.dumps(out, indent=1) + "\n")
+    file.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":

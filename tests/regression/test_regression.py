@@ -2,9 +2,12 @@
 
 ``baseline.json`` was written by ``record.py`` on the code before the move (commit message
 "tests: regression baseline ..."). The solvers are deterministic for a seed, so the figures must
-agree to 1e-9 relative. One recorded difference is by design: ``exhaustive`` no longer takes
-``dashf-plus``'s plan (or the greedy start) as a start, so it is an independent reference
-(docs/algorithms.md); its rows are checked only for feasibility of the plan it returns.
+agree to 1e-9 relative. Two algorithms changed by design after the recording and were
+recorded again (``python tests/regression/record.py dashf-plus exhaustive``): ``exhaustive`` no
+longer takes ``dashf-plus``'s plan (or the greedy start) as a start, so it is an independent
+reference; ``dashf-plus`` is built on the joint continuous solver (docs/algorithms.md). Both
+stop at a time budget, so a slower machine may end elsewhere: they are held to feasibility and
+to within 1% of the recorded SCR.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ from regression.record import FINETUNE_CASES, SECURE_CASES
 BASELINE: dict[str, Any] = json.loads((Path(__file__).parent / "baseline.json").read_text())
 #: Slow on these instances (tens of seconds each): run with -m slow.
 SLOW = {"dashf-plus", "exhaustive"}
-#: Changed on purpose after the recording (see the module docstring).
-CHANGED = {"exhaustive"}
+#: Budget-bound (see the module docstring): held to 1% of the recorded SCR.
+BUDGETED = {"exhaustive", "dashf-plus"}
 
 
 def _cases(cases: list[tuple[str, str, int, dict[str, Any]]], names: list[str]) -> list[Any]:
@@ -54,9 +57,10 @@ def test_finetune_algorithm_reproduces_its_recorded_figures(
     instance = generate(preset(name, **overrides), np.random.default_rng(seed))
     result = solve(instance, algorithm, SolveOptions(seed=seed))
     assert evaluate(instance, result.plan).feasible
-    if algorithm in CHANGED:
-        return
     recorded = BASELINE["edge-llm"][f"{label}/{algorithm}"]
+    if algorithm in BUDGETED:
+        assert result.scr >= 0.99 * recorded["scr"], (result.scr, recorded)
+        return
     for key in ("scr", "delay_s", "energy_j"):
         assert _close(getattr(result, key), recorded[key]), (key, getattr(result, key), recorded)
 

@@ -40,7 +40,7 @@ from mecllm.systems.finetune.instance import Instance
 
 _LN2 = math.log(2.0)
 #: Rungs of the search: the bound tried is reference x each, smallest first.
-LADDER = (1.001, 1.01, 1.03, 1.1, 1.3, 2.0, 4.0)
+LADDER = (1.001, 1.003, 1.01, 1.03, 1.1, 1.3, 2.0, 4.0)
 #: Tangent planes per concave function.
 _CUTS = 64
 #: Largest number of associations enumerated.

@@ -53,7 +53,7 @@ from mecllm.systems.finetune.solvers.steps import part2_step, phi_step
 
 #: Wall-clock budget of one solve, s (a lower ``--time-limit`` wins): the local search over
 #: associations stops there with the best plan found.
-BUDGET_S = 25.0
+BUDGET_S = 20.0
 #: Instances with at most this many associations (M^N) are screened exhaustively.
 SCREEN_LIMIT = 729
 #: Screened associations optimised besides the other seeds.
