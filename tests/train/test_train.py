@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import socket
 from pathlib import Path
@@ -21,8 +20,9 @@ from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
 from mecllm.train.loop import Settings, build
 from mecllm.train.model import adapter_size
 from mecllm.train.run import ServerProcess, check_plan, train_plan
-from mecllm.train.user import TransferError, post
-from mecllm.train.wire import encode
+from mecllm.train.server import SERVICE
+from mecllm.transport.rpc import Client, TransferError
+from mecllm.transport.tensors import encode
 
 TINY = Settings(n_train=16, n_test=16, epochs=1, batch=16, max_len=16)
 TOKEN = "x" * 32
@@ -46,65 +46,46 @@ def test_tiny_run_sends_exactly_each_sides_share(tmp_path: Path) -> None:
         assert record["params_down"] == (6 - layers_up) * per_layer
         assert record["payload_up_bytes"] == 4 * record["params_up"]
         assert record["payload_down_bytes"] == 4 * record["params_down"]
-        assert record["framing_up_bytes"] > 0 and record["http_framing_bytes"] > 0
+        assert record["framing_up_bytes"] > 0 and record["framing_down_bytes"] > 0
         assert record["user_flops"] > 0 and record["server_flops"] > 0
         assert record["predicted_user_flops"] == 6 * record["user_tokens"] * record["params_up"]
         assert 0 <= record["accuracy_after"] <= 1
 
 
-def _raw_post(port: int, headers: dict[str, str], body: bytes) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    conn.request("POST", "/train", body=body, headers=headers)
-    status = conn.getresponse().status
-    conn.close()
-    return status
-
-
 def test_server_refuses_bad_requests_and_keeps_serving(tmp_path: Path) -> None:
     server = ServerProcess(0, TINY, TOKEN, tmp_path)
     try:
-        port = int(server.url.rsplit(":", 1)[1])
         model, _ = build(TINY)
-        good, _ = encode({"user": 0, "split": 5, "data_seed": 1}, model.adapter_state(range(5)))
-        wrong_shape, _ = encode(
-            {"user": 1, "split": 1, "data_seed": 1},
-            {k: v[:2] for k, v in model.adapter_state(range(1)).items()},
-        )
-        wrong_count, _ = encode(
-            {"user": 2, "split": 2, "data_seed": 1}, model.adapter_state(range(1))
-        )
-        auth = {"Authorization": f"Bearer {TOKEN}", "Content-Length": ""}
-        assert _raw_post(port, {"Authorization": "Bearer nope"}, good) == 401
-        assert _raw_post(port, {}, good) == 401
-        assert _raw_post(port, auth | {"Content-Length": str(len(wrong_shape))}, wrong_shape) == 400
-        assert _raw_post(port, auth | {"Content-Length": str(len(wrong_count))}, wrong_count) == 400
-        assert _raw_post(port, auth | {"Content-Length": "20"}, good[:20]) == 400  # truncated
-        # A user that disconnects mid-transfer: headers promise more bytes than it sends.
-        with socket.create_connection(("127.0.0.1", port)) as sock:
-            sock.sendall(
-                f"POST /train HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n"
-                f"Content-Length: {len(good)}\r\n\r\n".encode()
-                + good[:1000]
-            )
-        # The server goes on serving: a good upload is answered with the other layer.
-        reply, framing = post(server.url, TOKEN, good)
-        assert framing > 0 and len(reply) > 4 * adapter_size(384, TINY.bottleneck)
-        # The disconnected user itself gets an error when its connection breaks.
-        with pytest.raises(TransferError):
-            post(server.url, "wrong-token", good)
+
+        def adapters(layers: range, cut: int | None = None) -> dict[str, np.ndarray]:
+            return {k: v.numpy()[:cut] for k, v in model.adapter_state(layers).items()}
+
+        good, _ = encode({"user": 0, "split": 5, "data_seed": 1}, adapters(range(5)))
+        wrong_shape, _ = encode({"user": 1, "split": 1, "data_seed": 1}, adapters(range(1), 2))
+        wrong_count, _ = encode({"user": 2, "split": 2, "data_seed": 1}, adapters(range(1)))
+        with Client(server.address, SERVICE, "nope" * 8) as stranger:
+            with pytest.raises(TransferError, match="UNAUTHENTICATED"):
+                stranger.call("Train", good, 30)
+        with Client(server.address, SERVICE, TOKEN) as client:
+            for bad in (wrong_shape, wrong_count, good[:20]):
+                with pytest.raises(TransferError, match="INVALID_ARGUMENT"):
+                    client.call("Train", bad, 30)
+            # The server goes on serving: a good upload is answered with the other layer.
+            reply = client.call("Train", good, 120)
+        assert len(reply) > 4 * adapter_size(384, TINY.bottleneck)
     finally:
         server.stop()
     log = server.log_path.read_text()
-    assert log.count("refused") >= 5
-    assert "disconnected mid-transfer" in log
+    assert log.count("UNAUTHENTICATED") == 1 and log.count("INVALID_ARGUMENT") == 3
 
 
 def test_nothing_listening_is_a_transfer_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(TransferError):
-        post(f"http://127.0.0.1:{port}", TOKEN, b"abc", timeout=5)
+    with Client(f"127.0.0.1:{port}", SERVICE, TOKEN) as client:
+        with pytest.raises(TransferError, match="UNAVAILABLE"):
+            client.call("Health", b"", 5)
 
 
 def test_bad_plans_are_rejected(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from mecllm.core.errors import InfeasiblePlanError, InvalidInputError
+from mecllm.core.errors import InfeasiblePlanError, InvalidInputError, SolverError
 from mecllm.core.fileio import atomic_write_text, read_json
 from mecllm.systems.finetune.commands import load_solution
 from mecllm.systems.finetune.instance import KIND, Instance
@@ -48,7 +48,14 @@ def train_files(
         log_dir=logs,
         progress=lambda text: err.print(text, highlight=False),
     )
-    for table in records_table(records):
-        out.print(table)
-    if json_path is not None:
+    if json_path is not None:  # also when some users failed: the finished ones are kept
         atomic_write_text(json_path, json.dumps(records, indent=1) + "\n")
+    finished = [r for r in records if "error" not in r]
+    for table in records_table(finished) if finished else []:
+        out.print(table)
+    failed = [r for r in records if "error" in r]
+    if failed:
+        raise SolverError(
+            f"{len(failed)} of {len(records)} users failed: "
+            + "; ".join(r["error"] for r in failed)
+        )

@@ -1,8 +1,9 @@
 """``mecllm train INSTANCE SOLUTION``: run a plan's split fine-tuning for real, on loopback.
 
 One server process per edge server the plan uses, one process per user (run one after another
-so that timings are not shared), a fresh token per run. Returns one record per user with what
-was measured and what the paper's work model predicts for the same work.
+so that timings are not shared), a fresh token per run, every process tied to this one (they
+die with it). Returns one record per user with what was measured and what the paper's work
+model predicts for the same work, or the reason the user failed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +28,8 @@ from mecllm.systems.finetune.solution import Plan
 from mecllm.train.loop import Settings
 from mecllm.train.server import TOKEN_ENV
 
+#: Longest a user's part may take before it is stopped (loading, training, the exchange), s.
+USER_TIMEOUT_S = 3600.0
 #: The paper's work model, t_n = 6 x tokens (docs/finetune.md section 8): FLOPs per trained
 #: parameter per token.
 MODEL_FLOPS_PER_PARAM_PER_TOKEN = 6.0
@@ -39,13 +43,13 @@ def check_plan(instance: Instance, plan: Plan) -> None:
 
 
 class ServerProcess:
-    """A running ``mecllm.train.server`` and its log file."""
+    """A running ``mecllm.train.server`` and its log file (it dies with this process)."""
 
     def __init__(self, server: int, settings: Settings, token: str, log_dir: Path) -> None:
         self.server = server
         self.log_path = log_dir / f"server-{server}.log"
         self._log = self.log_path.open("w")
-        env = dict(os.environ, **{TOKEN_ENV: token})
+        env = dict(os.environ, **{TOKEN_ENV: token, "MECLLM_PARENT_PID": str(os.getpid())})
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -67,35 +71,76 @@ class ServerProcess:
                 f"edge server {server} did not start (see {self.log_path}): "
                 f"{self.log_path.read_text()[-300:]}"
             )
-        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+        self.address = f"127.0.0.1:{int(line.split()[1])}"
 
     def stop(self) -> None:
-        """Terminate the process."""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            self.process.kill()
+        """SIGTERM (the server stops cleanly), SIGKILL after 10 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover
+                self.process.kill()
+                self.process.wait()
         self._log.close()
 
 
-def run_user(job: dict[str, Any], token: str) -> dict[str, Any]:
-    """One user process; its JSON record (or a SolverError with its message)."""
-    env = dict(os.environ, **{TOKEN_ENV: token})
-    done = subprocess.run(
+def _death(returncode: int) -> str:
+    """How a process ended, in words."""
+    if returncode < 0:
+        number = -returncode
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"killed by signal {number} ({name})"
+    return f"exited with status {returncode}"
+
+
+def run_user(job: dict[str, Any], token: str, timeout_s: float = USER_TIMEOUT_S) -> dict[str, Any]:
+    """One user process; its JSON record, or a SolverError naming what happened and where."""
+    env = dict(os.environ, **{TOKEN_ENV: token, "MECLLM_PARENT_PID": str(os.getpid())})
+    process = subprocess.Popen(
         [sys.executable, "-m", "mecllm.train.user"],
-        input=json.dumps(job),
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
-        check=False,
     )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        detail = lines[-1] if lines else done.stderr.strip()[-400:]
-        raise SolverError(f"user {job['user']} failed: {detail}")
+    try:
+        stdout, stderr = process.communicate(json.dumps(job), timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        where = _last_phase(stderr)
+        raise SolverError(
+            f"user {job['user']} took more than {timeout_s:g} s and was stopped during {where}"
+        ) from None
+    except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): the user process goes with us.
+        process.kill()
+        process.wait()
+        raise
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        where = _last_phase(stderr)
+        if lines and "error" in json.loads(lines[-1]):
+            detail = json.loads(lines[-1])["error"]
+            raise SolverError(f"user {job['user']} failed during {where}: {detail}")
+        tail = stderr.strip().splitlines()[-1:] if stderr.strip() else []
+        raise SolverError(
+            f"user {job['user']} {_death(process.returncode)} during {where}"
+            + (f" ({tail[0][:200]})" if tail and not tail[0].startswith("phase:") else "")
+        )
     record: dict[str, Any] = json.loads(lines[-1])
     return record
+
+
+def _last_phase(stderr: str) -> str:
+    """The last ``phase: ...`` line a user process wrote (where it was)."""
+    phases = [line[7:].strip() for line in stderr.splitlines() if line.startswith("phase: ")]
+    return phases[-1] if phases else "start-up"
 
 
 def train_plan(
@@ -106,14 +151,19 @@ def train_plan(
     log_dir: Path | None = None,
     progress: Any = None,
 ) -> list[dict[str, Any]]:
-    """Run every user of ``plan`` on its assigned server; one record per user."""
+    """Run every user of ``plan`` on its assigned server; one record per user.
+
+    A user that fails (its process dies, times out or is refused) gets a record with its
+    ``error``, and the others still run. Every process started here ends before this returns,
+    also when it is interrupted.
+    """
     check_plan(instance, plan)
     token = secrets.token_urlsafe(24)
     folder = log_dir or Path(tempfile.mkdtemp(prefix="mecllm-train-"))
     folder.mkdir(parents=True, exist_ok=True)
     used = sorted({int(m) for m in plan.assignment})
     servers: dict[int, ServerProcess] = {}
-    records = []
+    records: list[dict[str, Any]] = []
     try:
         for m in used:
             servers[m] = ServerProcess(m, settings, token, folder)
@@ -126,11 +176,17 @@ def train_plan(
                 "user": n,
                 "server": m,
                 "phi": float(plan.phi[n]),
-                "server_url": servers[m].url,
+                "server_address": servers[m].address,
                 "data_seed": settings.seed * 1000 + n,
                 "settings": dataclasses.asdict(settings),
             }
-            record = run_user(job, token)
+            try:
+                record = run_user(job, token)
+            except SolverError as exc:
+                if progress:
+                    progress(f"user {n}: {exc}")
+                records.append({"user": n, "server": m, "error": str(exc)})
+                continue
             record["wall_seconds"] = time.perf_counter() - started
             records.append(add_predictions(instance, plan, record))
     finally:

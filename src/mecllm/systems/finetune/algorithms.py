@@ -187,8 +187,9 @@ def _exhaustive(instance: Instance, options: SolveOptions) -> SolveResult:
 
 @register(
     "dashf-plus",
-    "DASHF-MILP from two starts, phi polished jointly with resources, then single-user-move "
-    "local search (the project's best method for quality on small instances, N <= 8)",
+    "phi and every resource solved jointly (SLSQP and IPOPT, structured starts) for the "
+    "best seed associations, then a local search over moves and swaps; at most 20 s (the "
+    "project's best method for quality on small instances, N <= 8)",
 )
 def _dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
     return dashf_plus(instance, options)
