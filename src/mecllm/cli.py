@@ -25,7 +25,7 @@ from mecllm.core.experiment import Experiment
 from mecllm.core.fileio import check_output_file, check_output_folder, read_json
 from mecllm.core.options import SolveOptions
 from mecllm.core.processes import Terminated, stop_on_sigterm
-from mecllm.systems.protocol import GenerateRequest, OptionsFor
+from mecllm.systems.protocol import EvaluateRequest, GenerateRequest, OptionsFor
 from mecllm.systems.registry import (
     DEFAULT_KIND,
     SYSTEMS,
@@ -296,12 +296,27 @@ def evaluate_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON instead of tables.", metavar="")
     ] = False,
+    trace: Annotated[
+        Path | None,
+        typer.Option("--trace", help="Replay this request trace (simulated systems)."),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of the drawn request stream.")
+    ] = None,
+    fail: Annotated[
+        list[str] | None,
+        typer.Option("--fail", help="NODE@SECONDS: a node fails then (repeatable)."),
+    ] = None,
 ) -> None:
-    """Recompute every figure of a solution and check its feasibility (exit 1 if infeasible)."""
+    """Recompute every figure of a solution and check its feasibility (exit 1 if infeasible);
+    for a simulated system, run the simulator on the plan."""
 
     def run() -> bool:
+        if seed is not None:
+            _check_seed(seed)
         data = read_json(instance_path, "instance")
-        return system_of(data).evaluate_command(data, solution_path, as_json, out)
+        request = EvaluateRequest(as_json, trace, seed, tuple(fail or ()))
+        return system_of(data).evaluate_command(data, solution_path, request, out)
 
     if not _guard(run):
         raise typer.Exit(1)

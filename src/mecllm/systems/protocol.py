@@ -62,6 +62,30 @@ class GenerateRequest:
         return {k: v for k, v in names.items() if v is not None}
 
 
+@dataclass(frozen=True)
+class EvaluateRequest:
+    """The options of ``mecllm evaluate`` beyond the two files (``None``/empty: not given).
+
+    ``trace``, ``seed`` and ``failures`` (``NODE@SECONDS``) belong to systems whose physics is a
+    simulation of a request stream; the others refuse them by name.
+    """
+
+    as_json: bool = False
+    trace: Path | None = None
+    seed: int | None = None
+    failures: tuple[str, ...] = ()
+
+    def refuse_stream_options(self, kind: str) -> None:
+        """For systems without a request stream: refuse the options that need one."""
+        for option, value in (
+            ("--trace", self.trace),
+            ("--seed", self.seed),
+            ("--fail", self.failures or None),
+        ):
+            if value is not None:
+                raise InvalidInputError(f"{option} does not apply to {kind} instances")
+
+
 #: Options of one solve for a named algorithm (the CLI attaches a progress printer per name).
 OptionsFor = Callable[[str], SolveOptions]
 
@@ -136,7 +160,7 @@ class System(ABC):
 
     @abstractmethod
     def evaluate_command(
-        self, data: object, solution_path: Path, as_json: bool, out: Console
+        self, data: object, solution_path: Path, request: EvaluateRequest, out: Console
     ) -> bool:
         """``mecllm evaluate``: recompute a solution; returns whether it is feasible."""
 

@@ -19,6 +19,7 @@ from mecllm.systems.protocol import System
 SYSTEMS: dict[str, str] = {
     "edge-llm": "mecllm.systems.finetune.system",
     "secure-offsite": "mecllm.systems.secure.system",
+    "edge-inference": "mecllm.systems.inference.system",
 }
 #: The kind of an instance file without a ``kind`` field, and of ``mecllm demo``.
 DEFAULT_KIND = next(iter(SYSTEMS))

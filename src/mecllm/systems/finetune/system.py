@@ -19,7 +19,13 @@ from mecllm.systems.finetune.instance import KIND, Instance
 from mecllm.systems.finetune.physics import Evaluation, evaluate
 from mecllm.systems.finetune.scenario import PRESETS, generate, preset
 from mecllm.systems.finetune.solution import Plan, SolveResult
-from mecllm.systems.protocol import AlgorithmInfo, GenerateRequest, OptionsFor, System
+from mecllm.systems.protocol import (
+    AlgorithmInfo,
+    EvaluateRequest,
+    GenerateRequest,
+    OptionsFor,
+    System,
+)
 
 
 class FinetuneSystem(System):
@@ -89,9 +95,10 @@ class FinetuneSystem(System):
         commands.solve_file(data, algorithm, output, options, err)
 
     def evaluate_command(
-        self, data: object, solution_path: Path, as_json: bool, out: Console
+        self, data: object, solution_path: Path, request: EvaluateRequest, out: Console
     ) -> bool:
-        return commands.evaluate_file(data, solution_path, as_json, out)
+        request.refuse_stream_options(self.kind)
+        return commands.evaluate_file(data, solution_path, request.as_json, out)
 
     def compare_command(
         self,

@@ -12,7 +12,13 @@ from rich.console import Console
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.experiment import Claim, Experiment, Row, Summary, TrialSpec
 from mecllm.core.options import SolveOptions
-from mecllm.systems.protocol import AlgorithmInfo, GenerateRequest, OptionsFor, System
+from mecllm.systems.protocol import (
+    AlgorithmInfo,
+    EvaluateRequest,
+    GenerateRequest,
+    OptionsFor,
+    System,
+)
 from mecllm.systems.secure import commands
 from mecllm.systems.secure import experiments as studies
 from mecllm.systems.secure.algorithms import SECURE_ALGORITHMS, solve_secure
@@ -108,9 +114,10 @@ class SecureSystem(System):
         commands.solve_secure_file(data, algorithm, output, options, err)
 
     def evaluate_command(
-        self, data: object, solution_path: Path, as_json: bool, out: Console
+        self, data: object, solution_path: Path, request: EvaluateRequest, out: Console
     ) -> bool:
-        return commands.evaluate_secure_file(data, solution_path, as_json, out)
+        request.refuse_stream_options(self.kind)
+        return commands.evaluate_secure_file(data, solution_path, request.as_json, out)
 
     def compare_command(
         self,

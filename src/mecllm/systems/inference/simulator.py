@@ -1,0 +1,746 @@
+"""The physics of the edge-inference system: a deterministic discrete-event simulation of a
+placement plan over a request stream (docs/inference.md section 4).
+
+What it models, per request: the upload to its access node, the prompt's hop to the first
+shard, the **prefill** through the chain's shards, then the **decode** loop, one token per turn
+through every shard and back to the first (a ring, as exo and prima.cpp run it), and the
+download of the answer. Per node: **iteration-level batching** (each step serves every request
+ready at the node, up to ``max_batch``) with a **roofline** step time,
+``max(FLOPs / F_v, (weights read + KV cache read) / M_v)``; weights are read once per step
+whatever the batch, which is why batching raises throughput. **KV-cache memory** is reserved
+for ``(I + O)`` tokens on every node of the route when a request is admitted; a request that
+does not fit waits, and is rejected with its reason when it can no longer make its deadline.
+Tier 2 routing and admission happen here: each arrival takes the route with the earliest
+estimated finish (a load-aware estimate), or is rejected at once when no route can meet its
+deadline. **Node failures** at given times move the requests of the failed node to another
+route, where their prompt and the tokens generated so far are prefilled again, or end them
+with a reason. Every request ends on time, late or rejected with a reason; none is lost.
+
+Speed: requests that decode together on the same route move as one *cohort* (they leave a step
+together, so they arrive at the next shard together), so an event is a cohort's step, not a
+token's; a cohort keeps its members' finishing turns in a heap and the sum of their contexts.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mecllm.core.arrays import FloatArray
+from mecllm.core.feasibility import Violation
+from mecllm.systems.inference.instance import InferenceInstance
+from mecllm.systems.inference.requests import Stream
+from mecllm.systems.inference.solution import Placement
+
+#: Bits of one token id on the radio downlink and on the ring back to the first shard.
+TOKEN_ID_BITS = 16.0
+_PENDING, _ON_TIME, _LATE, _REJECTED = 0, 1, 2, 3
+# Event kinds (ordered: at equal times failures first, then step ends, then arrivals).
+_FAIL, _STEP_END, _READY, _ARRIVE = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Node ``node`` stops at ``time_s`` (for good)."""
+
+    node: int
+    time_s: float
+
+
+@dataclass
+class _Stage:
+    server: int
+    node: int
+    blocks: int
+    flops_per_token: float
+    kv_bytes_per_token: float
+    weight_bytes: float
+    hop_latency_s: float  # to the next stage (or back to the first, for the last)
+    hop_s_per_token: float
+
+
+@dataclass
+class _Chain:
+    servers: tuple[int, ...]
+    stages: list[_Stage]
+    reserve_per_token: dict[int, float]  # node -> KV bytes per token of context
+
+
+class _Cohort:
+    """Requests decoding together on one chain, at one stage."""
+
+    __slots__ = ("chain", "clock", "finish", "kv_tokens", "members", "stage")
+
+    def __init__(self, chain: int) -> None:
+        self.chain = chain
+        self.stage = 0
+        self.clock = 0
+        self.members: dict[int, tuple[int, int]] = {}  # rid -> (clock at join, tokens then)
+        self.finish: list[tuple[int, int]] = []
+        self.kv_tokens = 0
+
+
+@dataclass(frozen=True)
+class _Prefill:
+    rid: int
+    epoch: int
+    chain: int
+    stage: int
+    tokens: int
+
+
+@dataclass
+class SimulationReport:
+    """Every figure of one simulated run (seconds, tokens, joules; per-node lists)."""
+
+    requests: int
+    on_time: int
+    late: int
+    rejected: int
+    lost: int
+    rejected_by_reason: dict[str, int]
+    latency_p50_s: float
+    latency_p95_s: float
+    latency_p99_s: float
+    ttft_p50_s: float
+    ttft_p95_s: float
+    tokens_per_s: float
+    node_utilisation: list[float]
+    node_memory_peak_bytes: list[float]
+    energy_j: float
+    span_s: float
+    failovers: int
+    violations: list[Violation] = field(default_factory=list)
+    latency_s: FloatArray | None = field(default=None, repr=False)
+    status: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def on_time_ratio(self) -> float:
+        """On-time completions over all requests (0 when there were none)."""
+        return self.on_time / self.requests if self.requests else 0.0
+
+    @property
+    def feasible(self) -> bool:
+        """True when the plan's weights fit and the run could be simulated."""
+        return not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (non-finite numbers become null)."""
+
+        def num(value: float) -> float | None:
+            return float(value) if math.isfinite(value) else None
+
+        return {
+            "feasible": self.feasible,
+            "requests": self.requests,
+            "on_time_ratio": self.on_time_ratio,
+            "on_time": self.on_time,
+            "late": self.late,
+            "rejected": self.rejected,
+            "lost": self.lost,
+            "rejected_by_reason": self.rejected_by_reason,
+            "p50_latency_s": num(self.latency_p50_s),
+            "p95_latency_s": num(self.latency_p95_s),
+            "p99_latency_s": num(self.latency_p99_s),
+            "p50_ttft_s": num(self.ttft_p50_s),
+            "p95_ttft_s": num(self.ttft_p95_s),
+            "tokens_per_s": self.tokens_per_s,
+            "node_utilisation": self.node_utilisation,
+            "node_memory_peak_bytes": self.node_memory_peak_bytes,
+            "energy_j": self.energy_j,
+            "span_s": self.span_s,
+            "failovers": self.failovers,
+            "violations": [v.to_dict() for v in self.violations],
+        }
+
+
+def check_memory(instance: InferenceInstance, plan: Placement) -> list[Violation]:
+    """Nodes whose shards' weights alone exceed their memory."""
+    weights = np.zeros(instance.n_nodes)
+    for server in plan.servers:
+        weights[server.node] += server.blocks * instance.block_bytes
+    out = []
+    for v in np.flatnonzero(weights > instance.memory_bytes * (1 + 1e-9)):
+        out.append(
+            Violation(
+                "node_memory",
+                int(v),
+                float(weights[v] - instance.memory_bytes[v]),
+                f"node {v} holds {weights[v] / 1e9:.3g} GB of weights but has "
+                f"{instance.memory_bytes[v] / 1e9:.3g} GB of memory",
+            )
+        )
+    return out
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else math.nan
+
+
+class Simulator:
+    """One run of a plan over a stream (see the module docstring)."""
+
+    def __init__(
+        self,
+        instance: InferenceInstance,
+        plan: Placement,
+        stream: Stream,
+        failures: tuple[Failure, ...] = (),
+    ) -> None:
+        self.instance = instance
+        self.plan = plan
+        self.stream = stream
+        self.failures = failures
+        inst = instance
+        v = inst.n_nodes
+        self.flops: list[float] = inst.flops.tolist()
+        self.mem_bw: list[float] = inst.memory_bandwidth_bps.tolist()
+        self.weights = [0.0] * v
+        for server in plan.servers:
+            self.weights[server.node] += server.blocks * inst.block_bytes
+        self.kv_free = [float(inst.memory_bytes[k]) - self.weights[k] for k in range(v)]
+        self.kv_peak = [0.0] * v
+        self.alive = [True] * v
+        self.epoch = [0] * v
+        self.busy = [False] * v
+        self.busy_until = [0.0] * v
+        self.busy_time = [0.0] * v
+        self.ready: list[list[Any]] = [[] for _ in range(v)]
+        self.active = [0] * v  # admitted requests whose route uses the node
+        self.block_flops = 2.0 * inst.params_per_block
+        self.mean_hop_s = float(inst.route_latency_s.mean())
+        #: A typical request's context (prompt + half its output), for load estimates.
+        self.typical_context = sum(
+            t.share * (sum(t.prompt_tokens) / 2 + sum(t.output_tokens) / 4) for t in inst.tasks
+        )
+        self.kvb = inst.kv_bytes_per_token_block
+        self.chains: list[_Chain] = []
+        self.chain_ids: dict[tuple[int, ...], int] = {}
+        for servers in plan.chains:
+            self._chain(tuple(servers))
+        self.planned = list(range(len(self.chains)))
+        self.fractions = list(plan.fractions)
+        # Per-request state.
+        r = len(stream)
+        self.arrival: list[float] = stream.arrival_s.tolist()
+        self.user: list[int] = stream.user.tolist()
+        self.prompt: list[int] = stream.prompt_tokens.tolist()
+        self.output: list[int] = stream.output_tokens.tolist()
+        self.deadline: list[float] = stream.deadline_s.tolist()
+        self.uplink: list[float] = inst.uplink_bps.tolist()
+        self.downlink: list[float] = inst.downlink_bps.tolist()
+        self.radio: list[float] = inst.radio_power_w.tolist()
+        self.access: list[int] = inst.access_node.tolist()
+        bits = [t.input_bits_per_token for t in inst.tasks]
+        self.input_bits = [
+            bits[k] * i for k, i in zip(stream.task.tolist(), self.prompt, strict=True)
+        ]
+        self.status = [_PENDING] * r
+        self.reason: list[str] = [""] * r
+        self.route = [-1] * r
+        self.generated = [0] * r
+        self.req_epoch = [0] * r
+        self.cohort_of: list[_Cohort | None] = [None] * r
+        self.first_token = [math.nan] * r
+        self.done = [math.nan] * r
+        self.waiting: deque[int] = deque()
+        self.heap: list[tuple[float, int, int, Any]] = []
+        self.seq = 0
+        self.failovers = 0
+        self.radio_energy = 0.0
+
+    # ------------------------------------------------------------------ chains
+    def _chain(self, servers: tuple[int, ...]) -> int:
+        """The id of the chain through ``servers`` (built once)."""
+        known = self.chain_ids.get(servers)
+        if known is not None:
+            return known
+        inst = self.instance
+        stages = []
+        reserve: dict[int, float] = {}
+        nodes = [self.plan.servers[k].node for k in servers]
+        for j, k in enumerate(servers):
+            server = self.plan.servers[k]
+            nxt = nodes[(j + 1) % len(nodes)]
+            bps = float(inst.route_bps[server.node, nxt]) if nxt != server.node else math.inf
+            last = j == len(servers) - 1
+            per_token_bits = TOKEN_ID_BITS if last else inst.activation_bits_per_token
+            flops = self.block_flops * server.blocks + (2.0 * inst.head_params if last else 0.0)
+            stages.append(
+                _Stage(
+                    server=k,
+                    node=server.node,
+                    blocks=server.blocks,
+                    flops_per_token=flops,
+                    kv_bytes_per_token=server.blocks * self.kvb,
+                    weight_bytes=server.blocks * inst.block_bytes,
+                    hop_latency_s=(
+                        float(inst.route_latency_s[server.node, nxt]) if nxt != server.node else 0.0
+                    ),
+                    hop_s_per_token=per_token_bits / bps,
+                )
+            )
+            reserve[server.node] = reserve.get(server.node, 0.0) + server.blocks * self.kvb
+        self.chains.append(_Chain(servers, stages, reserve))
+        self.chain_ids[servers] = len(self.chains) - 1
+        return len(self.chains) - 1
+
+    def _hop(self, stage: _Stage, tokens: int) -> float:
+        return stage.hop_latency_s + tokens * stage.hop_s_per_token
+
+    # ------------------------------------------------------------------ events
+    def _push(self, time: float, kind: int, payload: Any, now: float | None = None) -> None:
+        if kind == _READY and now is not None and time <= now:
+            node, item = payload  # no hop: straight into the node's queue
+            self._ready(node, item, now)
+            return
+        self.seq += 1
+        heapq.heappush(self.heap, (time, kind, self.seq, payload))
+
+    def run(self) -> SimulationReport:
+        """Simulate every request to its end and report."""
+        violations = check_memory(self.instance, self.plan)
+        if violations:
+            return self._report(violations)
+        for rid, time in enumerate(self.arrival):
+            upload = self.input_bits[rid] / self.uplink[self.user[rid]]
+            self.radio_energy += upload * self.radio[self.user[rid]]
+            self._push(time + upload, _ARRIVE, rid)
+        for failure in self.failures:
+            self._push(failure.time_s, _FAIL, failure.node)
+        while self.heap:
+            now, kind, _, payload = heapq.heappop(self.heap)
+            if kind == _ARRIVE:
+                self._arrive(payload, now)
+            elif kind == _READY:
+                node, item = payload
+                self._ready(node, item, now)
+            elif kind == _STEP_END:
+                node, epoch, batch = payload
+                if epoch == self.epoch[node]:
+                    self._step_end(node, batch, now)
+            else:
+                self._fail(payload, now)
+        end = max([t for t in self.done if not math.isnan(t)], default=0.0)
+        while self.waiting:  # nothing will ever free room for them
+            rid = self.waiting.popleft()
+            self._reject(rid, "no memory on any alive route before the end of the run", end)
+        return self._report([])
+
+    # ------------------------------------------------------------------ admission (tier 2)
+    def _load_step(self, stage: _Stage, extra: int) -> float:
+        """A decode step's time at a stage's node with one more request than now."""
+        node = stage.node
+        n = self.active[node] + extra
+        flops = n * stage.flops_per_token / self.flops[node]
+        memory = (
+            self.weights[node] + n * self.typical_context * stage.kv_bytes_per_token
+        ) / self.mem_bw[node]
+        return float(max(flops, memory))
+
+    def _estimate(self, chain: _Chain, rid: int, now: float) -> float:
+        """Estimated seconds from ``now`` until request ``rid`` is answered on ``chain``."""
+        tokens = self.prompt[rid] + self.generated[rid]
+        prefill = 0.0
+        period = 0.0
+        for stage in chain.stages:
+            node = stage.node
+            wait = max(0.0, self.busy_until[node] - now)
+            prefill += wait + max(
+                tokens * stage.flops_per_token / self.flops[node],
+                stage.weight_bytes / self.mem_bw[node],
+            )
+            prefill += self._hop(stage, tokens)
+            period += self._load_step(stage, 1) + self._hop(stage, 1)
+        left = self.output[rid] - max(self.generated[rid], 1)
+        download = self.output[rid] * TOKEN_ID_BITS / self.downlink[self.user[rid]]
+        return float(prefill + left * period + download)
+
+    def _fits(self, chain: _Chain, rid: int) -> bool:
+        context = self.prompt[rid] + self.output[rid]
+        return all(
+            self.alive[node] and self.kv_free[node] >= context * per_token
+            for node, per_token in chain.reserve_per_token.items()
+        )
+
+    def _candidates(self) -> list[int]:
+        """The chains a request may take: the plan's, or a shortest path over all servers."""
+        if self.plan.routing == "chains":
+            return [
+                c
+                for c in self.planned
+                if all(self.alive[stage.node] for stage in self.chains[c].stages)
+            ]
+        path = self._shortest_path()
+        return [] if path is None else [self._chain(path)]
+
+    def _shortest_path(self) -> tuple[int, ...] | None:
+        """Dijkstra over block positions: a server is an edge start -> end costing its node's
+        current decode step time plus a hop latency."""
+        blocks = self.instance.blocks
+        best = [math.inf] * (blocks + 1)
+        via: list[tuple[int, int] | None] = [None] * (blocks + 1)
+        best[0] = 0.0
+        queue = [(0.0, 0)]
+        while queue:
+            cost, position = heapq.heappop(queue)
+            if cost > best[position] or position == blocks:
+                continue
+            for k, server in enumerate(self.plan.servers):
+                if server.start != position or not self.alive[server.node]:
+                    continue
+                n = self.active[server.node] + 1
+                step = max(
+                    n * self.block_flops * server.blocks / self.flops[server.node],
+                    self.weights[server.node] / self.mem_bw[server.node],
+                )
+                total = cost + step + self.mean_hop_s
+                if total < best[server.end]:
+                    best[server.end] = total
+                    via[server.end] = (position, k)
+                    heapq.heappush(queue, (total, server.end))
+        if not math.isfinite(best[blocks]):
+            return None
+        path = []
+        position = blocks
+        while position > 0:
+            link = via[position]
+            assert link is not None
+            position, k = link
+            path.append(k)
+        return tuple(reversed(path))
+
+    def _admit(self, rid: int, now: float, failover: bool = False) -> str:
+        """Route and admit ``rid``: "admitted", "rejected" (with its reason) or "no room"
+        (every alive route lacks KV memory now; the caller queues it)."""
+        candidates = self._candidates()
+        if not candidates:
+            why = (
+                "a node failed and no replica route is alive"
+                if failover
+                else ("no alive route through every shard")
+            )
+            self._reject(rid, why, now)
+            return "rejected"
+        fitting = [c for c in candidates if self._fits(self.chains[c], rid)]
+        if not fitting:
+            if failover:
+                self._reject(rid, "a node failed and no replica route had room", now)
+                return "rejected"
+            return "no room"
+        estimate, chain = min((self._estimate(self.chains[c], rid, now), c) for c in fitting)
+        if not failover and estimate > self.arrival[rid] + self.deadline[rid] - now:
+            self._reject(rid, "deadline unreachable at admission", now)
+            return "rejected"
+        self._reserve(rid, chain)
+        self.route[rid] = chain
+        tokens = self.prompt[rid] + self.generated[rid]
+        first = self.chains[chain].stages[0]
+        access = self.access[self.user[rid]]
+        hop = 0.0
+        if access != first.node:
+            hop = float(self.instance.route_latency_s[access, first.node]) + (
+                self.input_bits[rid] / float(self.instance.route_bps[access, first.node])
+            )
+        item = _Prefill(rid, self.req_epoch[rid], chain, 0, tokens)
+        self._push(now + hop, _READY, (first.node, item))
+        return "admitted"
+
+    def _arrive(self, rid: int, now: float) -> None:
+        """A new request: admitted, rejected, or queued behind those already waiting."""
+        if self.waiting:
+            self.waiting.append(rid)  # first come, first served
+            return
+        if self._admit(rid, now) == "no room":
+            self.waiting.append(rid)
+
+    def _reserve(self, rid: int, chain: int) -> None:
+        context = self.prompt[rid] + self.output[rid]
+        for node, per_token in self.chains[chain].reserve_per_token.items():
+            self.kv_free[node] -= context * per_token
+            self.active[node] += 1
+            used = float(self.instance.memory_bytes[node]) - self.kv_free[node]
+            self.kv_peak[node] = max(self.kv_peak[node], used)
+
+    def _release(self, rid: int) -> None:
+        chain = self.route[rid]
+        if chain < 0:
+            return
+        context = self.prompt[rid] + self.output[rid]
+        for node, per_token in self.chains[chain].reserve_per_token.items():
+            self.kv_free[node] += context * per_token
+            self.active[node] -= 1
+        self.route[rid] = -1
+
+    def _retry_waiting(self, now: float) -> None:
+        """Admit waiting requests from the head of the queue while they fit; a request that
+        can no longer make its deadline is rejected with that reason."""
+        while self.waiting:
+            rid = self.waiting[0]
+            if now >= self.arrival[rid] + self.deadline[rid]:
+                self.waiting.popleft()
+                self._reject(rid, "waited for memory past its deadline", now)
+                continue
+            if self._admit(rid, now) == "no room":
+                return
+            self.waiting.popleft()
+
+    def _reject(self, rid: int, reason: str, now: float) -> None:
+        self.status[rid] = _REJECTED
+        self.reason[rid] = reason
+        self.done[rid] = now
+        self.req_epoch[rid] += 1
+
+    # ------------------------------------------------------------------ node steps
+    def _ready(self, node: int, item: Any, now: float) -> None:
+        if isinstance(item, _Prefill):
+            if item.epoch != self.req_epoch[item.rid]:
+                return  # the request moved (failover) or ended
+        elif not item.members:
+            return
+        if not self.alive[node]:
+            self._fail_item(item, node, now)
+            return
+        self.ready[node].append(item)
+        if not self.busy[node]:
+            self._start_step(node, now)
+
+    def _start_step(self, node: int, now: float) -> None:
+        queue = self.ready[node]
+        batch: list[Any] = []
+        count = 0
+        limit = self.instance.max_batch
+        rest: list[Any] = []
+        for item in queue:
+            size = 1 if isinstance(item, _Prefill) else len(item.members)
+            if isinstance(item, _Prefill) and item.epoch != self.req_epoch[item.rid]:
+                continue
+            if size == 0:
+                continue
+            if batch and count + size > limit:
+                rest.append(item)
+                continue
+            batch.append(item)
+            count += size
+        self.ready[node] = rest
+        if not batch:
+            return
+        batch = self._merge(batch)
+        flops = 0.0
+        memory = 0.0
+        servers: set[int] = set()
+        for item in batch:
+            stage = self.chains[item.chain].stages[item.stage]
+            servers.add(stage.server)
+            if isinstance(item, _Prefill):
+                flops += item.tokens * stage.flops_per_token
+                memory += item.tokens * stage.kv_bytes_per_token
+            else:
+                flops += len(item.members) * stage.flops_per_token
+                memory += item.kv_tokens * stage.kv_bytes_per_token
+        for k in servers:
+            memory += self.plan.servers[k].blocks * self.instance.block_bytes
+        seconds = max(flops / self.flops[node], memory / self.mem_bw[node])
+        self.busy[node] = True
+        self.busy_until[node] = now + seconds
+        self.busy_time[node] += seconds
+        self._push(now + seconds, _STEP_END, (node, self.epoch[node], batch))
+
+    def _merge(self, batch: list[Any]) -> list[Any]:
+        """Cohorts of one chain at one stage become one (they move together from now on)."""
+        merged: dict[tuple[int, int], _Cohort] = {}
+        out: list[Any] = []
+        for item in batch:
+            if isinstance(item, _Prefill):
+                out.append(item)
+                continue
+            key = (item.chain, item.stage)
+            host = merged.get(key)
+            if host is None:
+                merged[key] = item
+                out.append(item)
+                continue
+            for rid, (joined, tokens) in item.members.items():
+                now_tokens = tokens + item.clock - joined
+                host.members[rid] = (host.clock, now_tokens)
+                heapq.heappush(host.finish, (host.clock + self.output[rid] - now_tokens, rid))
+                self.cohort_of[rid] = host
+            host.kv_tokens += item.kv_tokens
+            item.members = {}
+        return out
+
+    def _step_end(self, node: int, batch: list[Any], now: float) -> None:
+        # Items whose next step is on this same node join its queue before the next step
+        # starts (a one-node ring decodes its batch step after step); the node is marked idle
+        # only after that, so they are batched together.
+        for item in batch:
+            if isinstance(item, _Prefill):
+                self._prefill_done(item, now)
+            else:
+                self._decode_done(item, now)
+        self.busy[node] = False
+        self._start_step(node, now)
+
+    def _prefill_done(self, item: _Prefill, now: float) -> None:
+        if item.epoch != self.req_epoch[item.rid]:
+            return
+        chain = self.chains[item.chain]
+        stage = chain.stages[item.stage]
+        if item.stage + 1 < len(chain.stages):
+            nxt = _Prefill(item.rid, item.epoch, item.chain, item.stage + 1, item.tokens)
+            node = chain.stages[item.stage + 1].node
+            self._push(now + self._hop(stage, item.tokens), _READY, (node, nxt), now)
+            return
+        rid = item.rid
+        if self.generated[rid] == 0:
+            self.generated[rid] = 1
+            self.first_token[rid] = now + TOKEN_ID_BITS / self.downlink[self.user[rid]]
+        if self.generated[rid] >= self.output[rid]:
+            self._complete(rid, now)
+            return
+        cohort = _Cohort(item.chain)
+        cohort.members[rid] = (0, self.generated[rid])
+        cohort.finish.append((self.output[rid] - self.generated[rid], rid))
+        cohort.kv_tokens = self.prompt[rid] + self.generated[rid]
+        self.cohort_of[rid] = cohort
+        self._push(now + self._hop(stage, 1), _READY, (chain.stages[0].node, cohort), now)
+
+    def _decode_done(self, cohort: _Cohort, now: float) -> None:
+        if not cohort.members:
+            return
+        chain = self.chains[cohort.chain]
+        stage = chain.stages[cohort.stage]
+        if cohort.stage + 1 < len(chain.stages):
+            cohort.stage += 1
+            hop = self._hop(stage, len(cohort.members))
+            self._push(now + hop, _READY, (chain.stages[cohort.stage].node, cohort), now)
+            return
+        cohort.clock += 1
+        cohort.kv_tokens += len(cohort.members)
+        while cohort.finish and cohort.finish[0][0] <= cohort.clock:
+            _, rid = heapq.heappop(cohort.finish)
+            entry = cohort.members.pop(rid, None)
+            if entry is None:
+                continue  # it left the cohort (failover)
+            joined, tokens = entry
+            self.generated[rid] = tokens + cohort.clock - joined
+            cohort.kv_tokens -= self.prompt[rid] + self.generated[rid]
+            self.cohort_of[rid] = None
+            self._complete(rid, now)
+        if cohort.members:
+            cohort.stage = 0
+            self._push(now + self._hop(stage, 1), _READY, (chain.stages[0].node, cohort), now)
+
+    def _complete(self, rid: int, now: float) -> None:
+        done = now + self.output[rid] * TOKEN_ID_BITS / self.downlink[self.user[rid]]
+        self.done[rid] = done
+        on_time = done - self.arrival[rid] <= self.deadline[rid]
+        self.status[rid] = _ON_TIME if on_time else _LATE
+        self.req_epoch[rid] += 1
+        self._release(rid)
+        if self.waiting:
+            self._retry_waiting(now)
+
+    # ------------------------------------------------------------------ failures
+    def _fail(self, node: int, now: float) -> None:
+        if not self.alive[node]:
+            return
+        self.alive[node] = False
+        self.epoch[node] += 1
+        self.busy[node] = False
+        self.ready[node] = []
+        affected = [
+            rid
+            for rid, chain in enumerate(self.route)
+            if chain >= 0 and node in self.chains[chain].reserve_per_token
+        ]
+        for rid in affected:
+            self._move(rid, now)
+
+    def _fail_item(self, item: Any, node: int, now: float) -> None:
+        """An item reached a node that has failed: move its requests."""
+        if isinstance(item, _Prefill):
+            if item.epoch == self.req_epoch[item.rid]:
+                self._move(item.rid, now)
+        else:
+            for rid in list(item.members):
+                self._move(rid, now)
+
+    def _move(self, rid: int, now: float) -> None:
+        """Take ``rid`` off its route and admit it elsewhere (re-prefilling its context)."""
+        if self.status[rid] != _PENDING:
+            return
+        cohort = self.cohort_of[rid]
+        if cohort is not None:
+            entry = cohort.members.pop(rid, None)
+            if entry is not None:
+                joined, tokens = entry
+                self.generated[rid] = tokens + cohort.clock - joined
+                cohort.kv_tokens -= self.prompt[rid] + self.generated[rid]
+            self.cohort_of[rid] = None
+        self.req_epoch[rid] += 1
+        self._release(rid)
+        self.failovers += 1
+        self._admit(rid, now, failover=True)
+
+    # ------------------------------------------------------------------ report
+    def _report(self, violations: list[Violation]) -> SimulationReport:
+        r = len(self.arrival)
+        status = self.status
+        reasons: dict[str, int] = {}
+        for rid in range(r):
+            if status[rid] == _REJECTED:
+                reasons[self.reason[rid]] = reasons.get(self.reason[rid], 0) + 1
+        finished = [rid for rid in range(r) if status[rid] in (_ON_TIME, _LATE)]
+        latency = [self.done[rid] - self.arrival[rid] for rid in finished]
+        ttft = [
+            self.first_token[rid] - self.arrival[rid]
+            for rid in finished
+            if not math.isnan(self.first_token[rid])
+        ]
+        start = min(self.arrival, default=0.0)
+        end = max([t for t in self.done if not math.isnan(t)], default=start)
+        span = max(end - start, 1e-9)
+        tokens = sum(self.output[rid] for rid in finished)
+        power = self.instance.power_w.tolist()
+        names = {_PENDING: "lost", _ON_TIME: "on_time", _LATE: "late", _REJECTED: "rejected"}
+        return SimulationReport(
+            requests=r,
+            on_time=sum(1 for s in status if s == _ON_TIME),
+            late=sum(1 for s in status if s == _LATE),
+            rejected=sum(1 for s in status if s == _REJECTED),
+            lost=sum(1 for s in status if s == _PENDING) if not violations else 0,
+            rejected_by_reason=reasons,
+            latency_p50_s=_percentile(latency, 50),
+            latency_p95_s=_percentile(latency, 95),
+            latency_p99_s=_percentile(latency, 99),
+            ttft_p50_s=_percentile(ttft, 50),
+            ttft_p95_s=_percentile(ttft, 95),
+            tokens_per_s=tokens / span if finished else 0.0,
+            node_utilisation=[b / span for b in self.busy_time],
+            node_memory_peak_bytes=[
+                max(self.kv_peak[k], self.weights[k]) for k in range(self.instance.n_nodes)
+            ],
+            energy_j=sum(p * b for p, b in zip(power, self.busy_time, strict=True))
+            + self.radio_energy,
+            span_s=span,
+            failovers=self.failovers,
+            violations=violations,
+            latency_s=np.array(latency),
+            status=[names[s] for s in status],
+        )
+
+
+def simulate(
+    instance: InferenceInstance,
+    plan: Placement,
+    stream: Stream,
+    failures: tuple[Failure, ...] = (),
+) -> SimulationReport:
+    """Simulate ``plan`` over ``stream`` (with ``failures``) and report."""
+    return Simulator(instance, plan, stream, failures).run()
