@@ -410,7 +410,9 @@ def _rest(task: TaskType) -> tuple[Any, ...]:
 
 def _reachable(links: FloatArray, v: int) -> None:
     """Every node reaches every other through the backhaul."""
-    if v == 1:
+    present = links > 0
+    np.fill_diagonal(present, True)
+    if v == 1 or present.all():  # a full mesh
         return
     hops = shortest_path((links > 0).astype(float), unweighted=True)
     if not np.all(np.isfinite(hops)):

@@ -40,8 +40,10 @@ from mecllm.systems.inference.solution import Placement
 #: Bits of one token id on the radio downlink and on the ring back to the first shard.
 TOKEN_ID_BITS = 16.0
 _PENDING, _ON_TIME, _LATE, _REJECTED = 0, 1, 2, 3
-# Event kinds (ordered: at equal times failures first, then step ends, then arrivals).
-_FAIL, _STEP_END, _READY, _ARRIVE = 0, 1, 2, 3
+# Event kinds, in the order they run at equal times: failures, step ends, arrivals, items
+# reaching a node, and last a node starting its next step (so that everything ready at one
+# instant is batched together).
+_FAIL, _STEP_END, _ARRIVE, _READY, _KICK = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,7 @@ class Simulator:
         self.alive = [True] * v
         self.epoch = [0] * v
         self.busy = [False] * v
+        self.kicked = [False] * v
         self.busy_until = [0.0] * v
         self.busy_time = [0.0] * v
         self.ready: list[list[Any]] = [[] for _ in range(v)]
@@ -324,6 +327,10 @@ class Simulator:
                 node, epoch, batch = payload
                 if epoch == self.epoch[node]:
                     self._step_end(node, batch, now)
+            elif kind == _KICK:
+                self.kicked[payload] = False
+                if not self.busy[payload] and self.alive[payload]:
+                    self._start_step(payload, now)
             else:
                 self._fail(payload, now)
         end = max([t for t in self.done if not math.isnan(t)], default=0.0)
@@ -415,7 +422,7 @@ class Simulator:
             path.append(k)
         return tuple(reversed(path))
 
-    def _admit(self, rid: int, now: float, failover: bool = False) -> str:
+    def _admit(self, rid: int, now: float, failover: bool = False, waited: bool = False) -> str:
         """Route and admit ``rid``: "admitted", "rejected" (with its reason) or "no room"
         (every alive route lacks KV memory now; the caller queues it)."""
         candidates = self._candidates()
@@ -435,7 +442,12 @@ class Simulator:
             return "no room"
         estimate, chain = min((self._estimate(self.chains[c], rid, now), c) for c in fitting)
         if not failover and estimate > self.arrival[rid] + self.deadline[rid] - now:
-            self._reject(rid, "deadline unreachable at admission", now)
+            why = (
+                "waited for memory past its deadline"
+                if waited
+                else ("deadline unreachable at admission")
+            )
+            self._reject(rid, why, now)
             return "rejected"
         self._reserve(rid, chain)
         self.route[rid] = chain
@@ -486,7 +498,7 @@ class Simulator:
                 self.waiting.popleft()
                 self._reject(rid, "waited for memory past its deadline", now)
                 continue
-            if self._admit(rid, now) == "no room":
+            if self._admit(rid, now, waited=True) == "no room":
                 return
             self.waiting.popleft()
 
@@ -507,8 +519,13 @@ class Simulator:
             self._fail_item(item, node, now)
             return
         self.ready[node].append(item)
-        if not self.busy[node]:
-            self._start_step(node, now)
+        self._kick(node, now)
+
+    def _kick(self, node: int, now: float) -> None:
+        """Start the node's next step once everything ready at this instant has arrived."""
+        if not self.busy[node] and not self.kicked[node]:
+            self.kicked[node] = True
+            self._push(now, _KICK, node)
 
     def _start_step(self, node: int, now: float) -> None:
         queue = self.ready[node]
@@ -584,7 +601,7 @@ class Simulator:
             else:
                 self._decode_done(item, now)
         self.busy[node] = False
-        self._start_step(node, now)
+        self._kick(node, now)
 
     def _prefill_done(self, item: _Prefill, now: float) -> None:
         if item.epoch != self.req_epoch[item.rid]:
