@@ -40,10 +40,10 @@ from mecllm.systems.inference.solution import Placement
 #: Bits of one token id on the radio downlink and on the ring back to the first shard.
 TOKEN_ID_BITS = 16.0
 _PENDING, _ON_TIME, _LATE, _REJECTED = 0, 1, 2, 3
-# Event kinds, in the order they run at equal times: failures, step ends, arrivals, items
-# reaching a node, and last a node starting its next step (so that everything ready at one
-# instant is batched together).
-_FAIL, _STEP_END, _ARRIVE, _READY, _KICK = 0, 1, 2, 3, 4
+# Event kinds, in the order they run at equal times: failures, step ends, arrivals and items
+# reaching a node. An idle node that has work starts its next step only once every event of
+# the instant has run, so that everything ready at one instant is batched together.
+_FAIL, _STEP_END, _ARRIVE, _READY = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class _Cohort:
         self.kv_tokens = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Prefill:
     rid: int
     epoch: int
@@ -205,12 +205,14 @@ class Simulator:
         self.weights = [0.0] * v
         for server in plan.servers:
             self.weights[server.node] += server.blocks * inst.block_bytes
+        self.server_weight_bytes = [server.blocks * inst.block_bytes for server in plan.servers]
         self.kv_free = [float(inst.memory_bytes[k]) - self.weights[k] for k in range(v)]
         self.kv_peak = [0.0] * v
         self.alive = [True] * v
         self.epoch = [0] * v
         self.busy = [False] * v
         self.kicked = [False] * v
+        self.pending: list[int] = []  # nodes to start a step once this instant is over
         self.busy_until = [0.0] * v
         self.busy_time = [0.0] * v
         self.ready: list[list[Any]] = [[] for _ in range(v)]
@@ -316,23 +318,83 @@ class Simulator:
             self._push(time + upload, _ARRIVE, rid)
         for failure in self.failures:
             self._push(failure.time_s, _FAIL, failure.node)
-        while self.heap:
-            now, kind, _, payload = heapq.heappop(self.heap)
-            if kind == _ARRIVE:
-                self._arrive(payload, now)
+        # The loop is written out (locals, the decode path inlined) because it runs once per
+        # node step: about 18 times per request on the default scenario.
+        heap = self.heap
+        pop = heapq.heappop
+        push = heapq.heappush
+        pending = self.pending
+        epochs = self.epoch
+        busy = self.busy
+        kicked = self.kicked
+        ready = self.ready
+        alive = self.alive
+        chains = self.chains
+        start_step = self._start_step
+        while heap:
+            now, kind, _, payload = pop(heap)
+            if kind == _STEP_END:
+                node, epoch, batch = payload
+                if epoch == epochs[node]:
+                    # Items whose next step is on this same node join its queue before the
+                    # node is marked idle, so that they are batched together.
+                    for item in batch:
+                        if type(item) is _Prefill:
+                            self._prefill_done(item, now)
+                            continue
+                        members = item.members
+                        if not members:
+                            continue
+                        stages = chains[item.chain].stages
+                        stage = stages[item.stage]
+                        if item.stage + 1 < len(stages):
+                            item.stage += 1
+                            hop = stage.hop_latency_s + len(members) * stage.hop_s_per_token
+                            target = stages[item.stage].node
+                        else:
+                            item.clock += 1
+                            item.kv_tokens += len(members)
+                            if item.finish[0][0] <= item.clock:
+                                self._finish_due(item, now)
+                                if not members:
+                                    continue
+                            item.stage = 0
+                            hop = stage.hop_latency_s + stage.hop_s_per_token
+                            target = stages[0].node
+                        if hop > 0.0:
+                            self.seq += 1
+                            push(heap, (now + hop, _READY, self.seq, (target, item)))
+                        elif alive[target]:
+                            ready[target].append(item)
+                            if not busy[target] and not kicked[target]:
+                                kicked[target] = True
+                                pending.append(target)
+                        else:
+                            self._fail_item(item, target, now)
+                    busy[node] = False
+                    if ready[node] and not kicked[node]:
+                        kicked[node] = True
+                        pending.append(node)
             elif kind == _READY:
                 node, item = payload
-                self._ready(node, item, now)
-            elif kind == _STEP_END:
-                node, epoch, batch = payload
-                if epoch == self.epoch[node]:
-                    self._step_end(node, batch, now)
-            elif kind == _KICK:
-                self.kicked[payload] = False
-                if not self.busy[payload] and self.alive[payload]:
-                    self._start_step(payload, now)
+                if type(item) is _Cohort and item.members and alive[node]:
+                    ready[node].append(item)
+                    if not busy[node] and not kicked[node]:
+                        kicked[node] = True
+                        pending.append(node)
+                else:
+                    self._ready(node, item, now)
+            elif kind == _ARRIVE:
+                self._arrive(payload, now)
             else:
                 self._fail(payload, now)
+            if pending and (not heap or heap[0][0] > now):
+                # Nothing else happens at this instant: the kicked nodes start their steps.
+                for node in pending:
+                    kicked[node] = False
+                    if not busy[node] and alive[node]:
+                        start_step(node, now)
+                pending.clear()
         end = max([t for t in self.done if not math.isnan(t)], default=0.0)
         while self.waiting:  # nothing will ever free room for them
             rid = self.waiting.popleft()
@@ -519,26 +581,56 @@ class Simulator:
             self._fail_item(item, node, now)
             return
         self.ready[node].append(item)
-        self._kick(node, now)
+        self._kick(node)
 
-    def _kick(self, node: int, now: float) -> None:
-        """Start the node's next step once everything ready at this instant has arrived."""
-        if not self.busy[node] and not self.kicked[node]:
+    def _kick(self, node: int) -> None:
+        """Start the node's next step once everything ready at this instant has arrived (the
+        run loop starts it when the next event is later than now)."""
+        if not self.busy[node] and not self.kicked[node] and self.ready[node]:
             self.kicked[node] = True
-            self._push(now, _KICK, node)
+            self.pending.append(node)
 
     def _start_step(self, node: int, now: float) -> None:
         queue = self.ready[node]
+        if len(queue) == 1 and type(queue[0]) is _Cohort:
+            # The common case: one cohort decoding alone at the node.
+            item = queue[0]
+            count = len(item.members)
+            if 0 < count <= self.instance.max_batch:
+                self.ready[node] = []
+                stage = self.chains[item.chain].stages[item.stage]
+                seconds = max(
+                    count * stage.flops_per_token / self.flops[node],
+                    (
+                        self.server_weight_bytes[stage.server]
+                        + item.kv_tokens * stage.kv_bytes_per_token
+                    )
+                    / self.mem_bw[node],
+                )
+                self.busy[node] = True
+                self.busy_until[node] = now + seconds
+                self.busy_time[node] += seconds
+                self.seq += 1
+                heapq.heappush(
+                    self.heap, (now + seconds, _STEP_END, self.seq, (node, self.epoch[node], queue))
+                )
+                return
         batch: list[Any] = []
+        cohorts = 0
         count = 0
         limit = self.instance.max_batch
         rest: list[Any] = []
+        req_epoch = self.req_epoch
         for item in queue:
-            size = 1 if isinstance(item, _Prefill) else len(item.members)
-            if isinstance(item, _Prefill) and item.epoch != self.req_epoch[item.rid]:
-                continue
-            if size == 0:
-                continue
+            if type(item) is _Prefill:
+                if item.epoch != req_epoch[item.rid]:
+                    continue
+                size = 1
+            else:
+                size = len(item.members)
+                if size == 0:
+                    continue
+                cohorts += 1
             if batch and count + size > limit:
                 rest.append(item)
                 continue
@@ -547,61 +639,65 @@ class Simulator:
         self.ready[node] = rest
         if not batch:
             return
-        batch = self._merge(batch)
+        if cohorts > 1:
+            batch = self._merge(batch)
         flops = 0.0
         memory = 0.0
-        servers: set[int] = set()
+        chains = self.chains
+        first = chains[batch[0].chain].stages[batch[0].stage].server
+        servers: set[int] | None = None
         for item in batch:
-            stage = self.chains[item.chain].stages[item.stage]
-            servers.add(stage.server)
-            if isinstance(item, _Prefill):
+            stage = chains[item.chain].stages[item.stage]
+            if stage.server != first:
+                if servers is None:
+                    servers = {first}
+                servers.add(stage.server)
+            if type(item) is _Prefill:
                 flops += item.tokens * stage.flops_per_token
                 memory += item.tokens * stage.kv_bytes_per_token
             else:
                 flops += len(item.members) * stage.flops_per_token
                 memory += item.kv_tokens * stage.kv_bytes_per_token
-        for k in servers:
-            memory += self.plan.servers[k].blocks * self.instance.block_bytes
+        for k in servers if servers is not None else (first,):
+            memory += self.server_weight_bytes[k]
         seconds = max(flops / self.flops[node], memory / self.mem_bw[node])
         self.busy[node] = True
         self.busy_until[node] = now + seconds
         self.busy_time[node] += seconds
-        self._push(now + seconds, _STEP_END, (node, self.epoch[node], batch))
+        self.seq += 1
+        heapq.heappush(
+            self.heap, (now + seconds, _STEP_END, self.seq, (node, self.epoch[node], batch))
+        )
 
     def _merge(self, batch: list[Any]) -> list[Any]:
-        """Cohorts of one chain at one stage become one (they move together from now on)."""
-        merged: dict[tuple[int, int], _Cohort] = {}
+        """Cohorts of one chain at one stage become one (they move together from now on); the
+        largest hosts the others, so a merge costs the size of the smaller ones."""
+        groups: dict[tuple[int, int], list[_Cohort]] = {}
         out: list[Any] = []
         for item in batch:
-            if isinstance(item, _Prefill):
+            if type(item) is _Prefill:
                 out.append(item)
                 continue
             key = (item.chain, item.stage)
-            host = merged.get(key)
-            if host is None:
-                merged[key] = item
-                out.append(item)
-                continue
-            for rid, (joined, tokens) in item.members.items():
-                now_tokens = tokens + item.clock - joined
-                host.members[rid] = (host.clock, now_tokens)
-                heapq.heappush(host.finish, (host.clock + self.output[rid] - now_tokens, rid))
-                self.cohort_of[rid] = host
-            host.kv_tokens += item.kv_tokens
-            item.members = {}
-        return out
-
-    def _step_end(self, node: int, batch: list[Any], now: float) -> None:
-        # Items whose next step is on this same node join its queue before the next step
-        # starts (a one-node ring decodes its batch step after step); the node is marked idle
-        # only after that, so they are batched together.
-        for item in batch:
-            if isinstance(item, _Prefill):
-                self._prefill_done(item, now)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [item]
             else:
-                self._decode_done(item, now)
-        self.busy[node] = False
-        self._kick(node, now)
+                group.append(item)
+        for group in groups.values():
+            host = max(group, key=lambda cohort: len(cohort.members))
+            out.append(host)
+            for item in group:
+                if item is host:
+                    continue
+                for rid, (joined, tokens) in item.members.items():
+                    now_tokens = tokens + item.clock - joined
+                    host.members[rid] = (host.clock, now_tokens)
+                    heapq.heappush(host.finish, (host.clock + self.output[rid] - now_tokens, rid))
+                    self.cohort_of[rid] = host
+                host.kv_tokens += item.kv_tokens
+                item.members = {}
+        return out
 
     def _prefill_done(self, item: _Prefill, now: float) -> None:
         if item.epoch != self.req_epoch[item.rid]:
@@ -627,18 +723,8 @@ class Simulator:
         self.cohort_of[rid] = cohort
         self._push(now + self._hop(stage, 1), _READY, (chain.stages[0].node, cohort), now)
 
-    def _decode_done(self, cohort: _Cohort, now: float) -> None:
-        if not cohort.members:
-            return
-        chain = self.chains[cohort.chain]
-        stage = chain.stages[cohort.stage]
-        if cohort.stage + 1 < len(chain.stages):
-            cohort.stage += 1
-            hop = self._hop(stage, len(cohort.members))
-            self._push(now + hop, _READY, (chain.stages[cohort.stage].node, cohort), now)
-            return
-        cohort.clock += 1
-        cohort.kv_tokens += len(cohort.members)
+    def _finish_due(self, cohort: _Cohort, now: float) -> None:
+        """Complete the members whose last token the cohort's turn just produced."""
         while cohort.finish and cohort.finish[0][0] <= cohort.clock:
             _, rid = heapq.heappop(cohort.finish)
             entry = cohort.members.pop(rid, None)
@@ -649,9 +735,6 @@ class Simulator:
             cohort.kv_tokens -= self.prompt[rid] + self.generated[rid]
             self.cohort_of[rid] = None
             self._complete(rid, now)
-        if cohort.members:
-            cohort.stage = 0
-            self._push(now + self._hop(stage, 1), _READY, (chain.stages[0].node, cohort), now)
 
     def _complete(self, rid: int, now: float) -> None:
         done = now + self.output[rid] * TOKEN_ID_BITS / self.downlink[self.user[rid]]
