@@ -88,8 +88,14 @@ def test_a_trace_replays_exactly_its_requests(files: dict[str, Path]) -> None:
     )
     result = runner.invoke(
         app,
-        ["evaluate", str(files["instance"]), str(files["infer-planner"]), "--json"]
-        + ["--trace", str(trace)],
+        [
+            "evaluate",
+            str(files["instance"]),
+            str(files["infer-planner"]),
+            "--json",
+            "--trace",
+            str(trace),
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

@@ -3,6 +3,7 @@ MILP against brute force on instances small enough to enumerate."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_every_plan_fits_memory_and_covers_the_model(seed: int) -> None:
             for chain in plan.chains:
                 ends = [(plan.servers[k].start, plan.servers[k].end) for k in chain]
                 assert ends[0][0] == 0 and ends[-1][1] == instance.blocks, name
-                assert all(a[1] == b[0] for a, b in zip(ends, ends[1:], strict=False)), name
+                assert all(a[1] == b[0] for a, b in itertools.pairwise(ends)), name
         else:
             covered = np.zeros(instance.blocks, dtype=bool)
             for server in plan.servers:
