@@ -64,6 +64,12 @@ class _Stage:
     weight_bytes: float
     hop_latency_s: float  # to the next stage (or back to the first, for the last)
     hop_s_per_token: float
+    # Constants of the admission estimate (seconds): compute per token, reading the stage's
+    # weights, reading the node's weights, and reading a typical request's KV cache.
+    compute_s_per_token: float = 0.0
+    weight_read_s: float = 0.0
+    node_weight_read_s: float = 0.0
+    typical_kv_read_s: float = 0.0
 
 
 @dataclass
@@ -288,6 +294,13 @@ class Simulator:
                         float(inst.route_latency_s[server.node, nxt]) if nxt != server.node else 0.0
                     ),
                     hop_s_per_token=per_token_bits / bps,
+                    compute_s_per_token=flops / self.flops[server.node],
+                    weight_read_s=server.blocks * inst.block_bytes / self.mem_bw[server.node],
+                    node_weight_read_s=self.weights[server.node] / self.mem_bw[server.node],
+                    typical_kv_read_s=self.typical_context
+                    * server.blocks
+                    * self.kvb
+                    / self.mem_bw[server.node],
                 )
             )
             reserve[server.node] = reserve.get(server.node, 0.0) + server.blocks * self.kvb
@@ -402,33 +415,38 @@ class Simulator:
         return self._report([])
 
     # ------------------------------------------------------------------ admission (tier 2)
-    def _load_step(self, stage: _Stage, extra: int) -> float:
-        """A decode step's time at a stage's node with one more request than now."""
-        node = stage.node
-        n = self.active[node] + extra
-        flops = n * stage.flops_per_token / self.flops[node]
-        memory = (
-            self.weights[node] + n * self.typical_context * stage.kv_bytes_per_token
-        ) / self.mem_bw[node]
-        return float(max(flops, memory))
-
     def _estimate(self, chain: _Chain, rid: int, now: float) -> float:
-        """Estimated seconds from ``now`` until request ``rid`` is answered on ``chain``."""
+        """Estimated seconds from ``now`` until request ``rid`` is answered on ``chain``: the
+        wait for each stage's current step, the prefill of its context, then its remaining
+        tokens at the decode period every stage would have with one more request (each stage's
+        step the roofline of its active requests' compute and of reading the node's weights
+        and their typical KV cache), and the download."""
         tokens = self.prompt[rid] + self.generated[rid]
         prefill = 0.0
         period = 0.0
+        busy_until = self.busy_until
+        active = self.active
         for stage in chain.stages:
-            node = stage.node
-            wait = max(0.0, self.busy_until[node] - now)
-            prefill += wait + max(
-                tokens * stage.flops_per_token / self.flops[node],
-                stage.weight_bytes / self.mem_bw[node],
+            wait = busy_until[stage.node] - now
+            if wait > 0.0:
+                prefill += wait
+            compute = tokens * stage.compute_s_per_token
+            prefill += (
+                (compute if compute > stage.weight_read_s else stage.weight_read_s)
+                + stage.hop_latency_s
+                + tokens * stage.hop_s_per_token
             )
-            prefill += self._hop(stage, tokens)
-            period += self._load_step(stage, 1) + self._hop(stage, 1)
+            n = active[stage.node] + 1
+            compute = n * stage.compute_s_per_token
+            memory = stage.node_weight_read_s + n * stage.typical_kv_read_s
+            period += (
+                (compute if compute > memory else memory)
+                + stage.hop_latency_s
+                + stage.hop_s_per_token
+            )
         left = self.output[rid] - max(self.generated[rid], 1)
         download = self.output[rid] * TOKEN_ID_BITS / self.downlink[self.user[rid]]
-        return float(prefill + left * period + download)
+        return prefill + left * period + download
 
     def _fits(self, chain: _Chain, rid: int) -> bool:
         context = self.prompt[rid] + self.output[rid]
