@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.radio import dbm_per_hz_to_w_per_hz, path_loss_db, shannon_rate
@@ -200,9 +201,10 @@ def generate(settings: InferenceSettings, rng: np.random.Generator) -> Inference
     )
     users = rng.uniform(0.0, s.area_m, size=(s.n_users, 2))
     fading = rng.exponential(1.0, size=s.n_users)
-    distance = np.linalg.norm(users[:, None, :] - positions[None, :, :], axis=2)
-    access = np.argmin(distance, axis=1).astype(np.int64)
-    gain = 10.0 ** (-path_loss_db(distance[np.arange(s.n_users), access]) / 10.0) * fading
+    nearest, access_raw = cKDTree(positions).query(users)
+    access = np.asarray(access_raw, dtype=np.int64).reshape(s.n_users)
+    nearest = np.asarray(nearest, dtype=float).reshape(s.n_users)
+    gain = 10.0 ** (-path_loss_db(nearest) / 10.0) * fading
     attached = np.bincount(access, minlength=v)[access].astype(float)
     band = s.access_band_hz / attached
     gain_over_noise = gain / dbm_per_hz_to_w_per_hz(s.noise_dbm_per_hz)
