@@ -135,8 +135,9 @@ def test_a_hop_between_two_shards_adds_the_link_time_both_ways() -> None:
     download = output * TOKEN_ID_BITS / DOWN
     report = simulate(instance, plan, stream([0.0], prompt, output))
     assert report.latency_s is not None
+    answer = latency + output * TOKEN_ID_BITS / link  # from the last shard to the access node
     assert report.latency_s[0] == pytest.approx(
-        upload + prefill + back + decode + download - back, rel=1e-9
+        upload + prefill + back + decode + answer + download - back, rel=1e-9
     )
 
 
@@ -173,11 +174,20 @@ def test_a_failure_without_replica_rejects_and_with_replica_fails_over() -> None
     assert lost.rejected == 1 and lost.lost == 0
     assert "no replica" in next(iter(lost.rejected_by_reason))
     replicated = Placement((Server(0, 0, L), Server(1, 0, L)), ((0,), (1,)), (0.5, 0.5))
-    moved = simulate(instance, replicated, stream([0.0], prompt, output), (Failure(0, halfway),))
+    calm = simulate(instance, replicated, stream([0.0], prompt, output))
+    used = int(np.argmax(calm.node_utilisation))  # the replica the request was routed to
+    assert calm.latency_s is not None
+    half = 0.5 * float(calm.latency_s[0])
+    moved = simulate(instance, replicated, stream([0.0], prompt, output), (Failure(used, half),))
     assert moved.on_time == 1 and moved.failovers == 1 and moved.lost == 0
     assert moved.latency_s is not None
-    # The new node prefills the prompt and the tokens made so far again: later than no failure.
-    assert moved.latency_s[0] > one.latency_s[0]
+    # The other node prefills the prompt and the tokens made so far again: later than if the
+    # request had gone there in the first place.
+    other = Placement((Server(1 - used, 0, L),), ((0,),), (1.0,))
+    direct = simulate(instance, other, stream([0.0], prompt, output))
+    assert direct.latency_s is not None
+    assert moved.latency_s[0] > direct.latency_s[0]
+    assert moved.node_utilisation[1 - used] > 0
 
 
 def test_the_simulator_is_deterministic_and_never_loses_a_request() -> None:
@@ -195,3 +205,20 @@ def test_the_simulator_is_deterministic_and_never_loses_a_request() -> None:
     assert first.lost == 0
     assert first.on_time + first.late + first.rejected == first.requests == len(requests)
     assert math.isfinite(first.latency_p95_s)
+
+
+def test_tier_two_keeps_the_fast_route_for_urgent_requests() -> None:
+    """Two whole-model replicas, the second one hop away: a request with time to spare takes
+    the slower route, an urgent one the faster."""
+    prompt, output = 50, 4
+    instance = tiny(nodes=2, latency=0.05)
+    both = Placement((Server(0, 0, L), Server(1, 0, L)), ((0,), (1,)), (0.5, 0.5))
+    alone = simulate(instance, ONE_NODE, stream([0.0], prompt, output))
+    assert alone.latency_s is not None
+    fast = float(alone.latency_s[0])
+    relaxed = simulate(instance, both, stream([0.0], prompt, output, deadline=100.0))
+    urgent = simulate(instance, both, stream([0.0], prompt, output, deadline=1.5 * fast))
+    assert relaxed.latency_s is not None and urgent.latency_s is not None
+    assert urgent.latency_s[0] == pytest.approx(fast, rel=1e-12)
+    assert relaxed.latency_s[0] > fast + 0.05  # the hop to node 1 and back to the user's node
+    assert relaxed.on_time == urgent.on_time == 1

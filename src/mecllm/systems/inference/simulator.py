@@ -10,8 +10,9 @@ ready at the node, up to ``max_batch``) with a **roofline** step time,
 whatever the batch, which is why batching raises throughput. **KV-cache memory** is reserved
 for ``(I + O)`` tokens on every node of the route when a request is admitted; a request that
 does not fit waits, and is rejected with its reason when it can no longer make its deadline.
-Tier 2 routing and admission happen here: each arrival takes the route with the earliest
-estimated finish (a load-aware estimate), or is rejected at once when no route can meet its
+Tier 2 routing and admission happen here: each arrival takes the slowest route whose
+load-aware estimated finish leaves half its time to the deadline unused (the route with the
+earliest estimated finish if none does), or is rejected at once when no route can meet its
 deadline. **Node failures** at given times move the requests of the failed node to another
 route, where their prompt and the tokens generated so far are prefilled again, or end them
 with a reason. Every request ends on time, late or rejected with a reason; none is lost.
@@ -39,6 +40,10 @@ from mecllm.systems.inference.solution import Placement
 
 #: Bits of one token id on the radio downlink and on the ring back to the first shard.
 TOKEN_ID_BITS = 16.0
+#: Tier 2 routes a request to the slowest chain whose estimated finish leaves this share of the
+#: time to its deadline unused (the fastest chain if none does); chosen on the default scenario
+#: (docs/inference.md section 3).
+SLACK_SHARE = 0.5
 _PENDING, _ON_TIME, _LATE, _REJECTED = 0, 1, 2, 3
 # Event kinds, in the order they run at equal times: failures, step ends, arrivals and items
 # reaching a node. An idle node that has work starts its next step only once every event of
@@ -74,7 +79,7 @@ class _Stage:
 
 @dataclass
 class _Chain:
-    servers: tuple[int, ...]
+    segments: tuple[tuple[int, int], ...]  # (server, first block used)
     stages: list[_Stage]
     reserve_per_token: dict[int, float]  # node -> KV bytes per token of context
 
@@ -211,7 +216,6 @@ class Simulator:
         self.weights = [0.0] * v
         for server in plan.servers:
             self.weights[server.node] += server.blocks * inst.block_bytes
-        self.server_weight_bytes = [server.blocks * inst.block_bytes for server in plan.servers]
         self.kv_free = [float(inst.memory_bytes[k]) - self.weights[k] for k in range(v)]
         self.kv_peak = [0.0] * v
         self.alive = [True] * v
@@ -233,7 +237,7 @@ class Simulator:
         self.chains: list[_Chain] = []
         self.chain_ids: dict[tuple[int, ...], int] = {}
         for servers in plan.chains:
-            self._chain(tuple(servers))
+            self._chain(tuple((k, plan.servers[k].start) for k in servers))
         self.planned = list(range(len(self.chains)))
         self.fractions = list(plan.fractions)
         # Per-request state.
@@ -266,46 +270,45 @@ class Simulator:
         self.radio_energy = 0.0
 
     # ------------------------------------------------------------------ chains
-    def _chain(self, servers: tuple[int, ...]) -> int:
-        """The id of the chain through ``servers`` (built once)."""
-        known = self.chain_ids.get(servers)
+    def _chain(self, segments: tuple[tuple[int, int], ...]) -> int:
+        """The id of the chain through ``segments`` (built once): each is a server and the
+        first of its blocks the chain uses (a plan's chains use whole servers; a Petals-style
+        route may enter a server part-way through its blocks)."""
+        known = self.chain_ids.get(segments)
         if known is not None:
             return known
         inst = self.instance
         stages = []
         reserve: dict[int, float] = {}
-        nodes = [self.plan.servers[k].node for k in servers]
-        for j, k in enumerate(servers):
+        nodes = [self.plan.servers[k].node for k, _ in segments]
+        for j, (k, start) in enumerate(segments):
             server = self.plan.servers[k]
+            node = server.node
+            used = server.end - start
             nxt = nodes[(j + 1) % len(nodes)]
-            bps = float(inst.route_bps[server.node, nxt]) if nxt != server.node else math.inf
-            last = j == len(servers) - 1
+            bps = float(inst.route_bps[node, nxt]) if nxt != node else math.inf
+            last = j == len(segments) - 1
             per_token_bits = TOKEN_ID_BITS if last else inst.activation_bits_per_token
-            flops = self.block_flops * server.blocks + (2.0 * inst.head_params if last else 0.0)
+            flops = self.block_flops * used + (2.0 * inst.head_params if last else 0.0)
             stages.append(
                 _Stage(
                     server=k,
-                    node=server.node,
-                    blocks=server.blocks,
+                    node=node,
+                    blocks=used,
                     flops_per_token=flops,
-                    kv_bytes_per_token=server.blocks * self.kvb,
-                    weight_bytes=server.blocks * inst.block_bytes,
-                    hop_latency_s=(
-                        float(inst.route_latency_s[server.node, nxt]) if nxt != server.node else 0.0
-                    ),
+                    kv_bytes_per_token=used * self.kvb,
+                    weight_bytes=used * inst.block_bytes,
+                    hop_latency_s=float(inst.route_latency_s[node, nxt]) if nxt != node else 0.0,
                     hop_s_per_token=per_token_bits / bps,
-                    compute_s_per_token=flops / self.flops[server.node],
-                    weight_read_s=server.blocks * inst.block_bytes / self.mem_bw[server.node],
-                    node_weight_read_s=self.weights[server.node] / self.mem_bw[server.node],
-                    typical_kv_read_s=self.typical_context
-                    * server.blocks
-                    * self.kvb
-                    / self.mem_bw[server.node],
+                    compute_s_per_token=flops / self.flops[node],
+                    weight_read_s=used * inst.block_bytes / self.mem_bw[node],
+                    node_weight_read_s=self.weights[node] / self.mem_bw[node],
+                    typical_kv_read_s=self.typical_context * used * self.kvb / self.mem_bw[node],
                 )
             )
-            reserve[server.node] = reserve.get(server.node, 0.0) + server.blocks * self.kvb
-        self.chains.append(_Chain(servers, stages, reserve))
-        self.chain_ids[servers] = len(self.chains) - 1
+            reserve[node] = reserve.get(node, 0.0) + used * self.kvb
+        self.chains.append(_Chain(segments, stages, reserve))
+        self.chain_ids[segments] = len(self.chains) - 1
         return len(self.chains) - 1
 
     def _hop(self, stage: _Stage, tokens: int) -> float:
@@ -445,8 +448,26 @@ class Simulator:
                 + stage.hop_s_per_token
             )
         left = self.output[rid] - max(self.generated[rid], 1)
-        download = self.output[rid] * TOKEN_ID_BITS / self.downlink[self.user[rid]]
-        return prefill + left * period + download
+        access = self.access[self.user[rid]]
+        first = chain.stages[0].node
+        if access != first:
+            prefill += float(self.instance.route_latency_s[access, first]) + self.input_bits[
+                rid
+            ] / float(self.instance.route_bps[access, first])
+        return prefill + left * period + self._answer_s(chain, rid)
+
+    def _answer_s(self, chain: _Chain, rid: int) -> float:
+        """Seconds from the last token to the user: a backhaul hop to the access node (if the
+        last shard is elsewhere) and the radio download of the ``O`` token ids."""
+        bits = self.output[rid] * TOKEN_ID_BITS
+        access = self.access[self.user[rid]]
+        last = chain.stages[-1].node
+        hop = 0.0
+        if access != last:
+            hop = float(self.instance.route_latency_s[last, access]) + bits / float(
+                self.instance.route_bps[last, access]
+            )
+        return hop + bits / self.downlink[self.user[rid]]
 
     def _fits(self, chain: _Chain, rid: int) -> bool:
         context = self.prompt[rid] + self.output[rid]
@@ -466,9 +487,12 @@ class Simulator:
         path = self._shortest_path()
         return [] if path is None else [self._chain(path)]
 
-    def _shortest_path(self) -> tuple[int, ...] | None:
-        """Dijkstra over block positions: a server is an edge start -> end costing its node's
-        current decode step time plus a hop latency."""
+    def _shortest_path(self) -> tuple[tuple[int, int], ...] | None:
+        """Dijkstra over block positions, as a Petals client routes: a server holding blocks
+        ``[start, end)`` is an edge from any position in that range to ``end``, costing its
+        node's decode step for the blocks used with one more request (the roofline of its
+        active requests' compute and of reading those blocks' weights and the requests' typical
+        KV cache) plus a hop latency."""
         blocks = self.instance.blocks
         best = [math.inf] * (blocks + 1)
         via: list[tuple[int, int] | None] = [None] * (blocks + 1)
@@ -479,12 +503,16 @@ class Simulator:
             if cost > best[position] or position == blocks:
                 continue
             for k, server in enumerate(self.plan.servers):
-                if server.start != position or not self.alive[server.node]:
+                if not server.start <= position < server.end or not self.alive[server.node]:
                     continue
-                n = self.active[server.node] + 1
+                node = server.node
+                used = server.end - position
+                n = self.active[node] + 1
                 step = max(
-                    n * self.block_flops * server.blocks / self.flops[server.node],
-                    self.weights[server.node] / self.mem_bw[server.node],
+                    n * self.block_flops * used / self.flops[node],
+                    used
+                    * (self.instance.block_bytes + n * self.typical_context * self.kvb)
+                    / self.mem_bw[node],
                 )
                 total = cost + step + self.mean_hop_s
                 if total < best[server.end]:
@@ -499,7 +527,7 @@ class Simulator:
             link = via[position]
             assert link is not None
             position, k = link
-            path.append(k)
+            path.append((k, position))
         return tuple(reversed(path))
 
     def _admit(self, rid: int, now: float, failover: bool = False, waited: bool = False) -> str:
@@ -520,7 +548,16 @@ class Simulator:
                 self._reject(rid, "a node failed and no replica route had room", now)
                 return "rejected"
             return "no room"
-        estimate, chain = min((self._estimate(self.chains[c], rid, now), c) for c in fitting)
+        estimates = sorted((self._estimate(self.chains[c], rid, now), c) for c in fitting)
+        estimate, chain = estimates[0]
+        if not failover and len(estimates) > 1:
+            # Best fit: the slowest route that still leaves SLACK_SHARE of the time left before
+            # the deadline, so that fast routes stay free for urgent requests.
+            budget = (self.arrival[rid] + self.deadline[rid] - now) * (1.0 - SLACK_SHARE)
+            fits = [(guess, -option) for guess, option in estimates if guess <= budget]
+            if fits:  # the slowest that fits; on a tie the first chain of the plan
+                estimate, negative = max(fits)
+                chain = -negative
         if not failover and estimate > self.arrival[rid] + self.deadline[rid] - now:
             why = (
                 "waited for memory past its deadline"
@@ -619,10 +656,7 @@ class Simulator:
                 stage = self.chains[item.chain].stages[item.stage]
                 seconds = max(
                     count * stage.flops_per_token / self.flops[node],
-                    (
-                        self.server_weight_bytes[stage.server]
-                        + item.kv_tokens * stage.kv_bytes_per_token
-                    )
+                    (stage.weight_bytes + item.kv_tokens * stage.kv_bytes_per_token)
                     / self.mem_bw[node],
                 )
                 self.busy[node] = True
@@ -662,22 +696,20 @@ class Simulator:
         flops = 0.0
         memory = 0.0
         chains = self.chains
-        first = chains[batch[0].chain].stages[batch[0].stage].server
-        servers: set[int] | None = None
+        # Each server's weights are read once per step: as many blocks as the widest use of
+        # it in the batch.
+        read: dict[int, float] = {}
         for item in batch:
             stage = chains[item.chain].stages[item.stage]
-            if stage.server != first:
-                if servers is None:
-                    servers = {first}
-                servers.add(stage.server)
+            if read.get(stage.server, 0.0) < stage.weight_bytes:
+                read[stage.server] = stage.weight_bytes
             if type(item) is _Prefill:
                 flops += item.tokens * stage.flops_per_token
                 memory += item.tokens * stage.kv_bytes_per_token
             else:
                 flops += len(item.members) * stage.flops_per_token
                 memory += item.kv_tokens * stage.kv_bytes_per_token
-        for k in servers if servers is not None else (first,):
-            memory += self.server_weight_bytes[k]
+        memory += sum(read.values())
         seconds = max(flops / self.flops[node], memory / self.mem_bw[node])
         self.busy[node] = True
         self.busy_until[node] = now + seconds
@@ -755,7 +787,8 @@ class Simulator:
             self._complete(rid, now)
 
     def _complete(self, rid: int, now: float) -> None:
-        done = now + self.output[rid] * TOKEN_ID_BITS / self.downlink[self.user[rid]]
+        """The answer leaves the last shard's node for the user's access node, then the radio."""
+        done = now + self._answer_s(self.chains[self.route[rid]], rid)
         self.done[rid] = done
         on_time = done - self.arrival[rid] <= self.deadline[rid]
         self.status[rid] = _ON_TIME if on_time else _LATE
