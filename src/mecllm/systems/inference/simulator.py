@@ -44,6 +44,8 @@ TOKEN_ID_BITS = 16.0
 #: time to its deadline unused (the fastest chain if none does); chosen on the default scenario
 #: (docs/inference.md section 3).
 SLACK_SHARE = 0.5
+#: Time constant of the recent prefill load the admission estimate reads (s).
+PREFILL_WINDOW_S = 30.0
 _PENDING, _ON_TIME, _LATE, _REJECTED = 0, 1, 2, 3
 # Event kinds, in the order they run at equal times: failures, step ends, arrivals and items
 # reaching a node. An idle node that has work starts its next step only once every event of
@@ -227,6 +229,10 @@ class Simulator:
         self.busy_time = [0.0] * v
         self.ready: list[list[Any]] = [[] for _ in range(v)]
         self.active = [0] * v  # admitted requests whose route uses the node
+        # Recent prefill work per node: seconds of prefill compute, decayed with PREFILL_WINDOW_S,
+        # and when it was last decayed (the share of a node's time prefills take).
+        self.prefill_recent = [0.0] * v
+        self.prefill_seen = [0.0] * v
         self.block_flops = 2.0 * inst.params_per_block
         self.mean_hop_s = float(inst.route_latency_s.mean())
         #: A typical request's context (prompt + half its output), for load estimates.
@@ -442,8 +448,10 @@ class Simulator:
             n = active[stage.node] + 1
             compute = n * stage.compute_s_per_token
             memory = stage.node_weight_read_s + n * stage.typical_kv_read_s
+            # Decode steps share the node with other requests' prefills.
+            stretch = 1.0 / (1.0 - self._prefill_share(stage.node, now))
             period += (
-                (compute if compute > memory else memory)
+                (compute if compute > memory else memory) * stretch
                 + stage.hop_latency_s
                 + stage.hop_s_per_token
             )
@@ -699,17 +707,21 @@ class Simulator:
         # Each server's weights are read once per step: as many blocks as the widest use of
         # it in the batch.
         read: dict[int, float] = {}
+        prefill_flops = 0.0
         for item in batch:
             stage = chains[item.chain].stages[item.stage]
             if read.get(stage.server, 0.0) < stage.weight_bytes:
                 read[stage.server] = stage.weight_bytes
             if type(item) is _Prefill:
-                flops += item.tokens * stage.flops_per_token
+                prefill_flops += item.tokens * stage.flops_per_token
                 memory += item.tokens * stage.kv_bytes_per_token
             else:
                 flops += len(item.members) * stage.flops_per_token
                 memory += item.kv_tokens * stage.kv_bytes_per_token
         memory += sum(read.values())
+        if prefill_flops > 0.0:
+            flops += prefill_flops
+            self._note_prefill(node, prefill_flops / self.flops[node], now)
         seconds = max(flops / self.flops[node], memory / self.mem_bw[node])
         self.busy[node] = True
         self.busy_until[node] = now + seconds
@@ -718,6 +730,17 @@ class Simulator:
         heapq.heappush(
             self.heap, (now + seconds, _STEP_END, self.seq, (node, self.epoch[node], batch))
         )
+
+    def _note_prefill(self, node: int, seconds: float, now: float) -> None:
+        """Add ``seconds`` of prefill compute to the node's recent prefill load."""
+        decay = math.exp(-(now - self.prefill_seen[node]) / PREFILL_WINDOW_S)
+        self.prefill_recent[node] = self.prefill_recent[node] * decay + seconds
+        self.prefill_seen[node] = now
+
+    def _prefill_share(self, node: int, now: float) -> float:
+        """The share of the node's recent time spent on prefills (capped at 0.9)."""
+        decay = math.exp(-(now - self.prefill_seen[node]) / PREFILL_WINDOW_S)
+        return min(0.9, self.prefill_recent[node] * decay / PREFILL_WINDOW_S)
 
     def _merge(self, batch: list[Any]) -> list[Any]:
         """Cohorts of one chain at one stage become one (they move together from now on); the
