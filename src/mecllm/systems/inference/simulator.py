@@ -241,7 +241,7 @@ class Simulator:
         )
         self.kvb = inst.kv_bytes_per_token_block
         self.chains: list[_Chain] = []
-        self.chain_ids: dict[tuple[int, ...], int] = {}
+        self.chain_ids: dict[tuple[tuple[int, int], ...], int] = {}
         for servers in plan.chains:
             self._chain(tuple((k, plan.servers[k].start) for k in servers))
         self.planned = list(range(len(self.chains)))
