@@ -25,6 +25,7 @@ token's; a cohort keeps its members' finishing turns in a heap and the sum of th
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ class _Stage:
     weight_bytes: float
     hop_latency_s: float  # to the next stage (or back to the first, for the last)
     hop_s_per_token: float
+    next_node: int  # the next stage's node (the first stage's, for the last)
+    last: bool
     # Constants of the admission estimate (seconds): compute per token, reading the stage's
     # weights, reading the node's weights, and reading a typical request's KV cache.
     compute_s_per_token: float = 0.0
@@ -89,10 +92,11 @@ class _Chain:
 class _Cohort:
     """Requests decoding together on one chain, at one stage."""
 
-    __slots__ = ("chain", "clock", "finish", "kv_tokens", "members", "stage")
+    __slots__ = ("chain", "clock", "finish", "kv_tokens", "members", "stage", "stages")
 
-    def __init__(self, chain: int) -> None:
+    def __init__(self, chain: int, stages: list[_Stage]) -> None:
         self.chain = chain
+        self.stages = stages
         self.stage = 0
         self.clock = 0
         self.members: dict[int, tuple[int, int]] = {}  # rid -> (clock at join, tokens then)
@@ -271,7 +275,7 @@ class Simulator:
         self.done = [math.nan] * r
         self.waiting: deque[int] = deque()
         self.heap: list[tuple[float, int, int, Any]] = []
-        self.seq = 0
+        self.counter = itertools.count(1)  # ties between events at one time: first come first
         self.failovers = 0
         self.radio_energy = 0.0
 
@@ -306,6 +310,8 @@ class Simulator:
                     weight_bytes=used * inst.block_bytes,
                     hop_latency_s=float(inst.route_latency_s[node, nxt]) if nxt != node else 0.0,
                     hop_s_per_token=per_token_bits / bps,
+                    next_node=nxt,
+                    last=last,
                     compute_s_per_token=flops / self.flops[node],
                     weight_read_s=used * inst.block_bytes / self.mem_bw[node],
                     node_weight_read_s=self.weights[node] / self.mem_bw[node],
@@ -326,18 +332,24 @@ class Simulator:
             node, item = payload  # no hop: straight into the node's queue
             self._ready(node, item, now)
             return
-        self.seq += 1
-        heapq.heappush(self.heap, (time, kind, self.seq, payload))
+        heapq.heappush(self.heap, (time, kind, next(self.counter), payload))
 
     def run(self) -> SimulationReport:
         """Simulate every request to its end and report."""
         violations = check_memory(self.instance, self.plan)
         if violations:
             return self._report(violations)
+        # Arrivals (after the upload) are read from a sorted list rather than the heap, which
+        # then holds only the events in flight: a smaller heap is a faster one.
+        arrive_at = []
         for rid, time in enumerate(self.arrival):
             upload = self.input_bits[rid] / self.uplink[self.user[rid]]
             self.radio_energy += upload * self.radio[self.user[rid]]
-            self._push(time + upload, _ARRIVE, rid)
+            arrive_at.append(time + upload)
+        arrive_order = sorted(range(len(arrive_at)), key=arrive_at.__getitem__)
+        arrive_t = [arrive_at[rid] for rid in arrive_order]
+        n_arrivals = len(arrive_t)
+        k = 0
         for failure in self.failures:
             self._push(failure.time_s, _FAIL, failure.node)
         # The loop is written out (locals, the decode path inlined) because it runs once per
@@ -353,8 +365,27 @@ class Simulator:
         alive = self.alive
         chains = self.chains
         start_step = self._start_step
-        while heap:
-            now, kind, _, payload = pop(heap)
+        max_batch = self.instance.max_batch
+        counter = self.counter
+        flops = self.flops
+        mem_bw = self.mem_bw
+        busy_until = self.busy_until
+        busy_time = self.busy_time
+        while True:
+            if k < n_arrivals and (
+                not heap
+                or arrive_t[k] < heap[0][0]
+                or (arrive_t[k] == heap[0][0] and heap[0][1] > _ARRIVE)
+            ):
+                now = arrive_t[k]
+                rid = arrive_order[k]
+                k += 1
+                self._arrive(rid, now)
+                kind = _ARRIVE
+            elif heap:
+                now, kind, _, payload = pop(heap)
+            else:
+                break
             if kind == _STEP_END:
                 node, epoch, batch = payload
                 if epoch == epochs[node]:
@@ -367,12 +398,11 @@ class Simulator:
                         members = item.members
                         if not members:
                             continue
-                        stages = chains[item.chain].stages
-                        stage = stages[item.stage]
-                        if item.stage + 1 < len(stages):
+                        stage = item.stages[item.stage]
+                        if not stage.last:
                             item.stage += 1
                             hop = stage.hop_latency_s + len(members) * stage.hop_s_per_token
-                            target = stages[item.stage].node
+                            target = stage.next_node
                         else:
                             item.clock += 1
                             item.kv_tokens += len(members)
@@ -382,10 +412,9 @@ class Simulator:
                                     continue
                             item.stage = 0
                             hop = stage.hop_latency_s + stage.hop_s_per_token
-                            target = stages[0].node
+                            target = stage.next_node
                         if hop > 0.0:
-                            self.seq += 1
-                            push(heap, (now + hop, _READY, self.seq, (target, item)))
+                            push(heap, (now + hop, _READY, next(counter), (target, item)))
                         elif alive[target]:
                             ready[target].append(item)
                             if not busy[target] and not kicked[target]:
@@ -406,16 +435,45 @@ class Simulator:
                         pending.append(node)
                 else:
                     self._ready(node, item, now)
-            elif kind == _ARRIVE:
-                self._arrive(payload, now)
-            else:
+            elif kind == _FAIL:
                 self._fail(payload, now)
-            if pending and (not heap or heap[0][0] > now):
+            if (
+                pending
+                and (not heap or heap[0][0] > now)
+                and (k >= n_arrivals or arrive_t[k] > now)
+            ):
                 # Nothing else happens at this instant: the kicked nodes start their steps.
                 for node in pending:
                     kicked[node] = False
-                    if not busy[node] and alive[node]:
-                        start_step(node, now)
+                    if busy[node] or not alive[node]:
+                        continue
+                    queue = ready[node]
+                    if len(queue) == 1 and type(queue[0]) is _Cohort:
+                        # The common case, written out: one cohort decoding alone at the node.
+                        item = queue[0]
+                        count = len(item.members)
+                        if 0 < count <= max_batch:
+                            ready[node] = []
+                            stage = chains[item.chain].stages[item.stage]
+                            compute = count * stage.flops_per_token / flops[node]
+                            read = (
+                                stage.weight_bytes + item.kv_tokens * stage.kv_bytes_per_token
+                            ) / mem_bw[node]
+                            seconds = compute if compute > read else read
+                            busy[node] = True
+                            busy_until[node] = now + seconds
+                            busy_time[node] += seconds
+                            push(
+                                heap,
+                                (
+                                    now + seconds,
+                                    _STEP_END,
+                                    next(counter),
+                                    (node, epochs[node], queue),
+                                ),
+                            )
+                            continue
+                    start_step(node, now)
                 pending.clear()
         end = max([t for t in self.done if not math.isnan(t)], default=0.0)
         while self.waiting:  # nothing will ever free room for them
@@ -670,9 +728,9 @@ class Simulator:
                 self.busy[node] = True
                 self.busy_until[node] = now + seconds
                 self.busy_time[node] += seconds
-                self.seq += 1
                 heapq.heappush(
-                    self.heap, (now + seconds, _STEP_END, self.seq, (node, self.epoch[node], queue))
+                    self.heap,
+                    (now + seconds, _STEP_END, next(self.counter), (node, self.epoch[node], queue)),
                 )
                 return
         batch: list[Any] = []
@@ -726,9 +784,9 @@ class Simulator:
         self.busy[node] = True
         self.busy_until[node] = now + seconds
         self.busy_time[node] += seconds
-        self.seq += 1
         heapq.heappush(
-            self.heap, (now + seconds, _STEP_END, self.seq, (node, self.epoch[node], batch))
+            self.heap,
+            (now + seconds, _STEP_END, next(self.counter), (node, self.epoch[node], batch)),
         )
 
     def _note_prefill(self, node: int, seconds: float, now: float) -> None:
@@ -789,7 +847,7 @@ class Simulator:
         if self.generated[rid] >= self.output[rid]:
             self._complete(rid, now)
             return
-        cohort = _Cohort(item.chain)
+        cohort = _Cohort(item.chain, chain.stages)
         cohort.members[rid] = (0, self.generated[rid])
         cohort.finish.append((self.output[rid] - self.generated[rid], rid))
         cohort.kv_tokens = self.prompt[rid] + self.generated[rid]
