@@ -5,7 +5,9 @@ Every system follows the same nouns: an *instance* (who is where, what each node
 *experiments* that run many algorithms over many instances. The systems, by instance ``kind``:
 
 - ``"edge-llm"``: collaborative adapter fine-tuning (the main paper, DASHF);
-- ``"secure-offsite"``: secure offsite-tuning with a wiretap-protected uplink.
+- ``"secure-offsite"``: secure offsite-tuning with a wiretap-protected uplink;
+- ``"edge-inference"``: a large model split into shard services on edge nodes; its physics is
+  a discrete-event simulation of the plan over a request stream.
 
 The stable Python API is the five functions below and the types they return; they dispatch
 through the systems registry, so they work the same for every system::
