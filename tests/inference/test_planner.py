@@ -80,9 +80,16 @@ def test_every_plan_fits_memory_and_covers_the_model(seed: int) -> None:
         assert report.on_time + report.late + report.rejected == report.requests == len(stream)
 
 
-def _objective(instance: InferenceInstance, pool: list, chosen: list[int], f: list[float]) -> float:
+def _proxies(instance: InferenceInstance, pool: list) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's latency proxy and capacity (what the MILP's objective reads)."""
     latency = np.array([latency_proxy_s(instance, c) for c in pool])
     capacity = np.array([capacity_tokens_per_s(instance, c) for c in pool])
+    return latency, capacity
+
+
+def _objective(
+    latency: np.ndarray, capacity: np.ndarray, chosen: list[int], f: list[float]
+) -> float:
     u = max(0.0, 1.0 - sum(f))
     return float(
         -_CAPACITY_REWARD * capacity[chosen].sum() / capacity.max()
@@ -96,11 +103,8 @@ def _brute_force(instance: InferenceInstance, replicas: int) -> float:
     fractional knapsack: fastest chains first, each up to its load cap)."""
     pool = candidates(instance)
     demand = instance.total_rate_per_s * typical_output(instance)
-    latency = [latency_proxy_s(instance, c) for c in pool]
-    cap = [
-        1.0 if demand <= 0 else min(1.0, RHO_MAX * capacity_tokens_per_s(instance, c) / demand)
-        for c in pool
-    ]
+    latency, capacity = _proxies(instance, pool)
+    cap = [1.0 if demand <= 0 else min(1.0, RHO_MAX * c / demand) for c in capacity]
     best = math.inf
 
     def value(family: list[int]) -> float:
@@ -109,8 +113,7 @@ def _brute_force(instance: InferenceInstance, replicas: int) -> float:
             take = min(cap[k], left)
             f.append((k, take))
             left -= take
-        ks = [k for k, _ in f]
-        return _objective(instance, pool, ks, [x for _, x in f])
+        return _objective(latency, capacity, [k for k, _ in f], [x for _, x in f])
 
     def ok(family: list[int]) -> bool:
         if len(family) < replicas:
@@ -155,7 +158,7 @@ def test_milp_matches_brute_force(seed: int, replicas: int, rate: float) -> None
     planned = plan_chains(instance, replicas)
     index = {c: k for k, c in enumerate(pool)}
     chosen = [index[c] for c in planned.chains]
-    got = _objective(instance, pool, chosen, planned.fractions)
+    got = _objective(*_proxies(instance, pool), chosen, planned.fractions)
     want = _brute_force(instance, replicas)
     # HiGHS stops at a relative gap of 1e-4.
     assert got <= want + 1e-4 * max(1.0, abs(want)) + 1e-9

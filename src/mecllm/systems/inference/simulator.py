@@ -35,6 +35,7 @@ import numpy as np
 
 from mecllm.core.arrays import FloatArray
 from mecllm.core.feasibility import Violation
+from mecllm.systems.inference.chains import typical_context
 from mecllm.systems.inference.instance import InferenceInstance
 from mecllm.systems.inference.requests import Stream
 from mecllm.systems.inference.solution import Placement
@@ -66,7 +67,6 @@ class Failure:
 class _Stage:
     server: int
     node: int
-    blocks: int
     flops_per_token: float
     kv_bytes_per_token: float
     weight_bytes: float
@@ -240,16 +240,13 @@ class Simulator:
         self.block_flops = 2.0 * inst.params_per_block
         self.mean_hop_s = float(inst.route_latency_s.mean())
         #: A typical request's context (prompt + half its output), for load estimates.
-        self.typical_context = sum(
-            t.share * (sum(t.prompt_tokens) / 2 + sum(t.output_tokens) / 4) for t in inst.tasks
-        )
+        self.typical_context = typical_context(inst)
         self.kvb = inst.kv_bytes_per_token_block
         self.chains: list[_Chain] = []
         self.chain_ids: dict[tuple[tuple[int, int], ...], int] = {}
         for servers in plan.chains:
             self._chain(tuple((k, plan.servers[k].start) for k in servers))
         self.planned = list(range(len(self.chains)))
-        self.fractions = list(plan.fractions)
         # Per-request state.
         r = len(stream)
         self.arrival: list[float] = stream.arrival_s.tolist()
@@ -304,7 +301,6 @@ class Simulator:
                 _Stage(
                     server=k,
                     node=node,
-                    blocks=used,
                     flops_per_token=flops,
                     kv_bytes_per_token=used * self.kvb,
                     weight_bytes=used * inst.block_bytes,
@@ -514,13 +510,16 @@ class Simulator:
                 + stage.hop_s_per_token
             )
         left = self.output[rid] - max(self.generated[rid], 1)
-        access = self.access[self.user[rid]]
-        first = chain.stages[0].node
-        if access != first:
-            prefill += float(self.instance.route_latency_s[access, first]) + self.input_bits[
-                rid
-            ] / float(self.instance.route_bps[access, first])
+        prefill += self._access_hop_s(rid, chain.stages[0].node)
         return prefill + left * period + self._answer_s(chain, rid)
+
+    def _access_hop_s(self, rid: int, node: int) -> float:
+        """Seconds for the prompt to go from the user's access node to ``node`` (0 if same)."""
+        access = self.access[self.user[rid]]
+        if access == node:
+            return 0.0
+        latency = float(self.instance.route_latency_s[access, node])
+        return latency + float(self.input_bits[rid]) / float(self.instance.route_bps[access, node])
 
     def _answer_s(self, chain: _Chain, rid: int) -> float:
         """Seconds from the last token to the user: a backhaul hop to the access node (if the
@@ -635,15 +634,9 @@ class Simulator:
         self._reserve(rid, chain)
         self.route[rid] = chain
         tokens = self.prompt[rid] + self.generated[rid]
-        first = self.chains[chain].stages[0]
-        access = self.access[self.user[rid]]
-        hop = 0.0
-        if access != first.node:
-            hop = float(self.instance.route_latency_s[access, first.node]) + (
-                self.input_bits[rid] / float(self.instance.route_bps[access, first.node])
-            )
+        first = self.chains[chain].stages[0].node
         item = _Prefill(rid, self.req_epoch[rid], chain, 0, tokens)
-        self._push(now + hop, _READY, (first.node, item))
+        self._push(now + self._access_hop_s(rid, first), _READY, (first, item))
         return "admitted"
 
     def _arrive(self, rid: int, now: float) -> None:
@@ -712,27 +705,9 @@ class Simulator:
             self.pending.append(node)
 
     def _start_step(self, node: int, now: float) -> None:
+        """Start a step over the node's ready queue (a lone cohort is started by the run loop
+        itself)."""
         queue = self.ready[node]
-        if len(queue) == 1 and type(queue[0]) is _Cohort:
-            # The common case: one cohort decoding alone at the node.
-            item = queue[0]
-            count = len(item.members)
-            if 0 < count <= self.instance.max_batch:
-                self.ready[node] = []
-                stage = self.chains[item.chain].stages[item.stage]
-                seconds = max(
-                    count * stage.flops_per_token / self.flops[node],
-                    (stage.weight_bytes + item.kv_tokens * stage.kv_bytes_per_token)
-                    / self.mem_bw[node],
-                )
-                self.busy[node] = True
-                self.busy_until[node] = now + seconds
-                self.busy_time[node] += seconds
-                heapq.heappush(
-                    self.heap,
-                    (now + seconds, _STEP_END, next(self.counter), (node, self.epoch[node], queue)),
-                )
-                return
         batch: list[Any] = []
         cohorts = 0
         count = 0
