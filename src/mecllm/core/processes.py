@@ -32,7 +32,12 @@ class Terminated(BaseException):
 
 def die_with_parent(parent_pid: int | None = None) -> None:
     """Make the kernel kill this process (SIGKILL) when its parent dies (Linux only; a no-op
-    elsewhere). If ``parent_pid`` is given and the parent is already gone, exit at once."""
+    elsewhere). If ``parent_pid`` is given and the parent is already gone, exit at once.
+
+    SIGTERM gets its default action back: a forked child inherits the parent's
+    :func:`stop_on_sigterm` handler, which would turn the parent's ``terminate()`` into an
+    exception the worker reports and survives, instead of stopping it."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
