@@ -175,7 +175,7 @@ class AdaptedMiniLM(nn.Module):
         return chosen
 
 
-_RENAME = {
+LAYER_RENAME = {
     "attention.self.query": "query",
     "attention.self.key": "key",
     "attention.self.value": "value",
@@ -213,7 +213,7 @@ def load_pretrained(bottleneck: int, seed: int = 0) -> AdaptedMiniLM:
         elif key.startswith("encoder.layer."):
             parts = key.split(".")
             index, inner = parts[2], ".".join(parts[3:])
-            for old, new in _RENAME.items():
+            for old, new in LAYER_RENAME.items():
                 if inner.startswith(old + "."):
                     state[f"blocks.{index}.{new}{inner[len(old) :]}"] = value
                     break

@@ -27,6 +27,7 @@ from mecllm.systems.finetune.instance import Instance
 from mecllm.systems.finetune.solution import Plan
 from mecllm.train.loop import Settings
 from mecllm.train.server import TOKEN_ENV
+from mecllm.transport.service import ServiceError, ServiceProcess
 
 #: Longest a user's part may take before it is stopped (loading, training, the exchange), s.
 USER_TIMEOUT_S = 3600.0
@@ -42,47 +43,21 @@ def check_plan(instance: Instance, plan: Plan) -> None:
             raise InvalidInputError(f"solution phi[{n}] must be in [0, 1], got {phi:g}")
 
 
-class ServerProcess:
+class ServerProcess(ServiceProcess):
     """A running ``mecllm.train.server`` and its log file (it dies with this process)."""
 
     def __init__(self, server: int, settings: Settings, token: str, log_dir: Path) -> None:
         self.server = server
-        self.log_path = log_dir / f"server-{server}.log"
-        self._log = self.log_path.open("w")
-        env = dict(os.environ, **{TOKEN_ENV: token, "MECLLM_PARENT_PID": str(os.getpid())})
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
+        try:
+            super().__init__(
                 "mecllm.train.server",
-                "--settings",
-                json.dumps(dataclasses.asdict(settings)),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            env=env,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().strip()
-        if not line.startswith("PORT "):
-            self.stop()
-            raise SolverError(
-                f"edge server {server} did not start (see {self.log_path}): "
-                f"{self.log_path.read_text()[-300:]}"
+                ["--settings", json.dumps(dataclasses.asdict(settings))],
+                TOKEN_ENV,
+                token,
+                log_dir / f"server-{server}.log",
             )
-        self.address = f"127.0.0.1:{int(line.split()[1])}"
-
-    def stop(self) -> None:
-        """SIGTERM (the server stops cleanly), SIGKILL after 10 s."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+        except ServiceError as exc:
+            raise SolverError(f"edge server {server}: {exc}") from None
 
 
 def _death(returncode: int) -> str:

@@ -67,7 +67,8 @@ class Failure:
 class _Stage:
     server: int
     node: int
-    flops_per_token: float
+    flops_per_token: float  # a decode token: the blocks, and the head on the last stage
+    head_flops: float  # the head's logits of one position (last stage only, else 0)
     kv_bytes_per_token: float
     weight_bytes: float
     hop_latency_s: float  # to the next stage (or back to the first, for the last)
@@ -223,6 +224,13 @@ class Simulator:
         for server in plan.servers:
             self.weights[server.node] += server.blocks * inst.block_bytes
         self.kv_free = [float(inst.memory_bytes[k]) - self.weights[k] for k in range(v)]
+        # What a step reads: a shard's blocks and, on the last shard, the head's weights (the
+        # logits of every token read the whole vocabulary matrix).
+        self.head_bytes = inst.head_params * inst.weight_bits / 8.0
+        self.read_bytes = list(self.weights)
+        for server in plan.servers:
+            if server.end == inst.blocks:
+                self.read_bytes[server.node] += self.head_bytes
         self.kv_peak = [0.0] * v
         self.alive = [True] * v
         self.epoch = [0] * v
@@ -297,20 +305,22 @@ class Simulator:
             last = j == len(segments) - 1
             per_token_bits = TOKEN_ID_BITS if last else inst.activation_bits_per_token
             flops = self.block_flops * used + (2.0 * inst.head_params if last else 0.0)
+            weight_bytes = used * inst.block_bytes + (self.head_bytes if last else 0.0)
             stages.append(
                 _Stage(
                     server=k,
                     node=node,
                     flops_per_token=flops,
+                    head_flops=2.0 * inst.head_params if last else 0.0,
                     kv_bytes_per_token=used * self.kvb,
-                    weight_bytes=used * inst.block_bytes,
+                    weight_bytes=weight_bytes,
                     hop_latency_s=float(inst.route_latency_s[node, nxt]) if nxt != node else 0.0,
                     hop_s_per_token=per_token_bits / bps,
                     next_node=nxt,
                     last=last,
                     compute_s_per_token=flops / self.flops[node],
-                    weight_read_s=used * inst.block_bytes / self.mem_bw[node],
-                    node_weight_read_s=self.weights[node] / self.mem_bw[node],
+                    weight_read_s=weight_bytes / self.mem_bw[node],
+                    node_weight_read_s=self.read_bytes[node] / self.mem_bw[node],
                     typical_kv_read_s=self.typical_context * used * self.kvb / self.mem_bw[node],
                 )
             )
@@ -493,7 +503,9 @@ class Simulator:
             wait = busy_until[stage.node] - now
             if wait > 0.0:
                 prefill += wait
-            compute = tokens * stage.compute_s_per_token
+            compute = (
+                tokens * (stage.flops_per_token - stage.head_flops) + stage.head_flops
+            ) / self.flops[stage.node]
             prefill += (
                 (compute if compute > stage.weight_read_s else stage.weight_read_s)
                 + stage.hop_latency_s
@@ -746,7 +758,10 @@ class Simulator:
             if read.get(stage.server, 0.0) < stage.weight_bytes:
                 read[stage.server] = stage.weight_bytes
             if type(item) is _Prefill:
-                prefill_flops += item.tokens * stage.flops_per_token
+                # Logits only for the prompt's last position: the next token.
+                prefill_flops += (
+                    item.tokens * (stage.flops_per_token - stage.head_flops) + stage.head_flops
+                )
                 memory += item.tokens * stage.kv_bytes_per_token
             else:
                 flops += len(item.members) * stage.flops_per_token

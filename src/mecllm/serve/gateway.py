@@ -1,0 +1,370 @@
+"""The gateway of a served plan: tier-2 routing, admission with KV-cache reservations, the relay
+of every request's tokens and activations through its route's shards, and fail-over.
+
+Each request is driven by its own thread: the prompt is prefilled through the route's shards in
+order (the gateway passes each shard's output to the next), then one token at a time goes round
+the ring until the answer has all its tokens. Shards batch whatever reaches them together, so
+concurrent requests share steps. The rules are the simulator's (docs/inference.md section 3):
+
+- a request is admitted on the slowest route whose estimated finish leaves
+  :data:`~mecllm.systems.inference.simulator.SLACK_SHARE` of its time to the deadline unused
+  (else the fastest), and rejected at once when no route can meet its deadline;
+- it reserves KV memory for its whole context on every node of its route; when no alive route
+  has room it waits, and is rejected when its deadline has passed;
+- when a shard fails (its calls fail with ``UNAVAILABLE``, or the run saw its process die), the
+  requests on it move to a route without it, where their prompt and the tokens so far are
+  prefilled again; with no such route they end with that reason.
+
+The estimate is the simulator's without the wait for a node's current step and the prefill
+stretch, which the gateway cannot see. Every request ends with a :class:`Record`: an answer
+(on time or late) or a reason (rejected or failed); none is lost.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import grpc
+import numpy as np
+
+from mecllm.serve.shard import SERVICE
+from mecllm.systems.inference.chains import typical_context
+from mecllm.systems.inference.instance import InferenceInstance
+from mecllm.systems.inference.simulator import SLACK_SHARE, TOKEN_ID_BITS
+from mecllm.systems.inference.solution import Placement
+from mecllm.transport.rpc import Client, TransferError
+from mecllm.transport.tensors import decode, encode
+
+Outcome = Literal["on_time", "late", "rejected", "failed"]
+#: Deadline of one Step call, s (a shard that does not answer in this time has failed).
+STEP_TIMEOUT_S = 30.0
+#: Status codes that mean the shard is gone (its process died or stopped answering).
+_GONE = (
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.CANCELLED,
+)
+
+
+@dataclass
+class Record:
+    """One request from arrival to its end; times in seconds from the start of the run."""
+
+    rid: int
+    user: int
+    prompt_tokens: int
+    output_tokens: int
+    deadline_s: float
+    arrival_s: float
+    outcome: Outcome = "failed"
+    reason: str = ""
+    admitted_s: float = math.nan
+    first_token_s: float = math.nan
+    finish_s: float = math.nan
+    route: list[int] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    failovers: int = 0
+
+    @property
+    def latency_s(self) -> float:
+        """Finish minus arrival (NaN without an answer)."""
+        return self.finish_s - self.arrival_s
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (NaN as null)."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                out[key] = None
+        out["latency_s"] = None if math.isnan(self.latency_s) else self.latency_s
+        return out
+
+
+@dataclass(frozen=True)
+class _Stage:
+    server: int
+    node: int
+    compute_s_per_token: float
+    weight_read_s: float
+    kv_read_s_per_token: float
+    hop_s: float
+
+
+class _Failed(Exception):
+    """A shard of the route failed; ``server`` is the one that did."""
+
+    def __init__(self, server: int, detail: str) -> None:
+        super().__init__(detail)
+        self.server = server
+
+
+class Gateway:
+    """Routes and drives requests over a plan's shards (see the module docstring).
+
+    Parameters
+    ----------
+    instance : the instance whose node speeds the estimates use (the calibrated one).
+    plan : the placement being served (routing by chains).
+    addresses : server index -> ``host:port`` of its shard service.
+    token : the run's token.
+    clock : seconds since the start of the run.
+    """
+
+    def __init__(
+        self,
+        instance: InferenceInstance,
+        plan: Placement,
+        addresses: dict[int, str],
+        token: str,
+        clock: Callable[[], float],
+    ) -> None:
+        if plan.routing != "chains":
+            raise ValueError("mecllm serve runs plans routed by chains")
+        self.instance = instance
+        self.plan = plan
+        self.clock = clock
+        self.clients = {k: Client(a, SERVICE, token) for k, a in addresses.items()}
+        self.lock = threading.Condition()
+        self.dead: set[int] = set()
+        v = instance.n_nodes
+        weights = np.zeros(v)
+        for server in plan.servers:
+            weights[server.node] += server.blocks * instance.block_bytes
+        self.kv_free = (instance.memory_bytes - weights).tolist()
+        self.active = [0] * v
+        self.node_read_s = [0.0] * v
+        head_bytes = instance.head_params * instance.weight_bits / 8.0
+        for server in plan.servers:
+            read = server.blocks * instance.block_bytes
+            if server.end == instance.blocks:
+                read += head_bytes
+            self.node_read_s[server.node] += read / instance.memory_bandwidth_bps[server.node]
+        self.chains = [self._stages(chain) for chain in plan.chains]
+        self.typical = typical_context(instance)
+
+    def _stages(self, chain: tuple[int, ...]) -> list[_Stage]:
+        inst = self.instance
+        out = []
+        head_bytes = inst.head_params * inst.weight_bits / 8.0
+        for j, k in enumerate(chain):
+            server = self.plan.servers[k]
+            node = server.node
+            last = j == len(chain) - 1
+            nxt = self.plan.servers[chain[(j + 1) % len(chain)]].node
+            flops = 2.0 * inst.params_per_block * server.blocks + (
+                2.0 * inst.head_params if last else 0.0
+            )
+            read = server.blocks * inst.block_bytes + (head_bytes if last else 0.0)
+            out.append(
+                _Stage(
+                    server=k,
+                    node=node,
+                    compute_s_per_token=flops / float(inst.flops[node]),
+                    weight_read_s=read / float(inst.memory_bandwidth_bps[node]),
+                    kv_read_s_per_token=server.blocks
+                    * inst.kv_bytes_per_token_block
+                    / float(inst.memory_bandwidth_bps[node]),
+                    hop_s=float(inst.route_latency_s[node, nxt]) if nxt != node else 0.0,
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ admission
+    def _alive_chains(self) -> list[int]:
+        return [
+            c
+            for c, stages in enumerate(self.chains)
+            if not any(s.server in self.dead for s in stages)
+        ]
+
+    def _reserve_per_node(self, chain: int, context: int) -> dict[int, float]:
+        need: dict[int, float] = {}
+        kvb = self.instance.kv_bytes_per_token_block
+        for stage in self.chains[chain]:
+            blocks = self.plan.servers[stage.server].blocks
+            need[stage.node] = need.get(stage.node, 0.0) + context * blocks * kvb
+        return need
+
+    def _estimate(self, chain: int, tokens: int, left: int, answer_s: float) -> float:
+        prefill = period = 0.0
+        for stage in self.chains[chain]:
+            compute = tokens * stage.compute_s_per_token
+            prefill += max(compute, stage.weight_read_s) + stage.hop_s
+            n = self.active[stage.node] + 1
+            memory = self.node_read_s[stage.node] + n * self.typical * stage.kv_read_s_per_token
+            period += max(n * stage.compute_s_per_token, memory) + stage.hop_s
+        return prefill + left * period + answer_s
+
+    def _admit(
+        self, record: Record, tokens: int, left: int, failover: bool
+    ) -> tuple[int, str] | None:
+        """Under the lock: (chain, "") admitted, (-1, reason) rejected, None no room now."""
+        context = record.prompt_tokens + record.output_tokens
+        candidates = self._alive_chains()
+        if not candidates:
+            why = "a node failed and no replica route is alive" if failover else "no alive route"
+            return -1, why
+        fitting = [
+            c
+            for c in candidates
+            if all(
+                self.kv_free[node] >= need
+                for node, need in self._reserve_per_node(c, context).items()
+            )
+        ]
+        if not fitting:
+            return (-1, "a node failed and no replica route had room") if failover else None
+        answer = self._answer_s(record)
+        estimates = sorted((self._estimate(c, tokens, left, answer), c) for c in fitting)
+        estimate, chain = estimates[0]
+        now = self.clock()
+        time_left = record.arrival_s + record.deadline_s - now
+        if not failover and len(estimates) > 1:
+            budget = time_left * (1.0 - SLACK_SHARE)
+            fits = [(guess, -option) for guess, option in estimates if guess <= budget]
+            if fits:
+                estimate, negative = max(fits)
+                chain = -negative
+        if not failover and estimate > time_left:
+            return -1, "deadline unreachable at admission"
+        for node, need in self._reserve_per_node(chain, context).items():
+            self.kv_free[node] -= need
+            self.active[node] += 1
+        return chain, ""
+
+    def _release(self, chain: int, record: Record) -> None:
+        with self.lock:
+            context = record.prompt_tokens + record.output_tokens
+            for node, need in self._reserve_per_node(chain, context).items():
+                self.kv_free[node] += need
+                self.active[node] -= 1
+            self.lock.notify_all()
+
+    def _answer_s(self, record: Record) -> float:
+        """Emulated radio: the answer's token ids down the user's downlink."""
+        return record.output_tokens * TOKEN_ID_BITS / float(self.instance.downlink_bps[record.user])
+
+    def mark_dead(self, server: int) -> None:
+        """The run saw shard ``server``'s process end: no new request is routed through it."""
+        with self.lock:
+            self.dead.add(server)
+
+    # ------------------------------------------------------------------ a request
+    def serve(self, record: Record, prompt: list[int]) -> Record:
+        """Drive one request to its end (blocking); fills and returns ``record``."""
+        inst = self.instance
+        bits = inst.tasks[0].input_bits_per_token * record.prompt_tokens
+        _sleep_until(record.arrival_s + bits / float(inst.uplink_bps[record.user]), self.clock)
+        failover = False
+        while True:
+            with self.lock:
+                tokens = record.prompt_tokens + len(record.tokens)
+                left = record.output_tokens - max(len(record.tokens), 1)
+                while True:
+                    decision = self._admit(record, tokens, left, failover)
+                    if decision is not None:
+                        break
+                    wait = record.arrival_s + record.deadline_s - self.clock()
+                    if wait <= 0:
+                        decision = (-1, "waited for memory past its deadline")
+                        break
+                    self.lock.wait(timeout=min(wait, 0.5))
+            chain, reason = decision
+            if chain < 0:
+                record.outcome = "rejected"
+                record.reason = reason
+                record.finish_s = self.clock()
+                return record
+            if math.isnan(record.admitted_s):
+                record.admitted_s = self.clock()
+            record.route = [s.server for s in self.chains[chain]]
+            try:
+                self._generate(chain, record, prompt)
+            except _Failed as exc:
+                self._release(chain, record)
+                self.mark_dead(exc.server)
+                self._drop_caches(chain, record.rid, skip=exc.server)
+                record.failovers += 1
+                failover = True
+                continue
+            except TransferError as exc:  # a refusal: a bug, not a failure of the shard
+                self._release(chain, record)
+                self._drop_caches(chain, record.rid)
+                record.outcome = "failed"
+                record.reason = f"a shard refused the request: {exc}"
+                record.finish_s = self.clock()
+                return record
+            self._release(chain, record)
+            _sleep_until(self.clock() + self._answer_s(record), self.clock)
+            record.finish_s = self.clock()
+            late = record.finish_s - record.arrival_s > record.deadline_s
+            record.outcome = "late" if late else "on_time"
+            self._drop_caches(chain, record.rid)
+            return record
+
+    def _generate(self, chain: int, record: Record, prompt: list[int]) -> None:
+        """Prefill the prompt and the tokens so far, then decode the rest on ``chain``."""
+        stages = self.chains[chain]
+        inputs: list[int] = prompt + record.tokens
+        position = 0
+        while len(record.tokens) < record.output_tokens:
+            hidden: np.ndarray | None = None
+            token = -1
+            for stage in stages:
+                if hidden is None:
+                    message, _ = encode(
+                        {"rid": record.rid, "position": position, "tokens": inputs}, {}
+                    )
+                else:
+                    message, _ = encode(
+                        {"rid": record.rid, "position": position}, {"hidden": hidden}
+                    )
+                reply = self._call(stage.server, "Step", message)
+                answer = decode(reply)
+                if "hidden" in answer.tensors:
+                    hidden = answer.tensors["hidden"]
+                else:
+                    token = int(answer.header["token"])
+            position += len(inputs)
+            record.tokens.append(token)
+            if math.isnan(record.first_token_s):
+                downlink = TOKEN_ID_BITS / float(self.instance.downlink_bps[record.user])
+                record.first_token_s = self.clock() + downlink
+            inputs = [token]
+
+    def _call(self, server: int, method: str, message: bytes) -> bytes:
+        if server in self.dead:
+            raise _Failed(server, "the shard failed")
+        try:
+            return self.clients[server].call(method, message, STEP_TIMEOUT_S)
+        except TransferError as exc:
+            if exc.code in _GONE:
+                raise _Failed(server, str(exc)) from None
+            raise
+
+    def _drop_caches(self, chain: int, rid: int, skip: int = -1) -> None:
+        """Best effort: free the request's KV caches on the route's alive shards."""
+        message, _ = encode({"rid": rid}, {})
+        for stage in self.chains[chain]:
+            if stage.server == skip or stage.server in self.dead:
+                continue
+            try:
+                self.clients[stage.server].call("Release", message, 2.0)
+            except TransferError:
+                pass  # the shard drops idle caches itself
+
+    def close(self) -> None:
+        """Close every channel."""
+        for client in self.clients.values():
+            client.close()
+
+
+def _sleep_until(when: float, clock: Callable[[], float]) -> None:
+    pause = when - clock()
+    if pause > 0:
+        time.sleep(pause)

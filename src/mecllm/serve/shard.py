@@ -1,0 +1,218 @@
+"""A shard service: one OS process holding blocks ``[start, end)`` of the served model.
+
+Started by ``mecllm serve`` as ``python -m mecllm.serve.shard --start S --end E ...`` with the
+run's token in ``MECLLM_SERVE_TOKEN`` (never on the command line). It prints ``PORT <n>`` once it
+listens on 127.0.0.1 and serves, through :mod:`mecllm.transport.rpc` (the token, deadlines, size
+limits, an answer and a log line for every request):
+
+- ``Step``: one request's tokens (first shard: ids in the header) or activations (a float32
+  tensor ``hidden`` of shape (T, H)) at a position of its cache. Requests waiting together are
+  served by **one batched step** (iteration-level batching, up to ``--max-batch``); the answer
+  is the output activations, or on the last shard the next token id in the header.
+- ``Release``: drop a request's KV cache (the gateway sends it when a request ends).
+- ``Health``.
+
+**Pace**: a node slower than this machine's core is emulated by stretching each step to
+``cpu seconds / share`` (the step's CPU time measured on the stepping thread, the rest slept), so
+that a node with ``--share 0.25`` runs at a quarter of a core's speed (docs/serving.md section 2).
+Caches idle for :data:`IDLE_CACHE_S` are dropped (a gateway that vanished). The process dies with
+its parent and stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+
+from mecllm.core.processes import die_with_parent
+from mecllm.transport.rpc import BadRequest, log, serve
+from mecllm.transport.tensors import decode, encode, whole_number
+
+TOKEN_ENV = "MECLLM_SERVE_TOKEN"
+SERVICE = "mecllm.Shard"
+#: A request's cache unused this long is dropped, s.
+IDLE_CACHE_S = 120.0
+#: Longest a Step request waits for its batch to run, s.
+STEP_WAIT_S = 60.0
+#: Most requests whose caches a shard keeps at once.
+MAX_CACHES = 4096
+
+
+class Batcher:
+    """The shard's model and the loop that serves waiting items one batched step at a time."""
+
+    def __init__(self, model: Any, max_batch: int, share: float) -> None:
+        self.model = model
+        self.max_batch = max_batch
+        self.share = share
+        self.waiting: queue.Queue[tuple[Any, Future[Any]]] = queue.Queue()
+        self.lock = threading.Lock()  # the model's caches: steps, releases and checks
+        self.steps = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
+        self.thread.start()
+
+    def submit(self, item: Any) -> Any:
+        """Queue ``item`` for the next step and wait for its output."""
+        from mecllm.serve.causal import CacheError
+
+        with self.lock:
+            try:
+                self.model.check(item)
+            except CacheError as exc:
+                raise BadRequest(str(exc)) from None
+            if item.rid not in self.model.caches and len(self.model.caches) >= MAX_CACHES:
+                raise BadRequest(f"the shard holds {MAX_CACHES} requests' caches already")
+        future: Future[Any] = Future()
+        self.waiting.put((item, future))
+        return future.result(timeout=STEP_WAIT_S)
+
+    def release(self, rid: int) -> bool:
+        with self.lock:
+            return bool(self.model.release(rid))
+
+    def _loop(self) -> None:
+        import torch
+
+        torch.set_num_threads(1)
+        last_sweep = time.monotonic()
+        while not self.stop.is_set():
+            try:
+                first = self.waiting.get(timeout=0.5)
+            except queue.Empty:
+                first = None
+            if time.monotonic() - last_sweep > 10.0:
+                with self.lock:
+                    dropped = self.model.drop_idle(IDLE_CACHE_S)
+                if dropped:
+                    log(f"dropped {len(dropped)} idle caches")
+                last_sweep = time.monotonic()
+            if first is None:
+                continue
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self.waiting.get_nowait())
+                except queue.Empty:
+                    break
+            self._run(batch)
+
+    def _run(self, batch: list[tuple[Any, Future[Any]]]) -> None:
+        started, cpu = time.monotonic(), time.thread_time()
+        items = [item for item, _ in batch]
+        try:
+            with self.lock:
+                outputs = self.model.step(items)
+        except Exception as exc:  # every waiting request gets an answer
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        self.steps += 1
+        if self.share < 1.0:
+            # Emulate a slower node: the step lasts its CPU time over the node's share.
+            target = started + (time.thread_time() - cpu) / self.share
+            pause = target - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        for (_, future), output in zip(batch, outputs, strict=True):
+            future.set_result(output)
+
+
+def methods(batcher: Batcher, width: int, first: bool, last: bool) -> dict[str, Any]:
+    """The ``Step`` and ``Release`` methods (bytes in, bytes out)."""
+    from mecllm.serve.causal import WorkItem
+
+    def step(request: bytes) -> bytes:
+        message = decode(request)
+        rid = whole_number(message.header, "rid", 0, 2**62)
+        position = whole_number(message.header, "position", 0, 1_000_000)
+        if first:
+            tokens = message.header.get("tokens")
+            if (
+                not isinstance(tokens, list)
+                or not tokens
+                or not all(type(t) is int for t in tokens)
+            ):
+                raise BadRequest("the first shard needs 'tokens': a non-empty list of token ids")
+            if message.tensors:
+                raise BadRequest("the first shard takes token ids, not tensors")
+            item = WorkItem(rid, position, tokens=tokens)
+        else:
+            if set(message.tensors) != {"hidden"}:
+                raise BadRequest("this shard needs exactly one tensor, 'hidden' (T, H)")
+            hidden = message.tensors["hidden"]
+            if hidden.ndim != 2 or hidden.shape[1] != width or hidden.shape[0] < 1:
+                raise BadRequest(f"'hidden' must have shape (T, {width}), got {hidden.shape}")
+            item = WorkItem(rid, position, hidden=hidden)
+        output = batcher.submit(item)
+        if last:
+            reply, _ = encode({"rid": rid, "token": int(output)}, {})
+        else:
+            reply, _ = encode({"rid": rid}, {"hidden": np.asarray(output, dtype=np.float32)})
+        return reply
+
+    def release(request: bytes) -> bytes:
+        message = decode(request)
+        rid = whole_number(message.header, "rid", 0, 2**62)
+        reply, _ = encode({"rid": rid, "released": batcher.release(rid)}, {})
+        return reply
+
+    return {"Step": step, "Release": release}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="mecllm shard service (one model shard)")
+    parser.add_argument("--start", type=int, required=True)
+    parser.add_argument("--end", type=int, required=True)
+    parser.add_argument("--blocks", type=int, required=True, help="blocks of the whole model")
+    parser.add_argument("--max-batch", type=int, default=16)
+    parser.add_argument("--share", type=float, default=1.0, help="share of a core, (0, 1]")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    die_with_parent(int(os.environ.get("MECLLM_PARENT_PID", os.getppid())))
+    token = os.environ.get(TOKEN_ENV, "")
+    if len(token) < 16:
+        sys.exit(f"{TOKEN_ENV} must hold the run's token (16+ characters)")
+    if not 0.0 < args.share <= 1.0:
+        sys.exit(f"--share must be in (0, 1], got {args.share}")
+    import torch
+
+    torch.set_num_threads(1)
+    from mecllm.serve.causal import ShardModel
+
+    model = ShardModel(args.start, args.end, args.blocks)
+    batcher = Batcher(model, args.max_batch, args.share)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server = serve(
+        SERVICE,
+        methods(batcher, model.width, model.first, model.last),
+        token,
+        host=args.host,
+        port=args.port,
+        workers=2 * args.max_batch + 4,
+    )
+    log(
+        f"blocks [{args.start}, {args.end}) of {args.blocks}, "
+        f"{model.weight_bytes() / 1e6:.1f} MB of weights, share {args.share:g}"
+    )
+    print(f"PORT {server.port}", flush=True)
+    stop.wait()
+    log(f"stopping after {batcher.steps} steps")
+    batcher.stop.set()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
