@@ -1,1 +1,2 @@
-"""`mecllm serve`: a placement plan of the edge-inference system served for real (docs/serving.md)."""
+"""`mecllm serve`: a placement plan of the edge-inference system served for real
+(docs/serving.md)."""

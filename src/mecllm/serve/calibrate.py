@@ -25,7 +25,7 @@ import secrets
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +40,21 @@ DECODE_BATCHES = (1, 2, 4, 8, 16)
 DECODE_CONTEXT = 64
 PREFILL_TOKENS = (16, 32, 64, 128)
 #: Timed repetitions of each step (after one untimed).
-REPEATS = 7
+REPEATS = 15
 
 
 @dataclass(frozen=True)
 class StepTime:
     """One measured step and what the fitted roofline says of it."""
 
-    part: str  # "block" or "block+head"
+    part: str  # the shard, e.g. "block 4 + head"
     kind: str  # "decode" or "prefill"
     batch: int  # requests in the step
     tokens: int  # token rows in the step
     flops: float
     bytes_read: float
     measured_s: float
+    blocks: int = 1  # blocks of the shard
     model_s: float = 0.0
 
 
@@ -63,6 +64,7 @@ class Calibration:
 
     flops_per_s: float
     memory_bandwidth_bps: float
+    block_overhead_s: float
     hop_latency_s: float
     hop_bps: float
     steps: list[StepTime] = field(default_factory=list)
@@ -74,6 +76,7 @@ class Calibration:
             "kind": "serve-calibration",
             "flops_per_s": self.flops_per_s,
             "memory_bandwidth_bps": self.memory_bandwidth_bps,
+            "block_overhead_s": self.block_overhead_s,
             "hop_latency_s": self.hop_latency_s,
             "hop_bps": self.hop_bps,
             "machine": self.machine,
@@ -94,7 +97,13 @@ class Calibration:
             )
         values = {
             key: checks.scalar(data, key, "calibration", low=0.0, high=1e18)
-            for key in ("flops_per_s", "memory_bandwidth_bps", "hop_latency_s", "hop_bps")
+            for key in (
+                "flops_per_s",
+                "memory_bandwidth_bps",
+                "block_overhead_s",
+                "hop_latency_s",
+                "hop_bps",
+            )
         }
         steps = [StepTime(**s) for s in data.get("steps", []) if isinstance(s, dict)]
         machine = data.get("machine", {})
@@ -117,6 +126,7 @@ def calibrated_instance(
     data = instance.to_dict()
     data["nodes"]["flops"] = (shares * calibration.flops_per_s).tolist()
     data["nodes"]["memory_bandwidth_bps"] = (shares * calibration.memory_bandwidth_bps).tolist()
+    data["nodes"]["block_overhead_s"] = (calibration.block_overhead_s / shares).tolist()
     data["backhaul"]["latency_s"] = calibration.hop_latency_s
     data["backhaul"]["bandwidth_bps"] = calibration.hop_bps
     return InferenceInstance.from_dict(data)
@@ -132,37 +142,51 @@ def _median_time(run: Callable[[], object], repeats: int = REPEATS) -> float:
     return statistics.median(times)
 
 
-def measure_steps(progress: Callable[[str], None] | None = None) -> list[StepTime]:
-    """Time decode and prefill steps of one block and of the last block with the head."""
+def shard_name(start: int, end: int, blocks: int) -> str:
+    """``blocks 1-4``, with ``embeddings`` and ``head`` where the shard has them."""
+    name = f"blocks {start}-{end - 1}" if end - start > 1 else f"block {start}"
+    if start == 0:
+        name = "embeddings + " + name
+    if end == blocks:
+        name += " + head"
+    return name
+
+
+def measure_steps(
+    shards: list[tuple[int, int]], blocks: int, progress: Callable[[str], None] | None = None
+) -> list[StepTime]:
+    """Time decode and prefill steps of each shard ``[start, end)`` of a ``blocks``-block model."""
     import torch
 
     from mecllm.serve.causal import ShardModel, WorkItem
 
     torch.set_num_threads(1)
     out: list[StepTime] = []
-    blocks = 6
-    for part, (start, end) in (("block", (1, 2)), ("block+head", (blocks - 1, blocks))):
+    for start, end in shards:
+        part = shard_name(start, end, blocks)
         model = ShardModel(start, end, blocks)
         h = model.width
+        used = end - start
         block_params = sum(w.numel() + b.numel() for w, b in model.layers[0].values())
-        block_bytes = 4.0 * block_params
-        head = part == "block+head"
-        head_params = float(model.word.numel()) if head else 0.0
-        kvb = 2 * h * 4  # keys and values of one token in one block, bytes
+        head_params = float(model.word.numel()) if model.last else 0.0
+        weights = 4.0 * (used * block_params + head_params)
+        kvb = 2 * h * 4 * used  # keys and values of one token in the shard's blocks, bytes
 
-        def hidden(t: int, width: int = h) -> np.ndarray:
-            return np.zeros((t, width), dtype=np.float32)
+        def given(t: int, first: bool = model.first, width: int = h) -> dict[str, Any]:
+            if first:
+                return {"tokens": [1000 + j for j in range(t)]}
+            return {"hidden": np.zeros((t, width), dtype=np.float32)}
 
         if progress:
-            progress(f"calibrating: {part} decode and prefill steps")
+            progress(f"calibrating: {part}, decode and prefill steps")
         for b in DECODE_BATCHES:
             model.caches.clear()
             for r in range(b):
-                model.step([WorkItem(r, 0, hidden=hidden(DECODE_CONTEXT))])
+                model.step([WorkItem(r, 0, **given(DECODE_CONTEXT))])
             position = [DECODE_CONTEXT]
 
             def decode_step(model: Any = model, b: int = b, position: list[int] = position) -> None:
-                model.step([WorkItem(r, position[0], hidden=hidden(1)) for r in range(b)])
+                model.step([WorkItem(r, position[0], **given(1)) for r in range(b)])
                 position[0] += 1
 
             seconds = _median_time(decode_step)
@@ -173,16 +197,17 @@ def measure_steps(progress: Callable[[str], None] | None = None) -> list[StepTim
                     "decode",
                     b,
                     b,
-                    flops=b * (2.0 * block_params + 2.0 * head_params),
-                    bytes_read=block_bytes + 4.0 * head_params + b * context * kvb,
+                    flops=b * (2.0 * used * block_params + 2.0 * head_params),
+                    bytes_read=weights + b * context * kvb,
                     measured_s=seconds,
+                    blocks=used,
                 )
             )
         for t in PREFILL_TOKENS:
 
             def prefill_step(model: Any = model, t: int = t) -> None:
                 model.caches.clear()
-                model.step([WorkItem(0, 0, hidden=hidden(t))])
+                model.step([WorkItem(0, 0, **given(t))])
 
             seconds = _median_time(prefill_step)
             out.append(
@@ -191,52 +216,165 @@ def measure_steps(progress: Callable[[str], None] | None = None) -> list[StepTim
                     "prefill",
                     1,
                     t,
-                    flops=t * 2.0 * block_params + 2.0 * head_params,
-                    bytes_read=block_bytes + 4.0 * head_params + t * kvb,
+                    flops=t * 2.0 * used * block_params + 2.0 * head_params,
+                    bytes_read=weights + t * kvb,
                     measured_s=seconds,
+                    blocks=used,
                 )
             )
     return out
 
 
-def fit_roofline(steps: list[StepTime]) -> tuple[float, float]:
-    """The (F, M) minimising the squared log error of ``max(flops / F, bytes / M)``."""
+def step_model(step: StepTime, speeds: tuple[float, float, float]) -> float:
+    """The simulator's step time: ``max(flops / F, bytes / M) + requests x blocks x c``."""
+    f, m, c = speeds
+    return max(step.flops / f, step.bytes_read / m) + step.batch * step.blocks * c
+
+
+def fit_steps(
+    steps: list[StepTime], weights: list[float] | None = None
+) -> tuple[float, float, float]:
+    """The (F, M, c) minimising the (weighted) squared log error of :func:`step_model` over
+    ``steps`` (a grid over log F, log M and c, refined three times)."""
+    weight = np.ones(len(steps)) if weights is None else np.asarray(weights, dtype=float)
     flops = np.array([s.flops for s in steps])
     read = np.array([s.bytes_read for s in steps])
-    measured = np.log(np.array([s.measured_s for s in steps]))
-    best = (math.inf, 1.0, 1.0)
-    # A log grid around the values each measurement alone would imply, refined twice.
-    f_lo, f_hi = (
-        np.log(flops / np.exp(measured)).min() - 1,
-        np.log(flops / np.exp(measured)).max() + 1,
-    )
-    m_lo, m_hi = (
-        np.log(read / np.exp(measured)).min() - 1,
-        np.log(read / np.exp(measured)).max() + 1,
-    )
-    for _ in range(3):
-        fs = np.linspace(f_lo, f_hi, 81)
-        ms = np.linspace(m_lo, m_hi, 81)
-        pred = np.maximum(
-            np.log(flops)[None, None, :] - fs[:, None, None],
-            np.log(read)[None, None, :] - ms[None, :, None],
+    requests = np.array([s.batch * s.blocks for s in steps], dtype=float)
+    measured = np.array([s.measured_s for s in steps])
+    log_measured = np.log(measured)
+    f_lo, f_hi = np.log(flops / measured).min() - 1, np.log(flops / measured).max() + 2
+    m_lo, m_hi = np.log(read / measured).min() - 1, np.log(read / measured).max() + 2
+    c_lo, c_hi = 0.0, float((measured / requests).max())
+    best = (math.inf, 0.0, 0.0, 0.0)
+    for _ in range(4):
+        fs, ms, cs = (
+            np.linspace(f_lo, f_hi, 41),
+            np.linspace(m_lo, m_hi, 41),
+            np.linspace(c_lo, c_hi, 41),
         )
-        error = ((pred - measured[None, None, :]) ** 2).sum(-1)
-        i, j = np.unravel_index(int(np.argmin(error)), error.shape)
-        if error[i, j] < best[0]:
-            best = (float(error[i, j]), float(fs[i]), float(ms[j]))
-        f_step, m_step = fs[1] - fs[0], ms[1] - ms[0]
+        roof = np.maximum(
+            flops[None, None, :] / np.exp(fs)[:, None, None],
+            read[None, None, :] / np.exp(ms)[None, :, None],
+        )  # (F, M, steps)
+        total = roof[:, :, None, :] + cs[None, None, :, None] * requests
+        error = (weight * (np.log(total) - log_measured) ** 2).sum(-1)
+        i, j, k = np.unravel_index(int(np.argmin(error)), error.shape)
+        if error[i, j, k] < best[0]:
+            best = (float(error[i, j, k]), float(fs[i]), float(ms[j]), float(cs[k]))
+        f_step, m_step, c_step = fs[1] - fs[0], ms[1] - ms[0], cs[1] - cs[0]
         f_lo, f_hi = fs[i] - 2 * f_step, fs[i] + 2 * f_step
         m_lo, m_hi = ms[j] - 2 * m_step, ms[j] + 2 * m_step
-    return math.exp(best[1]), math.exp(best[2])
+        c_lo, c_hi = max(cs[k] - 2 * c_step, 0.0), cs[k] + 2 * c_step
+    return math.exp(best[1]), math.exp(best[2]), best[3]
 
 
-def measure_hop(log_dir: Path) -> tuple[float, float]:
-    """Round trips of a Step-sized call to a shard process: (latency s, rate bit/s)."""
-    from mecllm.serve.shard import SERVICE, TOKEN_ENV
+def measure_hop(address: str, token: str) -> tuple[float, float]:
+    """Round trips of a Step-sized call to the shard service at ``address``: (latency s, rate
+    bit/s), from one token's and 64 tokens' activations."""
+    from mecllm.serve.shard import SERVICE
     from mecllm.transport.rpc import Client
-    from mecllm.transport.service import ServiceProcess
     from mecllm.transport.tensors import encode
+
+    with Client(address, SERVICE, token) as client:
+        small, _ = encode({"rid": 0}, {"hidden": np.zeros((1, 384), np.float32)})
+        large, _ = encode({"rid": 0}, {"hidden": np.zeros((64, 384), np.float32)})
+
+        def trip(message: bytes) -> float:
+            return _median_time(lambda: client.call("Health", message, 5.0), 41)
+
+        one, many = trip(small), trip(large)
+    extra_bits = 8.0 * (len(large) - len(small))
+    rate = extra_bits / max(many - one, 1e-6)
+    return one, float(min(rate, 1e13))
+
+
+def _machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "torch_threads": 1,
+    }
+
+
+def served_sizes() -> tuple[int, int, int]:
+    """The served model's (parameters per block, head parameters, width)."""
+    from mecllm.train.model import BertConfig, model_dir
+
+    cfg = BertConfig.load(model_dir())
+    h, inner = cfg.hidden_size, cfg.intermediate_size
+    block = 4 * (h * h + h) + 2 * h * inner + inner + h + 4 * h
+    return block, cfg.vocab_size * h, h
+
+
+def fit_in_service(
+    logs: list[tuple[int, int, int, list[list[float]]]],
+    hop: tuple[float, float],
+) -> Calibration:
+    """Fit (F, M, c) to the steps the shard services took while serving (a warm-up stream):
+    ``logs`` holds, per shard, its ``(start, end, blocks of the model, steps)`` with each step
+    as sent by the shard's Stats method. Steps of one shard with the same requests and prefill
+    length (to 16 tokens) are pooled (their median time, weighted by their count)."""
+    block, head, h = served_sizes()
+    groups: dict[tuple[str, int, int, int, int], list[tuple[float, float, float]]] = {}
+    for start, end, blocks, steps in logs:
+        used = end - start
+        last = end == blocks
+        name = shard_name(start, end, blocks)
+        weights = 4.0 * (used * block + (head if last else 0))
+        kvb = 2 * h * 4 * used
+        for decoding, prefill_tokens, prefills, context, cpu_s, _ in steps:
+            d, pt, pf = int(decoding), int(prefill_tokens), int(prefills)
+            flops = (
+                d * (2.0 * used * block + (2.0 * head if last else 0.0))
+                + pt * 2.0 * used * block
+                + pf * (2.0 * head if last else 0.0)
+            )
+            key = (name, used, d, pf, 16 * round(pt / 16))
+            groups.setdefault(key, []).append((flops, weights + context * kvb, float(cpu_s)))
+    steps_out: list[StepTime] = []
+    counts: list[float] = []
+    for (name, used, d, pf, pt), rows in sorted(groups.items()):
+        table = np.array(rows)
+        steps_out.append(
+            StepTime(
+                name,
+                "decode" if pf == 0 else f"prefill+{d}",
+                d + pf,
+                d + pt,
+                flops=float(np.median(table[:, 0])),
+                bytes_read=float(np.median(table[:, 1])),
+                measured_s=float(np.median(table[:, 2])),
+                blocks=used,
+            )
+        )
+        counts.append(float(len(rows)))
+    if not steps_out:
+        raise ValueError("the warm-up took no steps to calibrate on")
+    speeds = fit_steps(steps_out, counts)
+    fitted = [replace(s, model_s=step_model(s, speeds)) for s in steps_out]
+    machine = {**_machine(), "source": "steps taken while serving a warm-up stream"}
+    machine["steps_per_group"] = counts
+    return Calibration(*speeds, *hop, fitted, machine)
+
+
+def calibrate(
+    shards: list[tuple[int, int]],
+    blocks: int,
+    log_dir: Path,
+    progress: Callable[[str], None] | None = None,
+) -> Calibration:
+    """Measure the ``shards`` of a ``blocks``-block model and fit (a few seconds a shard)."""
+
+    steps = measure_steps(shards, blocks, progress)
+    speeds = fit_steps(steps)
+    if progress:
+        progress("calibrating: round trips to a shard process")
+    from mecllm.serve.shard import TOKEN_ENV
+    from mecllm.transport.service import ServiceProcess
 
     token = secrets.token_urlsafe(24)
     service = ServiceProcess(
@@ -247,39 +385,9 @@ def measure_hop(log_dir: Path) -> tuple[float, float]:
         log_dir / "calibrate-shard.log",
     )
     try:
-        with Client(service.address, SERVICE, token) as client:
-            small, _ = encode({"rid": 0}, {"hidden": np.zeros((1, 384), np.float32)})
-            large, _ = encode({"rid": 0}, {"hidden": np.zeros((64, 384), np.float32)})
-
-            def trip(message: bytes) -> float:
-                return _median_time(lambda: client.call("Health", message, 5.0), 41)
-
-            one, many = trip(small), trip(large)
+        latency, rate = measure_hop(service.address, token)
     finally:
         service.stop()
-    extra_bits = 8.0 * (len(large) - len(small))
-    rate = extra_bits / max(many - one, 1e-6)
-    return one, float(min(rate, 1e13))
-
-
-def calibrate(log_dir: Path, progress: Callable[[str], None] | None = None) -> Calibration:
-    """Measure and fit (about half a minute)."""
-    import torch
-
-    steps = measure_steps(progress)
-    flops, bandwidth = fit_roofline(steps)
-    fitted = [
-        StepTime(**{**asdict(s), "model_s": max(s.flops / flops, s.bytes_read / bandwidth)})
-        for s in steps
-    ]
-    if progress:
-        progress("calibrating: round trips to a shard process")
-    latency, rate = measure_hop(log_dir)
-    machine = {
-        "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "torch": str(torch.__version__),
-        "torch_threads": 1,
-    }
-    return Calibration(flops, bandwidth, latency, rate, fitted, machine)
+    machine = {**_machine(), "source": "each shard timed alone in one process"}
+    fitted = [replace(s, model_s=step_model(s, speeds)) for s in steps]
+    return Calibration(*speeds, latency, rate, fitted, machine)

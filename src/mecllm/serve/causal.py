@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -65,17 +65,37 @@ class WorkItem:
         return int(self.hidden.shape[0])
 
 
-@dataclass
 class _Cache:
-    """A request's keys and values, one (heads, tokens, head_dim) pair per block."""
+    """A request's keys and values: per block, a (capacity, heads, head_dim) buffer of which the
+    first :attr:`tokens` rows are filled (grown by doubling, so appending a token copies
+    nothing)."""
 
-    keys: list[torch.Tensor]
-    values: list[torch.Tensor]
-    used: float = field(default_factory=time.monotonic)
+    def __init__(self) -> None:
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        self.tokens = 0
+        self.used = time.monotonic()
 
-    @property
-    def tokens(self) -> int:
-        return int(self.keys[0].shape[1]) if self.keys else 0
+    def append(self, depth: int, k: torch.Tensor, v: torch.Tensor, at: int) -> None:
+        """Write ``t`` tokens' keys and values (t, heads, d) of block ``depth`` at row ``at``."""
+        t = k.shape[0]
+        if depth == len(self.keys):
+            capacity = max(2 * (at + t), 64)
+            self.keys.append(k.new_empty((capacity, *k.shape[1:])))
+            self.values.append(v.new_empty((capacity, *v.shape[1:])))
+        elif at + t > self.keys[depth].shape[0]:
+            capacity = 2 * (at + t)
+            for buffers in (self.keys, self.values):
+                old = buffers[depth]
+                grown = old.new_empty((capacity, *old.shape[1:]))
+                grown[:at] = old[:at]
+                buffers[depth] = grown
+        self.keys[depth][at : at + t] = k
+        self.values[depth][at : at + t] = v
+
+    def nbytes(self) -> int:
+        """Bytes of the filled rows."""
+        return sum(4 * self.tokens * int(k[0].numel()) * 2 for k in self.keys)
 
 
 class CacheError(ValueError):
@@ -104,7 +124,8 @@ class ShardModel:
             def get(name: str) -> torch.Tensor:
                 for prefix in ("", "bert."):
                     if prefix + name in weights.keys():
-                        return weights.get_tensor(prefix + name).float().contiguous()
+                        tensor: torch.Tensor = weights.get_tensor(prefix + name)
+                        return tensor.float().contiguous()
                 raise KeyError(name)
 
             inverse = {new: old for old, new in LAYER_RENAME.items()}
@@ -144,11 +165,7 @@ class ShardModel:
 
     def cache_bytes(self) -> int:
         """Bytes of every request's cache held now."""
-        return sum(
-            4 * (k.numel() + v.numel())
-            for cache in self.caches.values()
-            for k, v in zip(cache.keys, cache.values, strict=True)
-        )
+        return sum(cache.nbytes() for cache in self.caches.values())
 
     # ------------------------------------------------------------------ caches
     def release(self, rid: int) -> bool:
@@ -209,17 +226,21 @@ class ShardModel:
         for item in items:
             cache = self.caches.get(item.rid)
             if cache is None:
-                cache = self.caches[item.rid] = _Cache([], [])
+                cache = self.caches[item.rid] = _Cache()
             cache.used = time.monotonic()
             caches.append(cache)
         for depth, layer in enumerate(self.layers):
             x = self._block(x, layer, depth, items, lengths, caches)
+        for item, cache in zip(items, caches, strict=True):
+            cache.tokens = item.position + item.length
         rows = torch.split(x, lengths)
         if not self.last:
             return [r.numpy().copy() for r in rows]
         finals = torch.stack([r[-1] for r in rows])
-        logits = finals @ self.word.T
-        return [int(t) for t in logits.argmax(-1).tolist()]
+        tokens: list[NDArray[np.float32] | int] = [
+            int(t) for t in _logits(finals, self.word).argmax(-1).tolist()
+        ]
+        return tokens[: len(items)]
 
     def _block(
         self,
@@ -236,34 +257,44 @@ class ShardModel:
         q_all = F.linear(x, *layer["query"])
         k_all = F.linear(x, *layer["key"])
         v_all = F.linear(x, *layer["value"])
-        contexts = []
-        for item, cache, q, k, v in zip(
-            items,
-            caches,
-            torch.split(q_all, lengths),
-            torch.split(k_all, lengths),
-            torch.split(v_all, lengths),
-            strict=True,
-        ):
+        contexts: list[torch.Tensor | None] = [None] * len(items)
+        offsets = [0]
+        for t in lengths:
+            offsets.append(offsets[-1] + t)
+        for j, (item, cache) in enumerate(zip(items, caches, strict=True)):
+            rows = slice(offsets[j], offsets[j + 1])
             t = item.length
-            q = q.view(t, heads, d).transpose(0, 1)
-            k = k.view(t, heads, d).transpose(0, 1)
-            v = v.view(t, heads, d).transpose(0, 1)
-            if depth < len(cache.keys):
-                k = cache.keys[depth] = torch.cat([cache.keys[depth], k], dim=1)
-                v = cache.values[depth] = torch.cat([cache.values[depth], v], dim=1)
-            else:
-                cache.keys.append(k)
-                cache.values.append(v)
+            cache.append(
+                depth,
+                k_all[rows].view(t, heads, d),
+                v_all[rows].view(t, heads, d),
+                item.position,
+            )
+            # Causal attention over the cache and the item's own rows.
+            total = item.position + t
+            q = q_all[rows].view(t, heads, d).transpose(0, 1)
+            k = cache.keys[depth][:total].transpose(0, 1)
+            v = cache.values[depth][:total].transpose(0, 1)
             scores = q @ k.transpose(-1, -2) / math.sqrt(d)
-            if t > 1:  # causal: row j sees the cache and rows 0..j of this item
-                total = k.shape[1]
-                rows = torch.arange(t)[:, None] + (total - t)
-                scores = scores.masked_fill(torch.arange(total)[None, :] > rows, -math.inf)
-            contexts.append((scores.softmax(-1) @ v).transpose(0, 1).reshape(t, h))
-        context = torch.cat(contexts)
+            if t > 1:
+                seen = torch.arange(t)[:, None] + item.position
+                scores = scores.masked_fill(torch.arange(total)[None, :] > seen, -math.inf)
+            contexts[j] = (scores.softmax(-1) @ v).transpose(0, 1).reshape(t, h)
+        context = torch.cat([c for c in contexts if c is not None])
         x = F.layer_norm(
             x + F.linear(context, *layer["attn_out"]), (h,), *layer["attn_norm"], eps=eps
         )
         inner = F.gelu(F.linear(x, *layer["ff_in"]))
         return F.layer_norm(x + F.linear(inner, *layer["ff_out"]), (h,), *layer["ff_norm"], eps=eps)
+
+
+def _logits(rows: torch.Tensor, vocabulary: torch.Tensor) -> torch.Tensor:
+    """``rows @ vocabulary.T``, shape (B, V), in the product order that is fastest on one CPU
+    core: for a few rows, ``vocabulary @ rows.T`` with at least two rows (measured 2.4 ms against
+    5.0 ms for one row and 12.1 ms for two in the other order, V = 30522, H = 384); for many,
+    the plain order."""
+    if rows.shape[0] >= 12:
+        return rows @ vocabulary.T
+    if rows.shape[0] == 1:
+        rows = torch.cat([rows, rows])
+    return (vocabulary @ rows.T).T

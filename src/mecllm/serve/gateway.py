@@ -57,6 +57,7 @@ class Record:
 
     rid: int
     user: int
+    task: int
     prompt_tokens: int
     output_tokens: int
     deadline_s: float
@@ -194,10 +195,12 @@ class Gateway:
         prefill = period = 0.0
         for stage in self.chains[chain]:
             compute = tokens * stage.compute_s_per_token
-            prefill += max(compute, stage.weight_read_s) + stage.hop_s
+            blocks = self.plan.servers[stage.server].blocks
+            overhead = blocks * float(self.instance.overhead_s[stage.node])
+            prefill += max(compute, stage.weight_read_s) + overhead + stage.hop_s
             n = self.active[stage.node] + 1
             memory = self.node_read_s[stage.node] + n * self.typical * stage.kv_read_s_per_token
-            period += max(n * stage.compute_s_per_token, memory) + stage.hop_s
+            period += max(n * stage.compute_s_per_token, memory) + n * overhead + stage.hop_s
         return prefill + left * period + answer_s
 
     def _admit(
@@ -258,7 +261,7 @@ class Gateway:
     def serve(self, record: Record, prompt: list[int]) -> Record:
         """Drive one request to its end (blocking); fills and returns ``record``."""
         inst = self.instance
-        bits = inst.tasks[0].input_bits_per_token * record.prompt_tokens
+        bits = inst.tasks[record.task].input_bits_per_token * record.prompt_tokens
         _sleep_until(record.arrival_s + bits / float(inst.uplink_bps[record.user]), self.clock)
         failover = False
         while True:

@@ -29,7 +29,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -43,6 +43,8 @@ SERVICE = "mecllm.Shard"
 IDLE_CACHE_S = 120.0
 #: Longest a Step request waits for its batch to run, s.
 STEP_WAIT_S = 60.0
+#: Longest a step waits for the previous step's requests to come back, s.
+GATHER_S = 0.004
 #: Most requests whose caches a shard keeps at once.
 MAX_CACHES = 4096
 
@@ -57,6 +59,11 @@ class Batcher:
         self.waiting: queue.Queue[tuple[Any, Future[Any]]] = queue.Queue()
         self.lock = threading.Lock()  # the model's caches: steps, releases and checks
         self.steps = 0
+        self.previous: set[int] = set()  # the requests of the last step
+        self.ended = time.monotonic()  # when the last step (with its pause) ended
+        self.log: list[StepRecord] = []  # since the last Stats request
+        self.log_lock = threading.Lock()
+        self.history: list[StepRecord] = []  # steps already handed out by Stats
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
         self.thread.start()
@@ -104,7 +111,28 @@ class Batcher:
                     batch.append(self.waiting.get_nowait())
                 except queue.Empty:
                     break
+            self._gather(batch)
+            self.previous = {item.rid for item, _ in batch}
             self._run(batch)
+
+    def _gather(self, batch: list[tuple[Any, Future[Any]]]) -> None:
+        """Wait up to :data:`GATHER_S` for the requests of the previous step that have not come
+        back yet: their next token is on its way (a round trip through the gateway), and a step
+        that left without them would make them wait a whole step (docs/serving.md section 2)."""
+        here = {item.rid for item, _ in batch}
+        with self.lock:
+            missing = {rid for rid in self.previous - here if rid in self.model.caches}
+        deadline = time.monotonic() + GATHER_S
+        while missing and len(batch) < self.max_batch:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                entry = self.waiting.get(timeout=left)
+            except queue.Empty:
+                return
+            batch.append(entry)
+            missing.discard(entry[0].rid)
 
     def _run(self, batch: list[tuple[Any, Future[Any]]]) -> None:
         started, cpu = time.monotonic(), time.thread_time()
@@ -117,14 +145,50 @@ class Batcher:
                 future.set_exception(exc)
             return
         self.steps += 1
+        used = time.thread_time() - cpu
+        decoding = sum(1 for item in items if item.length == 1)
+        prefill = [item.length for item in items if item.length > 1]
+        context = sum(item.position + item.length for item in items)
+        with self.log_lock:
+            self.log.append(
+                StepRecord(
+                    decoding, sum(prefill), len(prefill), context, used, started - self.ended
+                )
+            )
         if self.share < 1.0:
             # Emulate a slower node: the step lasts its CPU time over the node's share.
-            target = started + (time.thread_time() - cpu) / self.share
+            target = started + used / self.share
             pause = target - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
+        self.ended = time.monotonic()
         for (_, future), output in zip(batch, outputs, strict=True):
             future.set_result(output)
+
+
+class StepRecord(NamedTuple):
+    """One step: decoding requests, prefill tokens and prefills, tokens of KV cache the step
+    read (every item's context), CPU seconds of the step, seconds the shard waited since its
+    last step."""
+
+    decoding: int
+    prefill_tokens: int
+    prefills: int
+    context: int
+    cpu_s: float
+    gap_s: float
+
+
+def step_summary(steps: list[StepRecord]) -> str:
+    """``decode b: count x median CPU ms`` and ``prefill+b: ...`` for a run's steps."""
+    groups: dict[str, list[float]] = {}
+    for step in steps:
+        key = f"prefill+{step.decoding}" if step.prefills else f"decode {step.decoding}"
+        groups.setdefault(key, []).append(step.cpu_s)
+    return ", ".join(
+        f"{key}: {len(v)} x {1e3 * sorted(v)[len(v) // 2]:.2f} ms"
+        for key, v in sorted(groups.items())
+    )
 
 
 def methods(batcher: Batcher, width: int, first: bool, last: bool) -> dict[str, Any]:
@@ -160,13 +224,22 @@ def methods(batcher: Batcher, width: int, first: bool, last: bool) -> dict[str, 
             reply, _ = encode({"rid": rid}, {"hidden": np.asarray(output, dtype=np.float32)})
         return reply
 
+    def stats(request: bytes) -> bytes:
+        """The steps since the last Stats request (then forgotten), for in-service calibration."""
+        decode(request)
+        with batcher.log_lock:
+            steps, batcher.log = batcher.log, []
+        batcher.history.extend(steps)
+        reply, _ = encode({"steps": [list(s) for s in steps]}, {})
+        return reply
+
     def release(request: bytes) -> bytes:
         message = decode(request)
         rid = whole_number(message.header, "rid", 0, 2**62)
         reply, _ = encode({"rid": rid, "released": batcher.release(rid)}, {})
         return reply
 
-    return {"Step": step, "Release": release}
+    return {"Step": step, "Release": release, "Stats": stats}
 
 
 def main() -> None:
@@ -210,6 +283,7 @@ def main() -> None:
     print(f"PORT {server.port}", flush=True)
     stop.wait()
     log(f"stopping after {batcher.steps} steps")
+    log("steps: " + step_summary(batcher.history + batcher.log))
     batcher.stop.set()
     server.stop()
 

@@ -27,7 +27,14 @@ from mecllm.core.fileio import atomic_write_text, read_json
 KIND = "edge-inference"
 _MAX_NODES = 100_000
 _TOP = {"kind", "name", "nodes", "backhaul", "users", "model", "tasks", "horizon_s", "max_batch"}
-_NODE = {"memory_bytes", "flops", "memory_bandwidth_bps", "power_w", "position_m"}
+_NODE = {
+    "memory_bytes",
+    "flops",
+    "memory_bandwidth_bps",
+    "power_w",
+    "position_m",
+    "block_overhead_s",
+}
 _BACKHAUL = {"bandwidth_bps", "latency_s"}
 _USER = {
     "access_node",
@@ -82,6 +89,9 @@ class InferenceInstance:
     tasks : the task types (their shares sum to 1).
     horizon_s : length of the request stream the simulator draws.
     max_batch : most requests one node step serves.
+    block_overhead_s : (V,) seconds each request adds to a step of the node per block the
+        step runs it through, beyond the roofline (0 unless calibrated on real hardware,
+        docs/inference.md section 2).
     """
 
     memory_bytes: FloatArray
@@ -105,6 +115,7 @@ class InferenceInstance:
     horizon_s: float
     max_batch: int = 64
     node_position_m: FloatArray | None = None
+    block_overhead_s: FloatArray | None = None
     user_position_m: FloatArray | None = None
     route_latency_s: FloatArray = field(init=False, repr=False)
     route_bps: FloatArray = field(init=False, repr=False)
@@ -126,6 +137,14 @@ class InferenceInstance:
             value = np.array(getattr(self, name), dtype=float)
             value.setflags(write=False)
             object.__setattr__(self, name, value)
+        overhead = np.zeros(self.n_nodes_declared) if self.block_overhead_s is None else None
+        if overhead is not None:
+            overhead.setflags(write=False)
+            object.__setattr__(self, "block_overhead_s", overhead)
+        else:
+            value = np.array(self.block_overhead_s, dtype=float)
+            value.setflags(write=False)
+            object.__setattr__(self, "block_overhead_s", value)
         access = np.array(self.access_node, dtype=np.int64)
         access.setflags(write=False)
         object.__setattr__(self, "access_node", access)
@@ -134,6 +153,18 @@ class InferenceInstance:
         object.__setattr__(self, "route_bps", bandwidth)
 
     # ------------------------------------------------------------------ sizes
+    @property
+    def n_nodes_declared(self) -> int:
+        """V, from the memory vector (before the other arrays are checked)."""
+        return int(np.shape(self.memory_bytes)[0])
+
+    @property
+    def overhead_s(self) -> FloatArray:
+        """(V,) seconds per request and block in a step, beyond the roofline (zeros unless
+        given)."""
+        assert self.block_overhead_s is not None
+        return self.block_overhead_s
+
     @property
     def n_nodes(self) -> int:
         """V."""
@@ -191,6 +222,8 @@ class InferenceInstance:
         }
         if self.node_position_m is not None:
             nodes["position_m"] = np.asarray(self.node_position_m).tolist()
+        if np.any(self.overhead_s > 0):
+            nodes["block_overhead_s"] = self.overhead_s.tolist()
         if self.user_position_m is not None:
             users["position_m"] = np.asarray(self.user_position_m).tolist()
         return {
@@ -260,6 +293,13 @@ class InferenceInstance:
             else np.zeros(v)
         )
         node_xy = _positions(nodes, "nodes", v)
+        overhead = (
+            checks.vector(
+                nodes, "block_overhead_s", "nodes", v, low=0, low_inclusive=True, high=10.0
+            )
+            if "block_overhead_s" in nodes
+            else np.zeros(v)
+        )
         backhaul = checks.section(data, "backhaul")
         checks.reject_unknown(backhaul, _BACKHAUL, "backhaul")
         links = _square(backhaul, "bandwidth_bps", v, low=0.0, high=1e15, low_inclusive=True)
@@ -313,6 +353,7 @@ class InferenceInstance:
             horizon_s=horizon,
             max_batch=max_batch,
             node_position_m=node_xy,
+            block_overhead_s=overhead,
             user_position_m=user_xy,
         )
 

@@ -81,6 +81,7 @@ class _Stage:
     weight_read_s: float = 0.0
     node_weight_read_s: float = 0.0
     typical_kv_read_s: float = 0.0
+    overhead_s: float = 0.0  # each request's time beyond the roofline in a step of the stage
 
 
 @dataclass
@@ -220,6 +221,7 @@ class Simulator:
         v = inst.n_nodes
         self.flops: list[float] = inst.flops.tolist()
         self.mem_bw: list[float] = inst.memory_bandwidth_bps.tolist()
+        self.overhead: list[float] = inst.overhead_s.tolist()
         self.weights = [0.0] * v
         for server in plan.servers:
             self.weights[server.node] += server.blocks * inst.block_bytes
@@ -282,6 +284,8 @@ class Simulator:
         self.heap: list[tuple[float, int, int, Any]] = []
         self.counter = itertools.count(1)  # ties between events at one time: first come first
         self.failovers = 0
+        #: With ``record_steps``: per node step, (node, decoding requests, prefill tokens).
+        self.steps: list[tuple[int, int, int]] | None = None
         self.radio_energy = 0.0
 
     # ------------------------------------------------------------------ chains
@@ -322,6 +326,7 @@ class Simulator:
                     weight_read_s=weight_bytes / self.mem_bw[node],
                     node_weight_read_s=self.read_bytes[node] / self.mem_bw[node],
                     typical_kv_read_s=self.typical_context * used * self.kvb / self.mem_bw[node],
+                    overhead_s=used * self.overhead[node],
                 )
             )
             reserve[node] = reserve.get(node, 0.0) + used * self.kvb
@@ -465,7 +470,11 @@ class Simulator:
                             read = (
                                 stage.weight_bytes + item.kv_tokens * stage.kv_bytes_per_token
                             ) / mem_bw[node]
-                            seconds = compute if compute > read else read
+                            seconds = (
+                                compute if compute > read else read
+                            ) + count * stage.overhead_s
+                            if self.steps is not None:
+                                self.steps.append((node, count, 0))
                             busy[node] = True
                             busy_until[node] = now + seconds
                             busy_time[node] += seconds
@@ -508,6 +517,7 @@ class Simulator:
             ) / self.flops[stage.node]
             prefill += (
                 (compute if compute > stage.weight_read_s else stage.weight_read_s)
+                + stage.overhead_s
                 + stage.hop_latency_s
                 + tokens * stage.hop_s_per_token
             )
@@ -517,7 +527,7 @@ class Simulator:
             # Decode steps share the node with other requests' prefills.
             stretch = 1.0 / (1.0 - self._prefill_share(stage.node, now))
             period += (
-                (compute if compute > memory else memory) * stretch
+                ((compute if compute > memory else memory) + n * stage.overhead_s) * stretch
                 + stage.hop_latency_s
                 + stage.hop_s_per_token
             )
@@ -585,11 +595,14 @@ class Simulator:
                 node = server.node
                 used = server.end - position
                 n = self.active[node] + 1
-                step = max(
-                    n * self.block_flops * used / self.flops[node],
-                    used
-                    * (self.instance.block_bytes + n * self.typical_context * self.kvb)
-                    / self.mem_bw[node],
+                step = (
+                    max(
+                        n * self.block_flops * used / self.flops[node],
+                        used
+                        * (self.instance.block_bytes + n * self.typical_context * self.kvb)
+                        / self.mem_bw[node],
+                    )
+                    + n * used * self.overhead[node]
                 )
                 total = cost + step + self.mean_hop_s
                 if total < best[server.end]:
@@ -753,6 +766,8 @@ class Simulator:
         # it in the batch.
         read: dict[int, float] = {}
         prefill_flops = 0.0
+        decoding = prefill_tokens = 0
+        extra = 0.0  # the requests' time beyond the roofline
         for item in batch:
             stage = chains[item.chain].stages[item.stage]
             if read.get(stage.server, 0.0) < stage.weight_bytes:
@@ -763,14 +778,20 @@ class Simulator:
                     item.tokens * (stage.flops_per_token - stage.head_flops) + stage.head_flops
                 )
                 memory += item.tokens * stage.kv_bytes_per_token
+                prefill_tokens += item.tokens
+                extra += stage.overhead_s
             else:
+                decoding += len(item.members)
+                extra += len(item.members) * stage.overhead_s
                 flops += len(item.members) * stage.flops_per_token
                 memory += item.kv_tokens * stage.kv_bytes_per_token
         memory += sum(read.values())
         if prefill_flops > 0.0:
             flops += prefill_flops
             self._note_prefill(node, prefill_flops / self.flops[node], now)
-        seconds = max(flops / self.flops[node], memory / self.mem_bw[node])
+        seconds = max(flops / self.flops[node], memory / self.mem_bw[node]) + extra
+        if self.steps is not None:
+            self.steps.append((node, decoding, prefill_tokens))
         self.busy[node] = True
         self.busy_until[node] = now + seconds
         self.busy_time[node] += seconds
