@@ -69,6 +69,8 @@ class Calibration:
     hop_bps: float
     steps: list[StepTime] = field(default_factory=list)
     machine: dict[str, Any] = field(default_factory=dict)
+    #: Per node (fitted in service to the steps of that node's shards): its own (F, M, c).
+    nodes: dict[int, tuple[float, float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -80,6 +82,10 @@ class Calibration:
             "hop_latency_s": self.hop_latency_s,
             "hop_bps": self.hop_bps,
             "machine": self.machine,
+            "nodes": {
+                str(v): {"flops_per_s": f, "memory_bandwidth_bps": m, "block_overhead_s": c}
+                for v, (f, m, c) in sorted(self.nodes.items())
+            },
             "steps": [asdict(s) for s in self.steps],
         }
 
@@ -107,7 +113,23 @@ class Calibration:
         }
         steps = [StepTime(**s) for s in data.get("steps", []) if isinstance(s, dict)]
         machine = data.get("machine", {})
-        return cls(**values, steps=steps, machine=machine if isinstance(machine, dict) else {})
+        nodes: dict[int, tuple[float, float, float]] = {}
+        raw_nodes = data.get("nodes", {})
+        if not isinstance(raw_nodes, dict):
+            raise InvalidInputError(f"{path}: nodes must be an object")
+        for key, entry in raw_nodes.items():
+            if not key.isdigit() or not isinstance(entry, dict):
+                raise InvalidInputError(f"{path}: nodes must map node indices to speeds")
+            nodes[int(key)] = tuple(  # type: ignore[assignment]
+                checks.scalar(entry, name, f"calibration.nodes.{key}", low=0.0, high=1e18)
+                for name in ("flops_per_s", "memory_bandwidth_bps", "block_overhead_s")
+            )
+        return cls(
+            **values,
+            steps=steps,
+            machine=machine if isinstance(machine, dict) else {},
+            nodes=nodes,
+        )
 
 
 def node_shares(instance: InferenceInstance, core_share: float) -> list[float]:
@@ -123,10 +145,16 @@ def calibrated_instance(
     """``instance`` with the speeds the served run has: node ``v`` runs at its share of one of
     this machine's cores (:func:`node_shares`), hops take the measured round trip."""
     shares = np.array(node_shares(instance, core_share))
+    pooled = (
+        calibration.flops_per_s,
+        calibration.memory_bandwidth_bps,
+        calibration.block_overhead_s,
+    )
+    speeds = np.array([calibration.nodes.get(v, pooled) for v in range(instance.n_nodes)])
     data = instance.to_dict()
-    data["nodes"]["flops"] = (shares * calibration.flops_per_s).tolist()
-    data["nodes"]["memory_bandwidth_bps"] = (shares * calibration.memory_bandwidth_bps).tolist()
-    data["nodes"]["block_overhead_s"] = (calibration.block_overhead_s / shares).tolist()
+    data["nodes"]["flops"] = (shares * speeds[:, 0]).tolist()
+    data["nodes"]["memory_bandwidth_bps"] = (shares * speeds[:, 1]).tolist()
+    data["nodes"]["block_overhead_s"] = (speeds[:, 2] / shares).tolist()
     data["backhaul"]["latency_s"] = calibration.hop_latency_s
     data["backhaul"]["bandwidth_bps"] = calibration.hop_bps
     return InferenceInstance.from_dict(data)
@@ -311,16 +339,20 @@ def served_sizes() -> tuple[int, int, int]:
 
 
 def fit_in_service(
-    logs: list[tuple[int, int, int, list[list[float]]]],
+    logs: list[tuple[int, int, int, int, list[list[float]]]],
     hop: tuple[float, float],
 ) -> Calibration:
     """Fit (F, M, c) to the steps the shard services took while serving (a warm-up stream):
-    ``logs`` holds, per shard, its ``(start, end, blocks of the model, steps)`` with each step
-    as sent by the shard's Stats method. Steps of one shard with the same requests and prefill
-    length (to 16 tokens) are pooled (their median time, weighted by their count)."""
+    ``logs`` holds, per shard, its ``(node, start, end, blocks of the model, steps)`` with each
+    step as sent by the shard's Stats method. Steps of one shard with the same requests and
+    prefill length (to 16 tokens) are pooled (their median time, weighted by their count).
+
+    One (F, M, c) is fitted to every step, and each node that took steps gets its own, fitted
+    to its steps plus the pooled ones at a tenth of the weight (so that a node seen in few
+    kinds of steps does not extrapolate wildly)."""
     block, head, h = served_sizes()
-    groups: dict[tuple[str, int, int, int, int], list[tuple[float, float, float]]] = {}
-    for start, end, blocks, steps in logs:
+    groups: dict[tuple[int, str, int, int, int, int], list[tuple[float, float, float]]] = {}
+    for node, start, end, blocks, steps in logs:
         used = end - start
         last = end == blocks
         name = shard_name(start, end, blocks)
@@ -333,11 +365,13 @@ def fit_in_service(
                 + pt * 2.0 * used * block
                 + pf * (2.0 * head if last else 0.0)
             )
-            key = (name, used, d, pf, 16 * round(pt / 16))
+            key = (node, name, used, d, pf, 16 * round(pt / 16))
             groups.setdefault(key, []).append((flops, weights + context * kvb, float(cpu_s)))
     steps_out: list[StepTime] = []
     counts: list[float] = []
-    for (name, used, d, pf, pt), rows in sorted(groups.items()):
+    owners: list[int] = []
+    for (node, name, used, d, pf, pt), rows in sorted(groups.items()):
+        owners.append(node)
         table = np.array(rows)
         steps_out.append(
             StepTime(
@@ -355,10 +389,22 @@ def fit_in_service(
     if not steps_out:
         raise ValueError("the warm-up took no steps to calibrate on")
     speeds = fit_steps(steps_out, counts)
-    fitted = [replace(s, model_s=step_model(s, speeds)) for s in steps_out]
+    total = sum(counts)
+    nodes = {}
+    for node in sorted(set(owners)):
+        mine = sum(c for c, o in zip(counts, owners, strict=True) if o == node)
+        mix = [
+            c if o == node else 0.1 * c * mine / total for c, o in zip(counts, owners, strict=True)
+        ]
+        nodes[node] = fit_steps(steps_out, mix)
+    fitted = [
+        replace(s, model_s=step_model(s, nodes.get(o, speeds)))
+        for s, o in zip(steps_out, owners, strict=True)
+    ]
     machine = {**_machine(), "source": "steps taken while serving a warm-up stream"}
     machine["steps_per_group"] = counts
-    return Calibration(*speeds, *hop, fitted, machine)
+    machine["node_of_group"] = owners
+    return Calibration(*speeds, *hop, fitted, machine, nodes)
 
 
 def calibrate(

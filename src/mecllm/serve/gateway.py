@@ -35,7 +35,7 @@ import numpy as np
 from mecllm.serve.shard import SERVICE
 from mecllm.systems.inference.chains import typical_context
 from mecllm.systems.inference.instance import InferenceInstance
-from mecllm.systems.inference.simulator import SLACK_SHARE, TOKEN_ID_BITS
+from mecllm.systems.inference.simulator import SLACK_SHARE, TOKEN_ID_BITS, RecentPrefills
 from mecllm.systems.inference.solution import Placement
 from mecllm.transport.rpc import Client, TransferError
 from mecllm.transport.tensors import decode, encode
@@ -147,6 +147,9 @@ class Gateway:
             self.node_read_s[server.node] += read / instance.memory_bandwidth_bps[server.node]
         self.chains = [self._stages(chain) for chain in plan.chains]
         self.typical = typical_context(instance)
+        self.prefills = RecentPrefills(v)
+        #: Per Step call: its time outside the shard (the round trip through the gateway), s.
+        self.trips: list[float] = []
 
     def _stages(self, chain: tuple[int, ...]) -> list[_Stage]:
         inst = self.instance
@@ -191,7 +194,7 @@ class Gateway:
             need[stage.node] = need.get(stage.node, 0.0) + context * blocks * kvb
         return need
 
-    def _estimate(self, chain: int, tokens: int, left: int, answer_s: float) -> float:
+    def _estimate(self, chain: int, tokens: int, left: int, answer_s: float, now: float) -> float:
         prefill = period = 0.0
         for stage in self.chains[chain]:
             compute = tokens * stage.compute_s_per_token
@@ -200,7 +203,11 @@ class Gateway:
             prefill += max(compute, stage.weight_read_s) + overhead + stage.hop_s
             n = self.active[stage.node] + 1
             memory = self.node_read_s[stage.node] + n * self.typical * stage.kv_read_s_per_token
-            period += max(n * stage.compute_s_per_token, memory) + n * overhead + stage.hop_s
+            # Decode steps share the node with other requests' prefills.
+            stretch = 1.0 / (1.0 - self.prefills.share(stage.node, now))
+            period += (
+                max(n * stage.compute_s_per_token, memory) + n * overhead
+            ) * stretch + stage.hop_s
         return prefill + left * period + answer_s
 
     def _admit(
@@ -223,9 +230,9 @@ class Gateway:
         if not fitting:
             return (-1, "a node failed and no replica route had room") if failover else None
         answer = self._answer_s(record)
-        estimates = sorted((self._estimate(c, tokens, left, answer), c) for c in fitting)
-        estimate, chain = estimates[0]
         now = self.clock()
+        estimates = sorted((self._estimate(c, tokens, left, answer, now), c) for c in fitting)
+        estimate, chain = estimates[0]
         time_left = record.arrival_s + record.deadline_s - now
         if not failover and len(estimates) > 1:
             budget = time_left * (1.0 - SLACK_SHARE)
@@ -238,6 +245,8 @@ class Gateway:
         for node, need in self._reserve_per_node(chain, context).items():
             self.kv_free[node] -= need
             self.active[node] += 1
+        for stage in self.chains[chain]:
+            self.prefills.note(stage.node, tokens * stage.compute_s_per_token, now)
         return chain, ""
 
     def _release(self, chain: int, record: Record) -> None:
@@ -327,8 +336,12 @@ class Gateway:
                     message, _ = encode(
                         {"rid": record.rid, "position": position}, {"hidden": hidden}
                     )
+                called = time.perf_counter()
                 reply = self._call(stage.server, "Step", message)
                 answer = decode(reply)
+                inside = answer.header.get("inside_s")
+                if isinstance(inside, float):
+                    self.trips.append(time.perf_counter() - called - inside)
                 if "hidden" in answer.tensors:
                     hidden = answer.tensors["hidden"]
                 else:

@@ -26,6 +26,7 @@ import numpy as np
 from mecllm.core.errors import InvalidInputError, SolverError
 from mecllm.serve.calibrate import (
     Calibration,
+    calibrate,
     calibrated_instance,
     fit_in_service,
     measure_hop,
@@ -238,10 +239,16 @@ def serve_plan(
         if calibration is None:
             assert warmup is not None
             if progress:
+                progress("calibrating each shard alone (the warm-up's routing uses it)")
+            first_guess = calibrate(
+                sorted({(s.start, s.end) for s in plan.servers}), instance.blocks, log_dir
+            )
+            trips: list[float] = []
+            if progress:
                 progress(f"warm-up: {len(warmup)} requests to calibrate the node speeds in service")
             _replay(
                 plan,
-                instance,
+                calibrated_instance(instance, first_guess, core_share),
                 warmup,
                 services,
                 token,
@@ -249,8 +256,9 @@ def serve_plan(
                 seed + 1,
                 log_dir / "warmup.jsonl",
                 progress,
+                trips,
             )
-            calibration = _fit_from_services(plan, instance, services, token)
+            calibration = _fit_from_services(plan, instance, services, token, trips)
             if progress:
                 progress(
                     f"calibrated in service: F = {calibration.flops_per_s / 1e9:.3g} GFLOP/s, "
@@ -278,7 +286,11 @@ def serve_plan(
 
 
 def _fit_from_services(
-    plan: Placement, instance: InferenceInstance, services: dict[int, ServiceProcess], token: str
+    plan: Placement,
+    instance: InferenceInstance,
+    services: dict[int, ServiceProcess],
+    token: str,
+    trips: list[float],
 ) -> Calibration:
     """Collect every shard's steps (its Stats method) and fit the node speeds to them."""
     logs = []
@@ -286,9 +298,12 @@ def _fit_from_services(
         server = plan.servers[k]
         with Client(service.address, SERVICE, token) as client:
             reply = decode(client.call("Stats", encode({}, {})[0], 10.0))
-        logs.append((server.start, server.end, instance.blocks, reply.header["steps"]))
+        logs.append((server.node, server.start, server.end, instance.blocks, reply.header["steps"]))
     first = next(iter(services.values()))
-    return fit_in_service(logs, measure_hop(first.address, token))
+    idle_latency, rate = measure_hop(first.address, token)
+    # The round trip under the warm-up's load (a call's time outside the shard), if measured.
+    latency = float(np.median(trips)) if trips else idle_latency
+    return fit_in_service(logs, (latency, rate))
 
 
 def _replay(
@@ -301,8 +316,10 @@ def _replay(
     seed: int,
     records_path: Path,
     progress: Callable[[str], None] | None,
+    trips: list[float] | None = None,
 ) -> list[Record]:
-    """The load generator: each request's thread starts at its arrival time."""
+    """The load generator: each request's thread starts at its arrival time (``trips``, if
+    given, receives the round trip of every Step call)."""
     rng = np.random.default_rng(seed)
     prompts = [
         rng.integers(*PROMPT_IDS, size=int(n)).tolist() for n in stream.prompt_tokens.tolist()
@@ -405,4 +422,6 @@ def _replay(
     finally:
         stop.set()
         gateway.close()
+        if trips is not None:
+            trips.extend(gateway.trips)
     return records

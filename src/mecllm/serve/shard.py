@@ -22,6 +22,7 @@ its parent and stops on SIGTERM.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import queue
 import signal
@@ -44,7 +45,9 @@ IDLE_CACHE_S = 120.0
 #: Longest a Step request waits for its batch to run, s.
 STEP_WAIT_S = 60.0
 #: Longest a step waits for the previous step's requests to come back, s.
-GATHER_S = 0.004
+GATHER_S = 0.006
+#: A request whose last return to this shard took less than this is waited for, s.
+QUICK_RETURN_S = 0.010
 #: Most requests whose caches a shard keeps at once.
 MAX_CACHES = 4096
 
@@ -64,6 +67,8 @@ class Batcher:
         self.log: list[StepRecord] = []  # since the last Stats request
         self.log_lock = threading.Lock()
         self.history: list[StepRecord] = []  # steps already handed out by Stats
+        self.sent: dict[int, float] = {}  # when each request's last step here ended
+        self.returned: dict[int, float] = {}  # how long its last return here took, s
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, name="batcher", daemon=True)
         self.thread.start()
@@ -80,11 +85,17 @@ class Batcher:
             if item.rid not in self.model.caches and len(self.model.caches) >= MAX_CACHES:
                 raise BadRequest(f"the shard holds {MAX_CACHES} requests' caches already")
         future: Future[Any] = Future()
+        with self.lock:
+            left = self.sent.get(item.rid)
+            if left is not None:
+                self.returned[item.rid] = time.monotonic() - left
         self.waiting.put((item, future))
         return future.result(timeout=STEP_WAIT_S)
 
     def release(self, rid: int) -> bool:
         with self.lock:
+            self.sent.pop(rid, None)
+            self.returned.pop(rid, None)
             return bool(self.model.release(rid))
 
     def _loop(self) -> None:
@@ -100,6 +111,9 @@ class Batcher:
             if time.monotonic() - last_sweep > 10.0:
                 with self.lock:
                     dropped = self.model.drop_idle(IDLE_CACHE_S)
+                    for rid in dropped:
+                        self.sent.pop(rid, None)
+                        self.returned.pop(rid, None)
                 if dropped:
                     log(f"dropped {len(dropped)} idle caches")
                 last_sweep = time.monotonic()
@@ -117,11 +131,18 @@ class Batcher:
 
     def _gather(self, batch: list[tuple[Any, Future[Any]]]) -> None:
         """Wait up to :data:`GATHER_S` for the requests of the previous step that have not come
-        back yet: their next token is on its way (a round trip through the gateway), and a step
-        that left without them would make them wait a whole step (docs/serving.md section 2)."""
+        back yet but come back quickly (their last return took less than
+        :data:`QUICK_RETURN_S`: a route with
+        this shard alone, whose next token is one round trip through the gateway away); a step
+        that left without them would make them wait a whole step (docs/serving.md section 2).
+        Requests of longer routes are elsewhere on their ring: nobody waits for them."""
         here = {item.rid for item, _ in batch}
         with self.lock:
-            missing = {rid for rid in self.previous - here if rid in self.model.caches}
+            missing = {
+                rid
+                for rid in self.previous - here
+                if rid in self.model.caches and self.returned.get(rid, math.inf) < QUICK_RETURN_S
+            }
         deadline = time.monotonic() + GATHER_S
         while missing and len(batch) < self.max_batch:
             left = deadline - time.monotonic()
@@ -162,6 +183,9 @@ class Batcher:
             if pause > 0:
                 time.sleep(pause)
         self.ended = time.monotonic()
+        with self.lock:
+            for item in items:
+                self.sent[item.rid] = self.ended
         for (_, future), output in zip(batch, outputs, strict=True):
             future.set_result(output)
 
@@ -196,6 +220,7 @@ def methods(batcher: Batcher, width: int, first: bool, last: bool) -> dict[str, 
     from mecllm.serve.causal import WorkItem
 
     def step(request: bytes) -> bytes:
+        received = time.perf_counter()
         message = decode(request)
         rid = whole_number(message.header, "rid", 0, 2**62)
         position = whole_number(message.header, "position", 0, 1_000_000)
@@ -218,10 +243,15 @@ def methods(batcher: Batcher, width: int, first: bool, last: bool) -> dict[str, 
                 raise BadRequest(f"'hidden' must have shape (T, {width}), got {hidden.shape}")
             item = WorkItem(rid, position, hidden=hidden)
         output = batcher.submit(item)
+        # The time the request spent here (the gateway subtracts it from the call's: the rest
+        # is the round trip, which the calibration reads as the hop latency).
+        inside = time.perf_counter() - received
         if last:
-            reply, _ = encode({"rid": rid, "token": int(output)}, {})
+            reply, _ = encode({"rid": rid, "token": int(output), "inside_s": inside}, {})
         else:
-            reply, _ = encode({"rid": rid}, {"hidden": np.asarray(output, dtype=np.float32)})
+            reply, _ = encode(
+                {"rid": rid, "inside_s": inside}, {"hidden": np.asarray(output, dtype=np.float32)}
+            )
         return reply
 
     def stats(request: bytes) -> bytes:

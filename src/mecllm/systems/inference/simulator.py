@@ -55,6 +55,27 @@ _PENDING, _ON_TIME, _LATE, _REJECTED = 0, 1, 2, 3
 _FAIL, _STEP_END, _ARRIVE, _READY = 0, 1, 2, 3
 
 
+class RecentPrefills:
+    """Per node, the seconds of prefill compute of the last :data:`PREFILL_WINDOW_S` (an
+    exponentially decayed sum): the share of a node's time prefills take, by which admission
+    stretches the decode period it expects (the simulator's and the real gateway's)."""
+
+    def __init__(self, nodes: int) -> None:
+        self.recent = [0.0] * nodes
+        self.seen = [0.0] * nodes
+
+    def note(self, node: int, seconds: float, now: float) -> None:
+        """Add ``seconds`` of prefill compute on ``node`` at time ``now``."""
+        decay = math.exp(-(now - self.seen[node]) / PREFILL_WINDOW_S)
+        self.recent[node] = self.recent[node] * decay + seconds
+        self.seen[node] = now
+
+    def share(self, node: int, now: float) -> float:
+        """The share of the node's recent time spent on prefills (capped at 0.9)."""
+        decay = math.exp(-(now - self.seen[node]) / PREFILL_WINDOW_S)
+        return min(0.9, self.recent[node] * decay / PREFILL_WINDOW_S)
+
+
 @dataclass(frozen=True)
 class Failure:
     """Node ``node`` stops at ``time_s`` (for good)."""
@@ -243,10 +264,7 @@ class Simulator:
         self.busy_time = [0.0] * v
         self.ready: list[list[Any]] = [[] for _ in range(v)]
         self.active = [0] * v  # admitted requests whose route uses the node
-        # Recent prefill work per node: seconds of prefill compute, decayed with PREFILL_WINDOW_S,
-        # and when it was last decayed (the share of a node's time prefills take).
-        self.prefill_recent = [0.0] * v
-        self.prefill_seen = [0.0] * v
+        self.prefills = RecentPrefills(v)
         self.block_flops = 2.0 * inst.params_per_block
         self.mean_hop_s = float(inst.route_latency_s.mean())
         #: A typical request's context (prompt + half its output), for load estimates.
@@ -525,7 +543,7 @@ class Simulator:
             compute = n * stage.compute_s_per_token
             memory = stage.node_weight_read_s + n * stage.typical_kv_read_s
             # Decode steps share the node with other requests' prefills.
-            stretch = 1.0 / (1.0 - self._prefill_share(stage.node, now))
+            stretch = 1.0 / (1.0 - self.prefills.share(stage.node, now))
             period += (
                 ((compute if compute > memory else memory) + n * stage.overhead_s) * stretch
                 + stage.hop_latency_s
@@ -788,7 +806,7 @@ class Simulator:
         memory += sum(read.values())
         if prefill_flops > 0.0:
             flops += prefill_flops
-            self._note_prefill(node, prefill_flops / self.flops[node], now)
+            self.prefills.note(node, prefill_flops / self.flops[node], now)
         seconds = max(flops / self.flops[node], memory / self.mem_bw[node]) + extra
         if self.steps is not None:
             self.steps.append((node, decoding, prefill_tokens))
@@ -799,17 +817,6 @@ class Simulator:
             self.heap,
             (now + seconds, _STEP_END, next(self.counter), (node, self.epoch[node], batch)),
         )
-
-    def _note_prefill(self, node: int, seconds: float, now: float) -> None:
-        """Add ``seconds`` of prefill compute to the node's recent prefill load."""
-        decay = math.exp(-(now - self.prefill_seen[node]) / PREFILL_WINDOW_S)
-        self.prefill_recent[node] = self.prefill_recent[node] * decay + seconds
-        self.prefill_seen[node] = now
-
-    def _prefill_share(self, node: int, now: float) -> float:
-        """The share of the node's recent time spent on prefills (capped at 0.9)."""
-        decay = math.exp(-(now - self.prefill_seen[node]) / PREFILL_WINDOW_S)
-        return min(0.9, self.prefill_recent[node] * decay / PREFILL_WINDOW_S)
 
     def _merge(self, batch: list[Any]) -> list[Any]:
         """Cohorts of one chain at one stage become one (they move together from now on); the
