@@ -29,6 +29,7 @@ from mecllm.train.run import ServerProcess
 from mecllm.train.server import SERVICE
 from mecllm.transport.rpc import CLIENT_ERRORS, Client, TransferError, escaped, serve
 from mecllm.transport.tensors import encode
+from processes import alive, children
 
 TINY = Settings(n_train=16, n_test=16, epochs=1, batch=16, max_len=16)
 TOKEN = "t" * 32
@@ -159,26 +160,6 @@ def test_each_malformed_request_gets_a_client_error_and_the_server_keeps_serving
     assert "Traceback" not in log
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def _start_training(tmp_path: Path, json_path: Path | None = None) -> subprocess.Popen[bytes]:
     instance = generate(preset("paper", n_users=2, n_servers=1), np.random.default_rng(0))
     plan = equal_split(instance, np.zeros(2, dtype=np.int64), np.array([0.5, 0.5]))
@@ -195,17 +176,17 @@ def _start_training(tmp_path: Path, json_path: Path | None = None) -> subprocess
 def test_killing_mecllm_train_leaves_no_process(tmp_path: Path, how: signal.Signals) -> None:
     process = _start_training(tmp_path)
     deadline = time.time() + 60
-    children: list[int] = []
-    while time.time() < deadline and len(children) < 2 and process.poll() is None:
-        children = _children(process.pid)  # the server and the first user
+    started: list[int] = []
+    while time.time() < deadline and len(started) < 2 and process.poll() is None:
+        started = children(process.pid)  # the server and the first user
         time.sleep(0.1)
-    assert len(children) >= 2, "the run's processes never started"
+    assert len(started) >= 2, "the run's processes never started"
     os.kill(process.pid, how)
     process.wait(timeout=20)
     deadline = time.time() + 5
-    while time.time() < deadline and any(_alive(c) for c in children):
+    while time.time() < deadline and any(alive(c) for c in started):
         time.sleep(0.1)
-    assert not [c for c in children if _alive(c)], "a process outlived mecllm train"
+    assert not [c for c in started if alive(c)], "a process outlived mecllm train"
 
 
 def test_a_user_killed_mid_run_is_named_and_the_others_are_recorded(tmp_path: Path) -> None:
@@ -214,7 +195,7 @@ def test_a_user_killed_mid_run_is_named_and_the_others_are_recorded(tmp_path: Pa
     deadline = time.time() + 90
     victim = None
     while time.time() < deadline and victim is None and process.poll() is None:
-        for child in _children(process.pid):
+        for child in children(process.pid):
             cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
             if b"mecllm.train.user" in cmdline:
                 victim = child
