@@ -298,3 +298,38 @@ def test_plans_the_run_cannot_carry_out_are_refused(files: dict[str, Path]) -> N
     args = ["serve", str(files["instance"]), str(files["two-shards"]), "--trace", str(long)]
     assert "512 positions" in one_line_error(runner.invoke(app, args))
     assert "needs INSTANCE and PLAN" in one_line_error(runner.invoke(app, ["serve"]))
+
+
+def test_calibrate_times_the_plans_shards_and_writes_the_served_instance(
+    files: dict[str, Path],
+) -> None:
+    output = files["dir"] / "measured-calibration.json"
+    args = ["serve", "--calibrate", str(files["instance"]), str(files["two-shards"])]
+    result = runner.invoke(app, [*args, "-o", str(output)])
+    assert result.exit_code == 0, result.output
+    calibration = Calibration.load(output)
+    assert {s.part for s in calibration.steps} == {
+        "embeddings + blocks 0-2",
+        "blocks 3-5 + head",
+    }
+    assert all(s.measured_s > 0 and s.model_s > 0 for s in calibration.steps)
+    assert calibration.flops_per_s > 1e8 and calibration.memory_bandwidth_bps > 1e8
+    served = json.loads((files["dir"] / "measured-calibration.instance.json").read_text())
+    assert len(served["nodes"]["block_overhead_s"]) == 3
+
+
+def test_the_default_run_calibrates_in_service_before_it_predicts(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "result.json"
+    args = ["serve", str(files["instance"]), str(files["two-shards"]), "--requests", "4"]
+    args += ["--warmup", "4", "--rate", "2", "--logs", str(tmp_path / "logs"), "--json", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = json.loads(out.read_text())
+    assert written["lost"] == 0 and written["measured"]["requests"] == 4
+    calibration = written["calibration"]
+    assert calibration["machine"]["source"] == "steps taken while serving a warm-up stream"
+    assert set(calibration["nodes"]) == {"0", "1"}  # the plan's two nodes, each fitted
+    assert (tmp_path / "logs" / "warmup.jsonl").read_text().count("\n") == 4
+    assert (tmp_path / "logs" / "stream.csv").read_text().count("\n") == 5
