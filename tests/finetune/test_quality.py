@@ -32,12 +32,18 @@ def test_exhaustive_takes_no_other_method_plan(monkeypatch: pytest.MonkeyPatch) 
     # The reference must be independent of the optimisers it judges: if it called any of them
     # (as it once called dashf-plus for a start), this would raise.
     from mecllm.systems.finetune import algorithms
+    from mecllm.systems.finetune.solvers.search import multistart, scale
 
     def forbidden(*args: object, **kwargs: object) -> None:
         raise AssertionError("the exhaustive reference called another method")
 
-    for name in ("dashf_plus", "dinkelbach", "dashf_scale", "greedy_start"):
-        monkeypatch.setattr(algorithms, name, forbidden)
+    for module, name in (
+        (multistart, "dashf_plus"),
+        (algorithms, "dinkelbach"),
+        (scale, "dashf_scale"),
+        (algorithms, "greedy_start"),
+    ):
+        monkeypatch.setattr(module, name, forbidden)
     instance = small_instance(1, n_users=3, n_servers=2)
     assert evaluate(instance, solve(instance, "exhaustive").plan).feasible
 

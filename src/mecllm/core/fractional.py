@@ -9,11 +9,13 @@ increases the true cost. The convex solves go through cvxpy with a list of fallb
 from __future__ import annotations
 
 import warnings
-
-import cvxpy as cp
+from typing import TYPE_CHECKING
 
 from mecllm.core.arrays import FloatArray
 from mecllm.core.status import StepStatus
+
+if TYPE_CHECKING:  # cvxpy takes 0.7 s to import: only the solves that use it load it
+    import cvxpy as cp
 
 #: Per-solver options of the resource steps. One thread: results do not depend on scheduling,
 #: and parallel sweeps do not oversubscribe. SCS is the fallback when Clarabel stops (it does
@@ -30,6 +32,8 @@ def solve_with_fallback(
 ) -> StepStatus:
     """Solve ``problem`` with each solver of ``solver_options`` in turn (with its options) until
     one returns a solution: "optimal", "inaccurate" (``OPTIMAL_INACCURATE``) or "failed"."""
+    import cvxpy as cp
+
     for solver, options in solver_options.items():
         try:
             with warnings.catch_warnings():

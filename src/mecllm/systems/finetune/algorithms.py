@@ -24,9 +24,6 @@ from mecllm.systems.finetune.solvers.association.simple import (
 )
 from mecllm.systems.finetune.solvers.loop import dinkelbach
 from mecllm.systems.finetune.solvers.result import finish
-from mecllm.systems.finetune.solvers.search.exhaustive import exhaustive
-from mecllm.systems.finetune.solvers.search.multistart import dashf_plus
-from mecllm.systems.finetune.solvers.search.scale import dashf_scale
 from mecllm.systems.finetune.solvers.steps import (
     Step,
     equal_split_step,
@@ -173,6 +170,8 @@ def _dashf_milp(instance: Instance, options: SolveOptions) -> SolveResult:
     "in one stacked solve)",
 )
 def _dashf_scale(instance: Instance, options: SolveOptions) -> SolveResult:
+    from mecllm.systems.finetune.solvers.search.scale import dashf_scale
+
     return dashf_scale(instance, options)
 
 
@@ -182,6 +181,8 @@ def _dashf_scale(instance: Instance, options: SolveOptions) -> SolveResult:
     "solved from 4 fixed starts each; independent of every other method's plan",
 )
 def _exhaustive(instance: Instance, options: SolveOptions) -> SolveResult:
+    from mecllm.systems.finetune.solvers.search.exhaustive import exhaustive
+
     return exhaustive(instance, options)
 
 
@@ -192,4 +193,6 @@ def _exhaustive(instance: Instance, options: SolveOptions) -> SolveResult:
     "project's best method for quality on small instances, N <= 8)",
 )
 def _dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
+    from mecllm.systems.finetune.solvers.search.multistart import dashf_plus  # CasADi
+
     return dashf_plus(instance, options)

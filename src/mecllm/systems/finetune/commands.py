@@ -19,7 +19,6 @@ from mecllm.core.options import SolveOptions
 from mecllm.systems.finetune.algorithms import ALGORITHMS, get_algorithm
 from mecllm.systems.finetune.instance import Instance
 from mecllm.systems.finetune.physics import PHASES, Evaluation, evaluate
-from mecllm.systems.finetune.plots import plot_comparison
 from mecllm.systems.finetune.scenario import generate, preset
 from mecllm.systems.finetune.solution import Plan, SolveResult
 from mecllm.systems.protocol import OptionsFor
@@ -230,6 +229,8 @@ def compare(
         )
     )
     if plot is not None:
+        from mecllm.systems.finetune.plots import plot_comparison  # matplotlib: 0.2 s
+
         plot_comparison(instance, results, plot)
         err.print(f"wrote {plot}", highlight=False)
 
@@ -269,6 +270,8 @@ def demo(
         highlight=False,
     )
     figure = out_dir / "demo.png"
+    from mecllm.systems.finetune.plots import plot_comparison  # matplotlib: 0.2 s
+
     plot_comparison(instance, results, figure, topology_of=best.algorithm)
     out.print(
         f"Wrote {figure} (topology + SCR bars), the instance and one solution file "

@@ -19,14 +19,12 @@ from mecllm.systems.finetune.solution import Plan
 from mecllm.systems.finetune.solvers.allocation.engines import optimise_resources
 from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
 from mecllm.systems.finetune.solvers.allocation.surrogate import dinkelbach_value
-from mecllm.systems.finetune.solvers.association.milp import solve_milp
 from mecllm.systems.finetune.solvers.association.pricing import (
     canonical,
     optimal_phi,
     pair_costs,
     price_moves,
 )
-from mecllm.systems.finetune.solvers.association.relaxation import hungarian_round, solve_relaxation
 from mecllm.systems.finetune.solvers.association.simple import greedy_association
 from mecllm.systems.finetune.solvers.association.threshold import solve_by_threshold
 
@@ -105,6 +103,12 @@ def part1_step(method: str, resources: str, time_limit_s: float = 60.0) -> Step:
         costs, priced = price_moves(instance, plan, y)
         record: Record = {}
         if method in ("sdr", "sdr-full"):
+            # cvxpy (0.5 s to import) only for the relaxation's methods.
+            from mecllm.systems.finetune.solvers.association.relaxation import (
+                hungarian_round,
+                solve_relaxation,
+            )
+
             relaxed = solve_relaxation(costs, form="full" if method == "sdr-full" else "chordal")
             record.update(
                 relaxation_status=relaxed.status,
@@ -119,6 +123,8 @@ def part1_step(method: str, resources: str, time_limit_s: float = 60.0) -> Step:
             else:
                 assignment = hungarian_round(costs, relaxed.x_fractional)
         elif method == "milp" or (method == "auto" and costs.constant.size <= AUTO_MILP_PAIRS):
+            from mecllm.systems.finetune.solvers.association.milp import solve_milp
+
             exact = solve_milp(costs, time_limit_s=time_limit_s)
             record.update(
                 milp_status=exact.status,

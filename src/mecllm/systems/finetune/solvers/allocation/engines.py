@@ -6,6 +6,7 @@ true objective never decreases from one inner iteration to the next."""
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,9 +14,11 @@ from mecllm.core.status import StepStatus
 from mecllm.systems.finetune.instance import Instance
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.solution import Plan
-from mecllm.systems.finetune.solvers.allocation.barrier import BarrierSurrogate
-from mecllm.systems.finetune.solvers.allocation.direct import DirectConicSurrogate
-from mecllm.systems.finetune.solvers.allocation.modelled import ConicSurrogate
+
+if TYPE_CHECKING:
+    from mecllm.systems.finetune.solvers.allocation.barrier import BarrierSurrogate
+    from mecllm.systems.finetune.solvers.allocation.direct import DirectConicSurrogate
+    from mecllm.systems.finetune.solvers.allocation.modelled import ConicSurrogate
 from mecllm.systems.finetune.solvers.allocation.surrogate import (
     AllocationResult,
     Shares,
@@ -64,12 +67,20 @@ def optimise_resources(
     t_ref = max(start_report.delay_s, 1e-9)
     scale = max(abs(start_report.service), abs(y * start_report.cost), 1e-9)
     terms = surrogate_terms(instance, start, y, t_ref, scale)
+    # Each engine's solver stack (cvxpy, Clarabel, numba) is loaded when it is first used: a
+    # command that never needs one does not pay for importing it.
     convex: ConicSurrogate | DirectConicSurrogate | BarrierSurrogate
     if engine == "conic":
+        from mecllm.systems.finetune.solvers.allocation.modelled import ConicSurrogate
+
         convex = ConicSurrogate(terms)
     elif engine == "direct":
+        from mecllm.systems.finetune.solvers.allocation.direct import DirectConicSurrogate
+
         convex = DirectConicSurrogate(terms, solver_tolerance)
     else:
+        from mecllm.systems.finetune.solvers.allocation.barrier import BarrierSurrogate
+
         convex = BarrierSurrogate(terms)
     current = start
     status: StepStatus = "optimal"
