@@ -10,17 +10,28 @@ greedy start of seed 0, at its own SCR): the T-scan association against the MILP
 objective and the SCR after the step), and the barrier allocation and the directly written cone
 program against the generic cvxpy one (SCR after part 2), wherever both finish within the limit.
 
+Peak memory is the solving process's peak resident set (it includes what it shares with the
+benchmark process it was forked from, about 200 MB). ``--startup`` instead times the commands a
+user types as whole processes (``mecllm --help``; ``mecllm solve`` on 20x3, beside the time the
+solver reports), the median of 5 runs.
+
 Writes Markdown tables to stdout and a log-log plot of time vs N. Usage::
 
     python benchmarks/scale.py [--sizes 10x2 20x3 50x5 100x10 1000x20 10000x100] [--seeds 1]
                                [--time-limit 600] [--plot scale.png] [--step-sizes 10x2 ...]
+    python benchmarks/scale.py --startup [--variants dashf,dashf-scale]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import queue
+import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,9 +48,19 @@ VARIANTS = ("rucaa", "gucaa", "dashf-fullsdr", "dashf", "dashf-milp", "dashf-sca
 PAPER_ROUTE = "dashf-fullsdr"
 
 
+def _rss_mb() -> float:
+    """This process's resident memory now, MB (from /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
 def _worker(n: int, m: int, seed: int, name: str, limit: float, out: Any) -> None:
+    baseline = _rss_mb()  # what the child shares with the benchmark process it forked from
     instance = generate(preset("paper", n_users=n, n_servers=m), np.random.default_rng(seed))
     result = solve(instance, name, SolveOptions(seed=seed, time_limit_s=limit))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     gaps = [h["milp_gap"] for h in result.history if "milp_gap" in h]
     out.put(
         {
@@ -50,6 +71,8 @@ def _worker(n: int, m: int, seed: int, name: str, limit: float, out: Any) -> Non
             "wall_time_s": result.wall_time_s,
             "feasible": evaluate(instance, result.plan).feasible,
             "mip_gap": max(gaps) if gaps else None,
+            "peak_mb": peak,
+            "baseline_mb": baseline,
         }
     )
 
@@ -144,6 +167,32 @@ def _warm_up() -> None:
         solve(instance, name, SolveOptions(seed=0))
 
 
+def startup(names: list[str], repeats: int = 5) -> None:
+    """Whole-process times of the commands a user types, beside the solver's own time: the
+    median of ``repeats`` runs of ``mecllm --help`` and of ``mecllm solve`` on 20x3."""
+    folder = Path(tempfile.mkdtemp(prefix="mecllm-startup-"))
+    instance = folder / "i.json"
+    generate(preset("paper", n_users=20, n_servers=3), np.random.default_rng(0)).save(instance)
+    command = [sys.executable, "-m", "mecllm.cli"]
+
+    def whole(args: list[str]) -> float:
+        started = time.perf_counter()
+        subprocess.run([*command, *args], check=True, capture_output=True)
+        return time.perf_counter() - started
+
+    print("\n| command (20x3) | whole process, median of 5 (s) | in the solver (s) | fixed (s) |")
+    print("|---|---:|---:|---:|")
+    help_s = float(np.median([whole(["--help"]) for _ in range(repeats)]))
+    print(f"| mecllm --help | {help_s:.3f} | | {help_s:.3f} |")
+    for name in names:
+        times, inside = [], []
+        for _ in range(repeats):
+            times.append(whole(["solve", str(instance), "-a", name, "-o", str(folder / "s.json")]))
+            inside.append(json.loads((folder / "s.json").read_text())["wall_time_s"])
+        t, i = float(np.median(times)), float(np.median(inside))
+        print(f"| mecllm solve -a {name} | {t:.3f} | {i:.3f} | {t - i:.3f} |", flush=True)
+
+
 def _size(text: str) -> tuple[int, int]:
     n, m = (int(v) for v in text.lower().split("x"))
     return n, m
@@ -164,15 +213,24 @@ def main() -> None:
     )
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--plot", type=Path, default=Path("scale.png"))
+    parser.add_argument(
+        "--startup",
+        action="store_true",
+        help="only time whole commands (mecllm --help, mecllm solve on 20x3) as a user runs them",
+    )
     args = parser.parse_args()
+    if args.startup:
+        startup([v for v in args.variants.split(",") if v])
+        return
     variants = [v for v in args.variants.split(",") if v]
     _warm_up()
     rows = []
     print(
         "| size | seed | algorithm | wall time (s) | SCR | delay (s) | energy (J) | "
-        "iterations | MIP gap | feasible | time / paper route | SCR / paper route |"
+        "iterations | MIP gap | feasible | time / paper route | SCR / paper route | "
+        "peak memory (MB) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         n, m = (int(v) for v in size.lower().split("x"))
         for seed in range(args.seeds):
@@ -188,7 +246,7 @@ def main() -> None:
                         if "timeout" in r
                         else f"crashed (exit {r['crashed']})"
                     )
-                    print(f"| {size} | {seed} | {name} | {what} | | | | | | | | |")
+                    print(f"| {size} | {seed} | {name} | {what} | | | | | | | | | |")
                     rows.append({"n": n, "algorithm": name, "time": None})
                     continue
                 ratio_t = ratio_s = ""
@@ -200,7 +258,7 @@ def main() -> None:
                     f"| {size} | {seed} | {name} | {r['wall_time_s']:.3g} | {r['scr']:.5g} | "
                     f"{r['delay_s']:.4g} | {r['energy_j']:.5g} | {r['iterations']} | {gap} | "
                     f"{'yes' if r['feasible'] else 'NO'} | "
-                    f"{ratio_t} | {ratio_s} |",
+                    f"{ratio_t} | {ratio_s} | {r['peak_mb']:.0f} |",
                     flush=True,
                 )
                 rows.append({"n": n, "algorithm": name, "time": r["wall_time_s"]})

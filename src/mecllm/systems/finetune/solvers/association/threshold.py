@@ -25,8 +25,9 @@ import time
 
 import numpy as np
 import scipy.optimize as so
+from numba import njit
 
-from mecllm.core.arrays import FloatArray, IntArray
+from mecllm.core.arrays import BoolArray, FloatArray, IntArray
 from mecllm.systems.finetune.solvers.association.milp import MilpResult
 from mecllm.systems.finetune.solvers.association.pricing import (
     PairCosts,
@@ -55,32 +56,84 @@ def _costs_at(costs: PairCosts, t: float) -> FloatArray:
 
 
 class _Loads:
-    """Each server's used bandwidth, power and compute, updated one user at a time (plain
-    Python floats: the loops below touch three numbers per move)."""
+    """Each server's used bandwidth, power and compute, updated one user at a time; the checks
+    and updates are compiled (:func:`_fits`, :func:`_move`), since the repair below makes
+    millions of them at 10,000 users."""
 
     def __init__(self, costs: PairCosts, assignment: IntArray):
         n, m = costs.shape
         rows = np.arange(n)
-        self.usage = costs.usage
-        self.used = np.stack(
-            [
-                np.bincount(assignment, weights=costs.usage[k][rows, assignment], minlength=m)
-                for k in range(3)
-            ]
-        ).T.tolist()
-        self.room = (costs.capacity * (1 + _CAP_RTOL)).T.tolist()
+        self.usage: FloatArray = np.ascontiguousarray(costs.usage, dtype=np.float64)
+        self.used: FloatArray = np.ascontiguousarray(
+            np.stack(
+                [
+                    np.bincount(assignment, weights=costs.usage[k][rows, assignment], minlength=m)
+                    for k in range(3)
+                ]
+            ).T,
+            dtype=np.float64,
+        )
+        self.room: FloatArray = np.ascontiguousarray((costs.capacity * (1 + _CAP_RTOL)).T)
 
     def fits(self, user: int, server: int) -> bool:
-        used, room, usage = self.used[server], self.room[server], self.usage
-        return all(used[k] + usage[k, user, server] <= room[k] for k in range(3))
+        return bool(_fits(self.used, self.room, self.usage, user, server))
 
     def over(self, server: int) -> bool:
-        return any(u > r for u, r in zip(self.used[server], self.room[server], strict=True))
+        return bool(_over(self.used, self.room, server))
 
     def move(self, user: int, frm: int, to: int) -> None:
-        for k in range(3):
-            self.used[frm][k] -= float(self.usage[k, user, frm])
-            self.used[to][k] += float(self.usage[k, user, to])
+        _move(self.used, self.usage, user, frm, to)
+
+
+@njit(cache=True)
+def _fits(used: FloatArray, room: FloatArray, usage: FloatArray, user: int, server: int) -> bool:
+    for k in range(3):
+        if not used[server, k] + usage[k, user, server] <= room[server, k]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _over(used: FloatArray, room: FloatArray, server: int) -> bool:
+    for k in range(3):
+        if used[server, k] > room[server, k]:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _move(used: FloatArray, usage: FloatArray, user: int, frm: int, to: int) -> None:
+    for k in range(3):
+        used[frm, k] -= usage[k, user, frm]
+        used[to, k] += usage[k, user, to]
+
+
+@njit(cache=True)
+def _empty_server(
+    server: int,
+    members: IntArray,
+    choices: IntArray,
+    finite: BoolArray,
+    order: IntArray,
+    used: FloatArray,
+    room: FloatArray,
+    usage: FloatArray,
+    assignment: IntArray,
+) -> None:
+    """Members of an over-full ``server`` leave, in ``order``, each for the first server of its
+    ``choices`` (cheapest first, while finite) that has room, until the server fits."""
+    for j in order:
+        if not _over(used, room, server):
+            return
+        user = members[j]
+        for c in range(choices.shape[1]):
+            to = choices[j, c]
+            if not finite[j, to]:
+                break
+            if to != server and _fits(used, room, usage, user, to):
+                _move(used, usage, user, server, to)
+                assignment[user] = to
+                break
 
 
 def _moves(costs: PairCosts, pair: FloatArray, current: IntArray) -> IntArray:
@@ -121,17 +174,17 @@ def _repair(costs: PairCosts, pair: FloatArray, start: IntArray) -> IntArray | N
         others[:, server] = np.inf
         choices = np.argsort(others, axis=1)  # each member's other servers, cheapest first
         regret = others[np.arange(len(members)), choices[:, 0]] - pair[members, server]
-        for j in np.argsort(regret, kind="stable").tolist():
-            if not loads.over(server):
-                break
-            user = int(members[j])
-            for to in choices[j].tolist():
-                if not np.isfinite(others[j, to]):
-                    break
-                if to != server and loads.fits(user, to):
-                    loads.move(user, server, to)
-                    assignment[user] = to
-                    break
+        _empty_server(
+            server,
+            members.astype(np.int64),
+            np.ascontiguousarray(choices, dtype=np.int64),
+            np.isfinite(others),
+            np.argsort(regret, kind="stable").astype(np.int64),
+            loads.used,
+            loads.room,
+            loads.usage,
+            assignment,
+        )
         if loads.over(server):
             return None
     return assignment
