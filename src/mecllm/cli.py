@@ -580,6 +580,74 @@ def train_cmd(
     _guard(run)
 
 
+@app.command("profile")
+def profile_cmd(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Cost file to write.")] = Path(
+        "cost.json"
+    ),
+    seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per sequence.")] = 24,
+    batch: Annotated[int, typer.Option("--batch", help="Sequences per step.")] = 16,
+    bottleneck: Annotated[int, typer.Option("--bottleneck", help="Adapter width r.")] = 16,
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed runs of each step.")] = 5,
+) -> None:
+    """Measure what a training step of `mecllm train`'s model costs by split (FLOPs and seconds,
+    forward and backward) and write a cost file (needs the train extra)."""
+
+    def run() -> None:
+        check_output_file(output, "--output")
+        for name, value, high in (
+            ("--seq-len", seq_len, 512),
+            ("--batch", batch, 4096),
+            ("--repeats", repeats, 1000),
+            ("--bottleneck", bottleneck, 384),
+        ):
+            if not 1 <= value <= high:
+                raise InvalidInputError(f"{name} must be in 1..{high}, got {value}")
+        try:
+            from mecllm.train.profile import profile, save
+        except ImportError:
+            raise InvalidInputError(
+                "mecllm profile needs the train extra: pip install -e '.[train]'"
+            ) from None
+        costs = profile(
+            seq_len, batch, bottleneck, repeats, progress=lambda t: err.print(t, highlight=False)
+        )
+        save(costs, output)
+        tokens = costs["tokens_per_step"]
+        table = Table(
+            title=(
+                f"Training step costs, {batch} x {seq_len} tokens (forward of the frozen model: "
+                f"{costs['forward']['flops'] / tokens / 1e6:.1f} MFLOP/token, "
+                f"{costs['forward']['seconds'] * 1e3:.1f} ms)"
+            )
+        )
+        for column in (
+            "split k",
+            "user MFLOP/token",
+            "user s",
+            "user FLOP/param/token",
+            "server MFLOP/token",
+            "server s",
+            "server FLOP/param/token",
+        ):
+            table.add_column(column, justify="right")
+        for step in costs["train_steps"]:
+            cells = [str(step["split"])]
+            for side in ("user", "server"):
+                c = step[side]
+                per_param = c["flops"] / tokens / c["params"] if c["params"] else 0.0
+                cells += [
+                    f"{c['flops'] / tokens / 1e6:.2f}",
+                    f"{c['seconds']:.3f}",
+                    f"{per_param:.0f}",
+                ]
+            table.add_row(*cells)
+        out.print(table)
+        err.print(f"wrote {output}", highlight=False)
+
+    _guard(run)
+
+
 @app.command("serve")
 def serve_cmd(
     instance_path: Annotated[

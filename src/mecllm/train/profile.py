@@ -1,0 +1,180 @@
+"""``mecllm profile``: what a training step of the model ``mecllm train`` uses really costs, by
+where the adapters being trained sit (docs/train.md, "Profiled costs").
+
+For a sequence length and a batch size it measures, on this machine (PyTorch's
+``FlopCounterMode`` for FLOPs, the median of repeated runs for seconds, one thread):
+
+- the frozen model's forward pass, whole and block by block;
+- for every split ``k`` (0..L), one training step of the adapters of blocks ``[0, k)`` (the
+  user's side) and one of blocks ``[k, L)`` (the server's side): forward through the whole
+  model, backward down to the lowest trained block, the optimiser's update.
+
+The paper's work model charges ``6 x tokens`` FLOPs per trained adapter parameter, linear in the
+share the side trains. The measurement shows what the run pays: the whole forward pass whatever
+the split, a backward pass that depends on where the lowest trained adapter is, and a small
+term per adapter parameter. The file it writes is the measured basis for a profiled work model
+(issue 20; the instance does not read it yet).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from mecllm.core.fileio import atomic_write_text
+from mecllm.train.loop import Settings, build
+from mecllm.train.model import AdaptedMiniLM
+
+
+@dataclass(frozen=True)
+class Costs:
+    """One step's FLOPs and seconds (per step of ``batch x seq_len`` tokens)."""
+
+    flops: int
+    seconds: float
+
+
+def _median_seconds(run: Callable[[], object], repeats: int) -> float:
+    run()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def _flops(run: Callable[[], object]) -> int:
+    counter = FlopCounterMode(display=False)
+    with counter:
+        run()
+    return int(counter.get_total_flops())
+
+
+def train_step_cost(
+    model: AdaptedMiniLM,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    layers: range,
+    repeats: int,
+) -> Costs:
+    """One AdamW step on the adapters of ``layers`` (the rest frozen); zero if there are none."""
+    params = model.train_only(layers)
+    if not params:
+        return Costs(0, 0.0)
+    ids, att, labels = batch
+    optimiser = torch.optim.AdamW(params, lr=1e-3)
+    model.train()
+
+    def step() -> None:
+        loss = F.cross_entropy(model(ids, att), labels)
+        optimiser.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimiser.step()
+
+    costs = Costs(_flops(step), _median_seconds(step, repeats))
+    model.eval()
+    return costs
+
+
+def profile(
+    seq_len: int,
+    batch: int,
+    bottleneck: int,
+    repeats: int,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure (see the module docstring); the cost file's content."""
+    torch.set_num_threads(1)
+    model, _ = build(Settings(bottleneck=bottleneck, seed=seed))
+    for p in model.parameters():
+        p.requires_grad_(False)
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 30000, (batch, seq_len), generator=generator)
+    att = torch.ones_like(ids)
+    prototypes: torch.Tensor = model.prototypes  # type: ignore[assignment]
+    labels = torch.randint(0, int(prototypes.shape[0]), (batch,), generator=generator)
+    blocks = len(model.blocks)
+    tokens = batch * seq_len
+
+    with torch.no_grad():
+
+        def forward() -> None:
+            model(ids, att)
+
+        whole = Costs(_flops(forward), _median_seconds(forward, repeats))
+        positions = torch.arange(seq_len)
+        hidden = model.embed_norm(
+            model.word(ids)
+            + model.position(positions)[None]
+            + model.token_type(torch.zeros_like(ids))
+        )
+        mask = (1.0 - att[:, None, None, :].float()) * -1e4
+        per_block = []
+        for block in model.blocks:
+
+            def one(block: Any = block, hidden: torch.Tensor = hidden) -> torch.Tensor:
+                out: torch.Tensor = block(hidden, mask)
+                return out
+
+            per_block.append(Costs(_flops(one), _median_seconds(one, repeats)))
+            hidden = one()
+    steps = []
+    for k in range(blocks + 1):
+        if progress:
+            progress(f"profiling: split {k} of {blocks}")
+        user = train_step_cost(model, (ids, att, labels), range(k), repeats)
+        server = train_step_cost(model, (ids, att, labels), range(k, blocks), repeats)
+        trained_user = sum(p.numel() for p in _adapters(model, range(k)))
+        trained_server = sum(p.numel() for p in _adapters(model, range(k, blocks)))
+        steps.append(
+            {
+                "split": k,
+                "user": {"flops": user.flops, "seconds": user.seconds, "params": trained_user},
+                "server": {
+                    "flops": server.flops,
+                    "seconds": server.seconds,
+                    "params": trained_server,
+                },
+            }
+        )
+    return {
+        "kind": "train-cost",
+        "model": "all-MiniLM-L6-v2 with bottleneck adapters",
+        "blocks": blocks,
+        "seq_len": seq_len,
+        "batch": batch,
+        "tokens_per_step": tokens,
+        "bottleneck": bottleneck,
+        "forward": {"flops": whole.flops, "seconds": whole.seconds},
+        "forward_per_block": [{"flops": c.flops, "seconds": c.seconds} for c in per_block],
+        "train_steps": steps,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "torch": str(torch.__version__),
+            "torch_threads": 1,
+            "repeats": repeats,
+        },
+    }
+
+
+def _adapters(model: AdaptedMiniLM, layers: range) -> list[torch.nn.Parameter]:
+    names = set(model.adapter_names(layers))
+    return [p for name, p in model.named_parameters() if name in names]
+
+
+def save(costs: dict[str, Any], path: Path) -> None:
+    """Write the cost file atomically."""
+    atomic_write_text(path, json.dumps(costs, indent=1) + "\n")
