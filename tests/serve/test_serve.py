@@ -333,3 +333,17 @@ def test_the_default_run_calibrates_in_service_before_it_predicts(
     assert set(calibration["nodes"]) == {"0", "1"}  # the plan's two nodes, each fitted
     assert (tmp_path / "logs" / "warmup.jsonl").read_text().count("\n") == 4
     assert (tmp_path / "logs" / "stream.csv").read_text().count("\n") == 5
+
+
+def test_the_calibrated_instance_describes_the_served_model(tmp_path: Path) -> None:
+    # A 40-block plan of the default preset is served with MiniLM's blocks in turn: the
+    # prediction must use MiniLM's sizes, not the 13B model's of the instance.
+    from mecllm.serve.calibrate import calibrated_instance
+    from mecllm.systems.inference.scenario import generate, preset
+
+    instance = generate(preset("default"), np.random.default_rng(0))
+    served = calibrated_instance(instance, Calibration(5e10, 1.2e10, 2.5e-4, 1e-3, 5e9), 0.5)
+    assert served.blocks == 40 and served.hidden == 384
+    assert served.params_per_block == 1_774_464 and served.head_params == 30522 * 384
+    assert served.weight_bits == served.activation_bits == 32.0
+    assert np.allclose(served.flops / served.flops.max(), instance.flops / instance.flops.max())

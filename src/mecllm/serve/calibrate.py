@@ -142,8 +142,10 @@ def node_shares(instance: InferenceInstance, core_share: float) -> list[float]:
 def calibrated_instance(
     instance: InferenceInstance, calibration: Calibration, core_share: float
 ) -> InferenceInstance:
-    """``instance`` with the speeds the served run has: node ``v`` runs at its share of one of
-    this machine's cores (:func:`node_shares`), hops take the measured round trip."""
+    """``instance`` with the speeds and the model the served run has: node ``v`` runs at its
+    share of one of this machine's cores (:func:`node_shares`), hops take the measured round
+    trip, and the model's sizes are the served MiniLM's (its number of blocks stays the
+    instance's)."""
     shares = np.array(node_shares(instance, core_share))
     pooled = (
         calibration.flops_per_s,
@@ -152,6 +154,16 @@ def calibrated_instance(
     )
     speeds = np.array([calibration.nodes.get(v, pooled) for v in range(instance.n_nodes)])
     data = instance.to_dict()
+    # The model served is MiniLM's blocks (in turn, if the plan's model has more), whatever the
+    # instance says of its model: its sizes are the ones the steps are made of.
+    block, head, width = served_sizes()
+    data["model"].update(
+        params_per_block=float(block),
+        hidden=width,
+        weight_bits=32.0,
+        activation_bits=32.0,
+        head_params=float(head),
+    )
     data["nodes"]["flops"] = (shares * speeds[:, 0]).tolist()
     data["nodes"]["memory_bandwidth_bps"] = (shares * speeds[:, 1]).tolist()
     data["nodes"]["block_overhead_s"] = (speeds[:, 2] / shares).tolist()
