@@ -18,6 +18,7 @@ from mecllm.cli import app
 from mecllm.core.errors import InvalidInputError
 from mecllm.experiments.definitions import load_sweep
 from mecllm.experiments.store import ResultsStore
+from processes import alive, children
 
 runner = CliRunner()
 
@@ -168,29 +169,6 @@ def test_dask_local_cluster_gives_the_same_rows_as_local(tmp_path: Path) -> None
     assert _trial_rows(tmp_path / "local", "area") == _trial_rows(tmp_path / "dask", "area")
 
 
-def _children(pid: int) -> list[int]:
-    """Live processes whose parent is ``pid`` (from /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_a_killed_sweep_leaves_no_worker_behind(tmp_path: Path, how: signal.Signals) -> None:
     sweep = tmp_path / "sweep.toml"
@@ -205,7 +183,7 @@ def test_a_killed_sweep_leaves_no_worker_behind(tmp_path: Path, how: signal.Sign
     deadline = time.time() + 60
     workers: list[int] = []
     while time.time() < deadline and len(workers) < 2 and process.poll() is None:
-        workers = _children(process.pid)
+        workers = children(process.pid)
         time.sleep(0.1)
     assert len(workers) >= 2, "the workers never started"
     time.sleep(1.0)
@@ -216,6 +194,6 @@ def test_a_killed_sweep_leaves_no_worker_behind(tmp_path: Path, how: signal.Sign
         assert process.returncode == 128 + signal.SIGTERM
         assert process.stderr is not None and "terminated" in process.stderr.read().decode()
     deadline = time.time() + 5
-    while time.time() < deadline and any(_alive(w) for w in workers):
+    while time.time() < deadline and any(alive(w) for w in workers):
         time.sleep(0.1)
-    assert not [w for w in workers if _alive(w)], "a worker outlived the sweep"
+    assert not [w for w in workers if alive(w)], "a worker outlived the sweep"

@@ -22,8 +22,6 @@ import math
 import os
 import platform
 import secrets
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,6 +32,7 @@ import numpy as np
 from mecllm.core import checks
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.fileio import atomic_write_text, read_json
+from mecllm.core.timing import median_seconds
 from mecllm.systems.inference.instance import InferenceInstance
 
 DECODE_BATCHES = (1, 2, 4, 8, 16)
@@ -172,16 +171,6 @@ def calibrated_instance(
     return InferenceInstance.from_dict(data)
 
 
-def _median_time(run: Callable[[], object], repeats: int = REPEATS) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 def shard_name(start: int, end: int, blocks: int) -> str:
     """``blocks 1-4``, with ``embeddings`` and ``head`` where the shard has them."""
     name = f"blocks {start}-{end - 1}" if end - start > 1 else f"block {start}"
@@ -229,7 +218,7 @@ def measure_steps(
                 model.step([WorkItem(r, position[0], **given(1)) for r in range(b)])
                 position[0] += 1
 
-            seconds = _median_time(decode_step)
+            seconds = median_seconds(decode_step, REPEATS)
             context = DECODE_CONTEXT + REPEATS // 2 + 1
             out.append(
                 StepTime(
@@ -249,7 +238,7 @@ def measure_steps(
                 model.caches.clear()
                 model.step([WorkItem(0, 0, **given(t))])
 
-            seconds = _median_time(prefill_step)
+            seconds = median_seconds(prefill_step, REPEATS)
             out.append(
                 StepTime(
                     part,
@@ -320,7 +309,7 @@ def measure_hop(address: str, token: str) -> tuple[float, float]:
         large, _ = encode({"rid": 0}, {"hidden": np.zeros((64, 384), np.float32)})
 
         def trip(message: bytes) -> float:
-            return _median_time(lambda: client.call("Health", message, 5.0), 41)
+            return median_seconds(lambda: client.call("Health", message, 5.0), 41)
 
         one, many = trip(small), trip(large)
     extra_bits = 8.0 * (len(large) - len(small))

@@ -33,9 +33,15 @@ import grpc
 import numpy as np
 
 from mecllm.serve.shard import SERVICE
-from mecllm.systems.inference.chains import typical_context
 from mecllm.systems.inference.instance import InferenceInstance
-from mecllm.systems.inference.simulator import SLACK_SHARE, TOKEN_ID_BITS, RecentPrefills
+from mecllm.systems.inference.requests import Stream
+from mecllm.systems.inference.simulator import (
+    SLACK_SHARE,
+    TOKEN_ID_BITS,
+    RecentPrefills,
+    Simulator,
+    route_estimate,
+)
 from mecllm.systems.inference.solution import Placement
 from mecllm.transport.rpc import Client, TransferError
 from mecllm.transport.tensors import decode, encode
@@ -86,16 +92,6 @@ class Record:
         return out
 
 
-@dataclass(frozen=True)
-class _Stage:
-    server: int
-    node: int
-    compute_s_per_token: float
-    weight_read_s: float
-    kv_read_s_per_token: float
-    hop_s: float
-
-
 class _Failed(Exception):
     """A shard of the route failed; ``server`` is the one that did."""
 
@@ -132,51 +128,18 @@ class Gateway:
         self.clients = {k: Client(a, SERVICE, token) for k, a in addresses.items()}
         self.lock = threading.Condition()
         self.dead: set[int] = set()
-        v = instance.n_nodes
-        weights = np.zeros(v)
-        for server in plan.servers:
-            weights[server.node] += server.blocks * instance.block_bytes
-        self.kv_free = (instance.memory_bytes - weights).tolist()
-        self.active = [0] * v
-        self.node_read_s = [0.0] * v
-        head_bytes = instance.head_params * instance.weight_bits / 8.0
-        for server in plan.servers:
-            read = server.blocks * instance.block_bytes
-            if server.end == instance.blocks:
-                read += head_bytes
-            self.node_read_s[server.node] += read / instance.memory_bandwidth_bps[server.node]
-        self.chains = [self._stages(chain) for chain in plan.chains]
-        self.typical = typical_context(instance)
-        self.prefills = RecentPrefills(v)
+        # The routes' stages, their KV reservations and the nodes' free memory are the
+        # simulator's, built by a simulator of no requests.
+        ids, times = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        model = Simulator(instance, plan, Stream(times, ids, ids, ids, ids, times))
+        self.routes = [model.chains[c] for c in model.plan_chains]
+        self.chains = [route.stages for route in self.routes]
+        self.kv_free = list(model.kv_free)
+        self.flops = model.flops
+        self.active = [0] * instance.n_nodes
+        self.prefills = RecentPrefills(instance.n_nodes)
         #: Per Step call: its time outside the shard (the round trip through the gateway), s.
         self.trips: list[float] = []
-
-    def _stages(self, chain: tuple[int, ...]) -> list[_Stage]:
-        inst = self.instance
-        out = []
-        head_bytes = inst.head_params * inst.weight_bits / 8.0
-        for j, k in enumerate(chain):
-            server = self.plan.servers[k]
-            node = server.node
-            last = j == len(chain) - 1
-            nxt = self.plan.servers[chain[(j + 1) % len(chain)]].node
-            flops = 2.0 * inst.params_per_block * server.blocks + (
-                2.0 * inst.head_params if last else 0.0
-            )
-            read = server.blocks * inst.block_bytes + (head_bytes if last else 0.0)
-            out.append(
-                _Stage(
-                    server=k,
-                    node=node,
-                    compute_s_per_token=flops / float(inst.flops[node]),
-                    weight_read_s=read / float(inst.memory_bandwidth_bps[node]),
-                    kv_read_s_per_token=server.blocks
-                    * inst.kv_bytes_per_token_block
-                    / float(inst.memory_bandwidth_bps[node]),
-                    hop_s=float(inst.route_latency_s[node, nxt]) if nxt != node else 0.0,
-                )
-            )
-        return out
 
     # ------------------------------------------------------------------ admission
     def _alive_chains(self) -> list[int]:
@@ -187,27 +150,13 @@ class Gateway:
         ]
 
     def _reserve_per_node(self, chain: int, context: int) -> dict[int, float]:
-        need: dict[int, float] = {}
-        kvb = self.instance.kv_bytes_per_token_block
-        for stage in self.chains[chain]:
-            blocks = self.plan.servers[stage.server].blocks
-            need[stage.node] = need.get(stage.node, 0.0) + context * blocks * kvb
-        return need
+        per_token = self.routes[chain].reserve_per_token
+        return {node: context * bytes_ for node, bytes_ in per_token.items()}
 
     def _estimate(self, chain: int, tokens: int, left: int, answer_s: float, now: float) -> float:
-        prefill = period = 0.0
-        for stage in self.chains[chain]:
-            compute = tokens * stage.compute_s_per_token
-            blocks = self.plan.servers[stage.server].blocks
-            overhead = blocks * float(self.instance.overhead_s[stage.node])
-            prefill += max(compute, stage.weight_read_s) + overhead + stage.hop_s
-            n = self.active[stage.node] + 1
-            memory = self.node_read_s[stage.node] + n * self.typical * stage.kv_read_s_per_token
-            # Decode steps share the node with other requests' prefills.
-            stretch = 1.0 / (1.0 - self.prefills.share(stage.node, now))
-            period += (
-                max(n * stage.compute_s_per_token, memory) + n * overhead
-            ) * stretch + stage.hop_s
+        prefill, period = route_estimate(
+            self.chains[chain], tokens, self.flops, self.active, self.prefills, now
+        )
         return prefill + left * period + answer_s
 
     def _admit(
@@ -246,7 +195,8 @@ class Gateway:
             self.kv_free[node] -= need
             self.active[node] += 1
         for stage in self.chains[chain]:
-            self.prefills.note(stage.node, tokens * stage.compute_s_per_token, now)
+            prefill_flops = tokens * (stage.flops_per_token - stage.head_flops) + stage.head_flops
+            self.prefills.note(stage.node, prefill_flops / self.flops[stage.node], now)
         return chain, ""
 
     def _release(self, chain: int, record: Record) -> None:

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import queue
-import signal
 import sys
 import threading
 import time
@@ -34,8 +32,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mecllm.core.processes import die_with_parent
 from mecllm.transport.rpc import BadRequest, log, serve
+from mecllm.transport.service import serve_until_signal, service_token
 from mecllm.transport.tensors import decode, encode, whole_number
 
 TOKEN_ENV = "MECLLM_SERVE_TOKEN"
@@ -282,10 +280,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    die_with_parent(int(os.environ.get("MECLLM_PARENT_PID", os.getppid())))
-    token = os.environ.get(TOKEN_ENV, "")
-    if len(token) < 16:
-        sys.exit(f"{TOKEN_ENV} must hold the run's token (16+ characters)")
+    token = service_token(TOKEN_ENV)
     if not 0.0 < args.share <= 1.0:
         sys.exit(f"--share must be in (0, 1], got {args.share}")
     import torch
@@ -295,9 +290,6 @@ def main() -> None:
 
     model = ShardModel(args.start, args.end, args.blocks)
     batcher = Batcher(model, args.max_batch, args.share)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     server = serve(
         SERVICE,
         methods(batcher, model.width, model.first, model.last),
@@ -310,8 +302,7 @@ def main() -> None:
         f"blocks [{args.start}, {args.end}) of {args.blocks}, "
         f"{model.weight_bytes() / 1e6:.1f} MB of weights, share {args.share:g}"
     )
-    print(f"PORT {server.port}", flush=True)
-    stop.wait()
+    serve_until_signal(server)
     log(f"stopping after {batcher.steps} steps")
     log("steps: " + step_summary(batcher.history + batcher.log))
     batcher.stop.set()

@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from mecllm.core.fileio import atomic_write_text
+from mecllm.core.timing import median_seconds
 from mecllm.train.loop import Settings, build
 from mecllm.train.model import AdaptedMiniLM
 
@@ -43,16 +42,6 @@ class Costs:
 
     flops: int
     seconds: float
-
-
-def _median_seconds(run: Callable[[], object], repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def _flops(run: Callable[[], object]) -> int:
@@ -82,7 +71,7 @@ def train_step_cost(
         loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
 
-    costs = Costs(_flops(step), _median_seconds(step, repeats))
+    costs = Costs(_flops(step), median_seconds(step, repeats))
     model.eval()
     return costs
 
@@ -113,7 +102,7 @@ def profile(
         def forward() -> None:
             model(ids, att)
 
-        whole = Costs(_flops(forward), _median_seconds(forward, repeats))
+        whole = Costs(_flops(forward), median_seconds(forward, repeats))
         positions = torch.arange(seq_len)
         hidden = model.embed_norm(
             model.word(ids)
@@ -128,7 +117,7 @@ def profile(
                 out: torch.Tensor = block(hidden, mask)
                 return out
 
-            per_block.append(Costs(_flops(one), _median_seconds(one, repeats)))
+            per_block.append(Costs(_flops(one), median_seconds(one, repeats)))
             hidden = one()
     steps = []
     for k in range(blocks + 1):

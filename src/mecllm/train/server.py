@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import sys
-import threading
 from typing import Any
 
 import torch
 
-from mecllm.core.processes import die_with_parent
 from mecllm.train.loop import Settings, build, train_layers
 from mecllm.train.task import make_split
 from mecllm.transport.rpc import log, serve
+from mecllm.transport.service import serve_until_signal, service_token
 from mecllm.transport.tensors import decode, encode, expect, whole_number
 
 TOKEN_ENV = "MECLLM_TRAIN_TOKEN"
@@ -73,14 +69,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    die_with_parent(int(os.environ.get("MECLLM_PARENT_PID", os.getppid())))
-    token = os.environ.get(TOKEN_ENV, "")
-    if len(token) < 16:
-        sys.exit(f"{TOKEN_ENV} must hold the run's token (16+ characters)")
+    token = service_token(TOKEN_ENV)
     settings = Settings(**json.loads(args.settings))
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     server = serve(
         SERVICE,
         {"Train": trainer(settings)},
@@ -89,8 +79,7 @@ def main() -> None:
         host=args.host,
         port=args.port,
     )
-    print(f"PORT {server.port}", flush=True)
-    stop.wait()
+    serve_until_signal(server)
     log("stopping")
     server.stop()
 

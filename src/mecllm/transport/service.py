@@ -1,13 +1,19 @@
 """A service process on loopback: started with the run's token in its environment, its address
 read from the ``PORT <n>`` line it prints, its log in a file, tied to this process (it dies with
-it), stopped with SIGTERM (SIGKILL after a grace period)."""
+it), stopped with SIGTERM (SIGKILL after a grace period). :class:`ServiceProcess` is the parent's
+side; :func:`service_token` and :func:`serve_until_signal` the service's own."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+
+from mecllm.core.processes import die_with_parent
+from mecllm.transport.rpc import Server
 
 
 class ServiceError(RuntimeError):
@@ -61,3 +67,23 @@ class ServiceProcess:
         if self.process.stdout is not None:
             self.process.stdout.close()
         self._log.close()
+
+
+def service_token(token_env: str) -> str:
+    """In a service process: die with the parent, and return the run's token from
+    ``token_env`` (exit with a message if it is missing or shorter than 16 characters)."""
+    die_with_parent(int(os.environ.get("MECLLM_PARENT_PID", os.getppid())))
+    token = os.environ.get(token_env, "")
+    if len(token) < 16:
+        sys.exit(f"{token_env} must hold the run's token (16+ characters)")
+    return token
+
+
+def serve_until_signal(server: Server) -> None:
+    """In a service process: announce ``PORT <n>`` and block until SIGTERM or SIGINT (the
+    caller then stops the server)."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    print(f"PORT {server.port}", flush=True)
+    stop.wait()

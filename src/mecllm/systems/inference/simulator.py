@@ -220,6 +220,50 @@ def check_memory(instance: InferenceInstance, plan: Placement) -> list[Violation
     return out
 
 
+def route_estimate(
+    stages: list[_Stage],
+    tokens: int,
+    flops: list[float],
+    active: list[int],
+    prefills: RecentPrefills,
+    now: float,
+    busy_until: list[float] | None = None,
+) -> tuple[float, float]:
+    """Admission's estimate of a route (the simulator's and the served gateway's): the seconds
+    until a context of ``tokens`` is prefilled through ``stages`` (after each node's current
+    step, if ``busy_until`` is known), and the decode period every stage would have with one
+    more request (each stage's step the roofline of its active requests' compute and of reading
+    the node's weights and their typical KV cache, stretched by the node's recent prefills).
+    ``flops``: each node's FLOP/s; ``active``: each node's admitted requests."""
+    prefill = 0.0
+    period = 0.0
+    for stage in stages:
+        if busy_until is not None:
+            wait = busy_until[stage.node] - now
+            if wait > 0.0:
+                prefill += wait
+        compute = (tokens * (stage.flops_per_token - stage.head_flops) + stage.head_flops) / flops[
+            stage.node
+        ]
+        prefill += (
+            (compute if compute > stage.weight_read_s else stage.weight_read_s)
+            + stage.overhead_s
+            + stage.hop_latency_s
+            + tokens * stage.hop_s_per_token
+        )
+        n = active[stage.node] + 1
+        compute = n * stage.compute_s_per_token
+        memory = stage.node_weight_read_s + n * stage.typical_kv_read_s
+        # Decode steps share the node with other requests' prefills.
+        stretch = 1.0 / (1.0 - prefills.share(stage.node, now))
+        period += (
+            ((compute if compute > memory else memory) + n * stage.overhead_s) * stretch
+            + stage.hop_latency_s
+            + stage.hop_s_per_token
+        )
+    return prefill, period
+
+
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else math.nan
 
@@ -272,8 +316,11 @@ class Simulator:
         self.kvb = inst.kv_bytes_per_token_block
         self.chains: list[_Chain] = []
         self.chain_ids: dict[tuple[tuple[int, int], ...], int] = {}
-        for servers in plan.chains:
+        #: The chain id of each of the plan's chains.
+        self.plan_chains = [
             self._chain(tuple((k, plan.servers[k].start) for k in servers))
+            for servers in plan.chains
+        ]
         self.planned = list(range(len(self.chains)))
         # Per-request state.
         r = len(stream)
@@ -522,33 +569,9 @@ class Simulator:
         step the roofline of its active requests' compute and of reading the node's weights
         and their typical KV cache), and the download."""
         tokens = self.prompt[rid] + self.generated[rid]
-        prefill = 0.0
-        period = 0.0
-        busy_until = self.busy_until
-        active = self.active
-        for stage in chain.stages:
-            wait = busy_until[stage.node] - now
-            if wait > 0.0:
-                prefill += wait
-            compute = (
-                tokens * (stage.flops_per_token - stage.head_flops) + stage.head_flops
-            ) / self.flops[stage.node]
-            prefill += (
-                (compute if compute > stage.weight_read_s else stage.weight_read_s)
-                + stage.overhead_s
-                + stage.hop_latency_s
-                + tokens * stage.hop_s_per_token
-            )
-            n = active[stage.node] + 1
-            compute = n * stage.compute_s_per_token
-            memory = stage.node_weight_read_s + n * stage.typical_kv_read_s
-            # Decode steps share the node with other requests' prefills.
-            stretch = 1.0 / (1.0 - self.prefills.share(stage.node, now))
-            period += (
-                ((compute if compute > memory else memory) + n * stage.overhead_s) * stretch
-                + stage.hop_latency_s
-                + stage.hop_s_per_token
-            )
+        prefill, period = route_estimate(
+            chain.stages, tokens, self.flops, self.active, self.prefills, now, self.busy_until
+        )
         left = self.output[rid] - max(self.generated[rid], 1)
         prefill += self._access_hop_s(rid, chain.stages[0].node)
         return prefill + left * period + self._answer_s(chain, rid)
