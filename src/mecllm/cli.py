@@ -237,6 +237,15 @@ def generate_cmd(
         list[str] | None,
         typer.Option("--set", help="Any other scenario setting, KEY=VALUE (repeatable)."),
     ] = None,
+    as_field: Annotated[
+        bool,
+        typer.Option(
+            "--field",
+            help="edge-llm only: write a field (settings and seed; channels computed on "
+            "demand) for `mecllm solve-regions`, at any size.",
+            metavar="",
+        ),
+    ] = False,
 ) -> None:
     """Draw a random scenario of a system and write it as an instance file."""
 
@@ -254,6 +263,7 @@ def generate_cmd(
             shadowing_db=shadowing_db,
             count_idle=count_idle,
             overrides=_parse_set(set_ or []),
+            field=as_field,
         )
         get_system(system).generate_command(request, output, err)
 
@@ -533,6 +543,56 @@ def sweep_cmd(
             scheduler,
             fresh,
             seed,
+        )
+
+    _guard(run)
+
+
+@app.command("solve-regions")
+def solve_regions_cmd(
+    field_path: Annotated[
+        Path, typer.Argument(metavar="FIELD", help="Field file (`mecllm generate --field`).")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Output folder (re-running it skips solved regions).")
+    ] = Path("regions-out"),
+    servers_per_region: Annotated[
+        int, typer.Option("--servers-per-region", help="Servers in each region (about).")
+    ] = 50,
+    algorithm: Annotated[
+        str, typer.Option("--algorithm", "-a", help="Algorithm each region is solved by.")
+    ] = "dashf-scale",
+    backend: Annotated[
+        str, typer.Option("--backend", help="dask (LocalCluster or --scheduler) or local.")
+    ] = "dask",
+    workers: WorkersOpt = 2,
+    scheduler: SchedulerOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of randomised algorithms.")] = 0,
+    time_limit: Annotated[
+        float, typer.Option("--time-limit", help="Wall-clock budget of each region, s.")
+    ] = 600.0,
+) -> None:
+    """Solve a large fine-tuning field by regions in parallel and stitch one plan
+    (docs/regions.md)."""
+
+    def run() -> None:
+        from mecllm.decompose.command import solve_regions_file
+
+        _check_seed(seed)
+        _check_time_limit(time_limit)
+        check_output_folder(out_dir, "--out")
+        options = SolveOptions(seed=seed, time_limit_s=time_limit)
+        solve_regions_file(
+            field_path,
+            out_dir,
+            servers_per_region,
+            algorithm,
+            options,
+            backend,
+            workers,
+            scheduler,
+            out,
+            err,
         )
 
     _guard(run)

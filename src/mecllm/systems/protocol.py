@@ -47,6 +47,13 @@ class GenerateRequest:
     shadowing_db: float | None = None
     count_idle: bool | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: ``--field``: write a field (channels computed on demand) instead of a dense instance.
+    field: bool = False
+
+    def refuse_field(self, kind: str) -> None:
+        """Refuse ``--field`` for a system without fields."""
+        if self.field:
+            raise InvalidInputError(f"--field is for edge-llm scenarios, not {kind}")
 
     def given(self) -> dict[str, Any]:
         """The command-line options that were given, by option name (``--set`` excluded)."""

@@ -41,6 +41,21 @@ def generate_file(
     )
 
 
+def generate_field_file(
+    output: Path, preset_name: str, seed: int, overrides: dict[str, Any], err: Console
+) -> None:
+    """Write a field: the settings and the seed, channels computed on demand (docs/regions.md)."""
+    from mecllm.systems.finetune.field import Field
+
+    fld = Field(preset(preset_name, **overrides), seed)
+    fld.save(output)
+    err.print(
+        f"wrote {output} (a field of {fld.n_users} users, {fld.n_servers} servers, preset "
+        f"{preset_name}, seed {seed}; solve it with `mecllm solve-regions`)",
+        highlight=False,
+    )
+
+
 def solve_file(
     data: object, algorithm: str, output: Path, options: SolveOptions, err: Console
 ) -> None:

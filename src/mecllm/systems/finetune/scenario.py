@@ -80,14 +80,16 @@ class ScenarioSettings:
     count_idle: bool = True
 
     def replace(self, **changes: Any) -> ScenarioSettings:
-        """A copy with some settings replaced, checked by name, type and range."""
+        """A copy with some settings replaced, checked by name, type and range (the memory a
+        dense instance of this size needs is checked when one is drawn)."""
         settings = replace_settings(self, changes, "scenario setting")
-        settings.validate()
+        settings.validate(dense=False)
         return settings
 
-    def validate(self) -> None:
-        """Refuse values outside physical ranges, empty ranges and sizes that cannot fit in
-        memory, before anything is drawn (the instance's own checks come after)."""
+    def validate(self, dense: bool = True) -> None:
+        """Refuse values outside physical ranges, empty ranges and (``dense``: for an instance
+        with its whole N x M channel matrix) sizes that cannot fit in memory, before anything
+        is drawn (the instance's own checks come after)."""
         check_bounds(self, _BOUNDS)
         check_ordered(self, "adapter_params_min", "adapter_params_max")
         check_ordered(self, "token_bits_min", "token_bits_max")
@@ -99,7 +101,8 @@ class ScenarioSettings:
                 f"setting flops_per_param_per_token x token_bits_max / bits_per_token = "
                 f"{work:g} FLOPs per parameter exceeds {_MAX_FLOPS_PER_PARAM:g}"
             )
-        check_memory(instance_bytes(self.n_users, self.n_servers), "an instance of this size")
+        if dense:
+            check_memory(instance_bytes(self.n_users, self.n_servers), "an instance of this size")
 
 
 #: (low, high, low inclusive) of each numeric setting: generous physical ranges, inside which

@@ -87,7 +87,11 @@ class FinetuneSystem(System):
 
     def generate_command(self, request: GenerateRequest, output: Path, err: Console) -> None:
         name = request.preset or self.default_preset
-        commands.generate_file(output, name, request.seed, self.scenario_overrides(request), err)
+        overrides = self.scenario_overrides(request)
+        if request.field:
+            commands.generate_field_file(output, name, request.seed, overrides, err)
+        else:
+            commands.generate_file(output, name, request.seed, overrides, err)
 
     def solve_command(
         self, data: object, algorithm: str, output: Path, options: SolveOptions, err: Console

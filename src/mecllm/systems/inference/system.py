@@ -113,6 +113,7 @@ class InferenceSystem(System):
         return simulate(mine, plan, draw(mine, np.random.default_rng(0)))
 
     def generate_command(self, request: GenerateRequest, output: Path, err: Console) -> None:
+        request.refuse_field(self.kind)
         name = request.preset or self.default_preset
         commands.generate_file(output, name, request.seed, self.scenario_overrides(request), err)
 

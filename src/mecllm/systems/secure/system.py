@@ -105,6 +105,7 @@ class SecureSystem(System):
         return evaluate_secure(_mine(instance), plan)
 
     def generate_command(self, request: GenerateRequest, output: Path, err: Console) -> None:
+        request.refuse_field(self.kind)
         overrides = self.scenario_overrides(request)
         commands.generate_secure_file(output, request.preset, request.seed, overrides, err)
 

@@ -1,0 +1,1 @@
+"""Solving a fine-tuning field by regions in parallel (docs/regions.md)."""

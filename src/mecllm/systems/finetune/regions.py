@@ -1,0 +1,267 @@
+"""Solving a fine-tuning scenario by regions (docs/regions.md).
+
+Servers are cut into regions by position (recursive coordinate bisection: equal-sized,
+compact regions); each user joins one region, chosen by price so that every region carries a
+share of the users in proportion to its servers (a user goes where its channel is best unless
+that region is full; the prices decide who crosses a boundary, see :func:`assign_users`).
+Each region is then an ordinary dense instance, solved on its own by any algorithm (in
+parallel: :mod:`mecllm.regions`), and the regional plans are stitched into one plan of the
+whole scenario. Every constraint of the model is per user or per server, so the stitched plan
+is feasible when every regional plan is; its service and energy are the regions' sums and its
+delay the largest region's.
+
+A region solves the ratio of its own service to ``omega_t (N_r / N) T_r + omega_e E_r``: the
+delay weight is shared out in proportion to the users, so that, when every region ends at the
+same delay, the regions' costs add up to the whole's.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from mecllm.core.arrays import FloatArray, IntArray
+from mecllm.core.errors import InvalidInputError
+from mecllm.core.options import SolveOptions
+from mecllm.systems.finetune.field import Field
+from mecllm.systems.finetune.physics import evaluate
+from mecllm.systems.finetune.solution import Plan
+
+#: Regions each user is priced for (its best few by channel).
+NEAR_REGIONS = 4
+#: Users whose gains are computed at once (memory: this x M x 8 bytes a temporary).
+_CHUNK_USERS = 2048
+#: Price updates of the balancing (each O(N x NEAR_REGIONS)).
+_PRICE_ROUNDS = 400
+#: Step of the price update (log units per unit of relative overload).
+_PRICE_STEP = 0.05
+
+#: Plan fields carried per user.
+PLAN_FIELDS = (
+    "phi",
+    "bandwidth_hz",
+    "user_power_w",
+    "server_power_w",
+    "user_flops",
+    "server_flops",
+)
+
+RegionStatus = Literal["solved", "infeasible", "failed"]
+
+
+def partition_servers(positions: FloatArray, regions: int) -> IntArray:
+    """(M,) region of each server: ``regions`` compact groups of (nearly) equal size, by
+    recursive bisection of the positions along their wider side.
+
+    Parameters
+    ----------
+    positions : (M, 2) float, m
+    regions : int
+        1 <= regions <= M.
+    """
+    m = positions.shape[0]
+    if not 1 <= regions <= m:
+        raise InvalidInputError(f"regions must be between 1 and the {m} servers, got {regions}")
+    label = np.zeros(m, dtype=np.int64)
+
+    def split(members: IntArray, first: int, count: int) -> None:
+        if count == 1:
+            label[members] = first
+            return
+        left = count // 2
+        xy = positions[members]
+        axis = int(np.argmax(xy.max(axis=0) - xy.min(axis=0)))
+        order = members[np.argsort(xy[:, axis], kind="stable")]
+        cut = round(members.size * left / count)
+        split(order[:cut], first, left)
+        split(order[cut:], first + left, count - left)
+
+    split(np.arange(m), 0, regions)
+    return label
+
+
+def best_gains(field: Field, server_region: IntArray, regions: int) -> FloatArray:
+    """(N, R) each user's largest channel gain to a server of each region (computed in chunks
+    of users, so memory stays O(chunk x M + N x R))."""
+    order = np.argsort(server_region, kind="stable")
+    starts = np.searchsorted(server_region[order], np.arange(regions))
+    out = np.empty((field.n_users, regions))
+    for lo in range(0, field.n_users, _CHUNK_USERS):
+        users = np.arange(lo, min(lo + _CHUNK_USERS, field.n_users))
+        out[users] = np.maximum.reduceat(field.gains(users, order), starts, axis=1)
+    return out
+
+
+def assign_users(
+    field: Field, server_region: IntArray, regions: int
+) -> tuple[IntArray, dict[str, float]]:
+    """(N,) region of each user, and a summary of the balancing.
+
+    Each user is priced for its :data:`NEAR_REGIONS` best regions by the log of the bandwidth
+    it would need there (adapter bits over the spectral efficiency of its best server in the
+    region at an equal share of that server's bandwidth). A price per region is raised while the
+    region holds more than its share of the users (its share of the servers) and lowered
+    otherwise; each user joins the region where its log need plus the price is least.
+    """
+    s = field.settings
+    gains = best_gains(field, server_region, regions)
+    near = np.argsort(-gains, axis=1)[:, :NEAR_REGIONS]
+    rows = np.arange(field.n_users)[:, None]
+    nominal_hz = s.bandwidth_hz * field.n_servers / field.n_users
+    snr = s.user_max_power_w * gains[rows, near] / (field.noise_psd_w_per_hz * nominal_hz)
+    log_need = np.log(field.adapter_params[:, None] * s.bits_per_param) - np.log(np.log2(1 + snr))
+    servers = np.bincount(server_region, minlength=regions).astype(float)
+    target = field.n_users * servers / servers.sum()
+    price = np.zeros(regions)
+    choice = near[:, 0]
+    for _ in range(_PRICE_ROUNDS):
+        choice = near[rows[:, 0], np.argmin(log_need + price[near], axis=1)]
+        load = np.bincount(choice, minlength=regions)
+        price += _PRICE_STEP * (load / target - 1.0)
+    load = np.bincount(choice, minlength=regions)
+    return choice, {
+        "moved_from_best_region": float(np.mean(choice != near[:, 0])),
+        "largest_load_over_share": float(np.max(load / target)),
+        "smallest_load_over_share": float(np.min(load / target)),
+    }
+
+
+@dataclass(frozen=True)
+class RegionTask:
+    """One region to solve: its users and servers (indices into the field), the delay weight
+    it solves with, the algorithm and the options."""
+
+    region: int
+    users: IntArray
+    servers: IntArray
+    weight_delay: float
+    algorithm: str
+    options: SolveOptions
+
+
+@dataclass(frozen=True)
+class RegionResult:
+    """A solved region: its plan in the field's indices (``assignment`` holds field server
+    indices) and its figures (service, energy in J, delay in s)."""
+
+    region: int
+    users: IntArray
+    servers: IntArray
+    assignment: IntArray
+    values: dict[str, FloatArray]
+    status: RegionStatus
+    service: float
+    energy_j: float
+    delay_s: float
+    scr: float
+    wall_time_s: float
+    message: str
+
+
+def plan_tasks(
+    field: Field,
+    servers_per_region: int,
+    algorithm: str,
+    options: SolveOptions,
+) -> tuple[list[RegionTask], dict[str, float]]:
+    """Cut ``field`` into regions of about ``servers_per_region`` servers and price its users
+    into them; one task per region (largest first, so the longest runs start first)."""
+    if servers_per_region < 1:
+        raise InvalidInputError(f"servers per region must be >= 1, got {servers_per_region}")
+    regions = max(1, math.ceil(field.n_servers / servers_per_region))
+    server_region = partition_servers(field.server_position_m, regions)
+    if regions == 1:
+        user_region = np.zeros(field.n_users, dtype=np.int64)
+        summary = {"moved_from_best_region": 0.0}
+    else:
+        user_region, summary = assign_users(field, server_region, regions)
+    tasks = []
+    for r in range(regions):
+        users = np.flatnonzero(user_region == r)
+        servers = np.flatnonzero(server_region == r)
+        if users.size == 0:
+            continue
+        weight = field.settings.weight_delay * users.size / field.n_users
+        tasks.append(RegionTask(r, users, servers, weight, algorithm, options))
+    tasks.sort(key=lambda t: -t.users.size)
+    return tasks, {"regions": float(regions), **summary}
+
+
+def solve_region(field: Field, task: RegionTask) -> RegionResult:
+    """Build the region's instance from the field and solve it (runs on a worker)."""
+    from mecllm.systems.finetune.algorithms import get_algorithm
+
+    started = time.perf_counter()
+    instance = field.instance(task.users, task.servers, weight_delay=task.weight_delay)
+    try:
+        result = get_algorithm(task.algorithm).run(instance, task.options)
+    except Exception as exc:  # a region's failure is reported, never hidden
+        return RegionResult(
+            task.region,
+            task.users,
+            task.servers,
+            np.zeros(0, np.int64),
+            {},
+            "failed",
+            0.0,
+            0.0,
+            math.inf,
+            0.0,
+            time.perf_counter() - started,
+            f"{type(exc).__name__}: {exc}",
+        )
+    plan = result.plan
+    report = evaluate(instance, plan)
+    return RegionResult(
+        region=task.region,
+        users=task.users,
+        servers=task.servers,
+        assignment=task.servers[plan.assignment],
+        values={name: np.asarray(getattr(plan, name)) for name in PLAN_FIELDS},
+        status="solved" if report.feasible else "infeasible",
+        service=report.service,
+        energy_j=report.energy_j,
+        delay_s=report.delay_s,
+        scr=report.scr,
+        wall_time_s=time.perf_counter() - started,
+        message=result.message,
+    )
+
+
+@dataclass(frozen=True)
+class Stitched:
+    """The regions' plans as one plan of the field, and its figures."""
+
+    plan: Plan
+    feasible: bool
+    service: float
+    energy_j: float
+    delay_s: float
+    cost: float
+    scr: float
+
+
+def stitch(field: Field, results: list[RegionResult]) -> Stitched:
+    """One plan from every region's (each user in exactly one region)."""
+    n = field.n_users
+    assignment = np.full(n, -1, dtype=np.int64)
+    values = {name: np.zeros(n) for name in PLAN_FIELDS}
+    for r in results:
+        if r.status == "failed":
+            continue
+        assignment[r.users] = r.assignment
+        for name in PLAN_FIELDS:
+            values[name][r.users] = r.values[name]
+    feasible = all(r.status == "solved" for r in results) and bool(np.all(assignment >= 0))
+    service = float(sum(r.service for r in results))
+    energy = float(sum(r.energy_j for r in results))
+    delay = float(max(r.delay_s for r in results))
+    s = field.settings
+    cost = s.weight_delay * delay + s.weight_energy * energy
+    scr = service / cost if feasible and math.isfinite(cost) and cost > 0 else 0.0
+    plan = Plan(assignment=np.maximum(assignment, 0), **values)
+    return Stitched(plan, feasible, service, energy, delay, cost, scr)

@@ -1,0 +1,173 @@
+"""Fields (channels on demand) and the solve by regions: the stitched plan is a real, feasible
+plan of the whole scenario, a finished region survives a killed run, bad input is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mecllm.cli import app
+from mecllm.core.errors import InvalidInputError
+from mecllm.decompose.run import solve_by_regions
+from mecllm.systems.finetune.field import Field, pair_uniform
+from mecllm.systems.finetune.physics import evaluate
+from mecllm.systems.finetune.regions import assign_users, partition_servers
+from mecllm.systems.finetune.scenario import preset
+
+runner = CliRunner()
+
+
+def _field(n: int, m: int, seed: int = 0, **settings: float) -> Field:
+    return Field(preset("paper", n_users=n, n_servers=m, **settings), seed)
+
+
+def test_a_block_of_gains_is_the_same_whichever_block_it_is_computed_in() -> None:
+    fld = _field(60, 7, shadowing_db=6.0)
+    whole = fld.gains(np.arange(60), np.arange(7))
+    users, servers = np.array([59, 3, 17]), np.array([6, 0])
+    assert np.array_equal(fld.gains(users, servers), whole[np.ix_(users, servers)])
+    assert np.array_equal(fld.instance().channel_gain, whole)
+    other_seed = _field(60, 7, seed=1, shadowing_db=6.0).gains(np.arange(60), np.arange(7))
+    assert not np.allclose(other_seed, whole)
+
+
+def test_the_pair_hash_draws_uniforms_and_rayleigh_power_has_mean_one() -> None:
+    u = pair_uniform(3, 1, np.arange(200_000, dtype=np.uint64))
+    assert 0.0 < u.min() and u.max() < 1.0
+    assert abs(u.mean() - 0.5) < 0.005
+    fading = -np.log(u)
+    assert abs(fading.mean() - 1.0) < 0.01 and abs(fading.var() - 1.0) < 0.03
+    assert not np.array_equal(u, pair_uniform(3, 2, np.arange(200_000, dtype=np.uint64)))
+
+
+def test_a_field_file_round_trips_and_bad_ones_are_refused(tmp_path: Path) -> None:
+    fld = _field(100_000, 1_000)  # far too large to be dense: a field is only its settings
+    fld.save(tmp_path / "f.json")
+    assert Field.load(tmp_path / "f.json") == fld
+    data = fld.to_dict()
+    with pytest.raises(InvalidInputError, match="unknown field key"):
+        Field.from_dict({**data, "extra": 1})
+    with pytest.raises(InvalidInputError, match="seed must be an integer"):
+        Field.from_dict({**data, "seed": "x"})
+    with pytest.raises(InvalidInputError, match="n_users"):
+        Field.from_dict({**data, "settings": {"n_users": 0}})
+    with pytest.raises(InvalidInputError, match="kind"):
+        Field.from_dict({"seed": 0})
+
+
+def test_servers_are_cut_into_compact_regions_of_equal_size() -> None:
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 1000, size=(103, 2))
+    label = partition_servers(xy, 8)
+    sizes = np.bincount(label, minlength=8)
+    assert sizes.sum() == 103 and sizes.max() - sizes.min() <= 1
+    # compact: a region's servers are closer to their own centre than the area's spread
+    spread = np.mean([xy[label == r].std(axis=0).mean() for r in range(8)])
+    assert spread < 0.5 * xy.std(axis=0).mean()
+    assert np.array_equal(partition_servers(xy, 1), np.zeros(103, dtype=np.int64))
+    with pytest.raises(InvalidInputError, match="regions must be"):
+        partition_servers(xy, 104)
+
+
+def test_prices_balance_the_users_over_the_regions() -> None:
+    fld = _field(3000, 24)
+    label = partition_servers(fld.server_position_m, 6)
+    users, summary = assign_users(fld, label, 6)
+    load = np.bincount(users, minlength=6) / (3000 / 6)
+    assert np.all(np.abs(load - 1.0) < 0.05), load
+    assert summary["moved_from_best_region"] < 0.5
+
+
+def test_the_stitched_plan_is_a_feasible_plan_of_the_whole_scenario(tmp_path: Path) -> None:
+    fld = _field(120, 6)
+    run = solve_by_regions(fld, tmp_path / "out", servers_per_region=2, backend="local", workers=1)
+    assert len(run.results) == 3 and all(r.status == "solved" for r in run.results)
+    dense = evaluate(fld.instance(), run.stitched.plan)
+    assert dense.feasible and run.stitched.feasible
+    assert dense.scr == pytest.approx(run.stitched.scr, rel=1e-9)
+    assert dense.delay_s == pytest.approx(run.stitched.delay_s, rel=1e-12)
+    # every user on a server of its own region
+    for r in run.results:
+        assert set(run.stitched.plan.assignment[r.users]) <= set(r.servers)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["scr"] == pytest.approx(run.stitched.scr) and summary["feasible"]
+    with np.load(tmp_path / "out" / "plan.npz") as plan:
+        assert np.array_equal(plan["assignment"], run.stitched.plan.assignment)
+
+
+def test_a_rerun_keeps_finished_regions_and_solves_only_the_missing(tmp_path: Path) -> None:
+    fld = _field(90, 6)
+    out = tmp_path / "out"
+    first = solve_by_regions(fld, out, servers_per_region=2, backend="local", workers=1)
+    (out / "regions" / "region-1.npz").unlink()  # as if the run was killed before region 1
+    again = solve_by_regions(fld, out, servers_per_region=2, backend="local", workers=1)
+    assert again.reused == 2
+    assert again.stitched.scr == pytest.approx(first.stitched.scr, rel=1e-9)
+    with pytest.raises(InvalidInputError, match="another run"):
+        solve_by_regions(fld, out, servers_per_region=3, backend="local", workers=1)
+
+
+def test_the_dask_backend_gives_the_local_backends_plan(tmp_path: Path) -> None:
+    pytest.importorskip("dask.distributed")
+    fld = _field(80, 4)
+    local = solve_by_regions(fld, tmp_path / "a", servers_per_region=2, backend="local")
+    dask = solve_by_regions(fld, tmp_path / "b", servers_per_region=2, backend="dask", workers=2)
+    assert np.array_equal(local.stitched.plan.assignment, dask.stitched.plan.assignment)
+    assert dask.stitched.scr == pytest.approx(local.stitched.scr, rel=1e-9)
+    assert dask.peak_memory_bytes > 0
+
+
+def test_the_command_line_generates_a_field_and_solves_it_by_regions(tmp_path: Path) -> None:
+    fld = tmp_path / "f.json"
+    r = runner.invoke(
+        app, ["generate", "--field", "--users", "60", "--servers", "4", "-o", str(fld)]
+    )
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "out"
+    r = runner.invoke(
+        app,
+        [
+            *("solve-regions", str(fld), "--out", str(out), "--servers-per-region", "2"),
+            *("--backend", "local", "--workers", "1"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert "stitched plan: feasible" in r.stdout
+    assert json.loads((out / "summary.json").read_text())["n_users"] == 60
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--servers-per-region", "0"], "servers per region must be >= 1"),
+        (["--backend", "spark"], "backend"),
+        (["--workers", "0"], "workers"),
+        (["-a", "nope"], "nope"),
+    ],
+)
+def test_bad_options_are_refused_before_any_work(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    fld = tmp_path / "f.json"
+    _field(40, 4).save(fld)
+    r = runner.invoke(app, ["solve-regions", str(fld), "--out", str(tmp_path / "o"), *args])
+    assert r.exit_code != 0
+    assert message in r.output
+    assert not (tmp_path / "o" / "regions").exists() or not list(
+        (tmp_path / "o" / "regions").iterdir()
+    )
+
+
+def test_a_dense_instance_or_another_system_is_refused(tmp_path: Path) -> None:
+    dense = tmp_path / "i.json"
+    assert runner.invoke(app, ["generate", "--users", "4", "-o", str(dense)]).exit_code == 0
+    r = runner.invoke(app, ["solve-regions", str(dense), "--out", str(tmp_path / "o")])
+    assert r.exit_code != 0 and "not a field file" in r.output
+    r = runner.invoke(
+        app, ["generate", "--system", "edge-inference", "--field", "-o", str(tmp_path / "x.json")]
+    )
+    assert r.exit_code != 0 and "--field is for edge-llm" in r.output
