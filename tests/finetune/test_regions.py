@@ -102,13 +102,34 @@ def test_the_stitched_plan_is_a_feasible_plan_of_the_whole_scenario(tmp_path: Pa
 def test_a_rerun_keeps_finished_regions_and_solves_only_the_missing(tmp_path: Path) -> None:
     fld = _field(90, 6)
     out = tmp_path / "out"
-    first = solve_by_regions(fld, out, servers_per_region=2, backend="local", workers=1)
+    first = solve_by_regions(fld, out, servers_per_region=2, backend="local", reprice=False)
     (out / "regions" / "region-1.npz").unlink()  # as if the run was killed before region 1
-    again = solve_by_regions(fld, out, servers_per_region=2, backend="local", workers=1)
+    again = solve_by_regions(fld, out, servers_per_region=2, backend="local", reprice=False)
     assert again.reused == 2
     assert again.stitched.scr == pytest.approx(first.stitched.scr, rel=1e-9)
     with pytest.raises(InvalidInputError, match="another run"):
         solve_by_regions(fld, out, servers_per_region=3, backend="local", workers=1)
+
+
+def test_slow_regions_are_solved_again_at_a_higher_price_and_kept_only_if_better(
+    tmp_path: Path,
+) -> None:
+    fld = _field(240, 12, seed=2)
+    plain = solve_by_regions(fld, tmp_path / "a", servers_per_region=2, reprice=False)
+    priced = solve_by_regions(fld, tmp_path / "b", servers_per_region=2, workers=2)
+    delays = [r.delay_s for r in plain.results]
+    slow = {r.region for r in plain.results if r.delay_s > 1.03 * float(np.median(delays))}
+    assert slow, "this field has regions slower than the median (else the test shows nothing)"
+    files = {p.name for p in (tmp_path / "b" / "regions").iterdir()}
+    assert {f"region-{r}-round1.npz" for r in slow} <= files
+    assert priced.stitched.scr >= plain.stitched.scr
+    for r in priced.results:
+        if r.round == 1:
+            first = next(p for p in plain.results if p.region == r.region)
+            assert r.weight_delay > first.weight_delay
+    assert evaluate(fld.instance(), priced.stitched.plan).scr == pytest.approx(
+        priced.stitched.scr, rel=1e-9
+    )
 
 
 def test_the_dask_backend_gives_the_local_backends_plan(tmp_path: Path) -> None:

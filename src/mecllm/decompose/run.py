@@ -29,10 +29,13 @@ from mecllm.experiments.executors import check_backend, run_dask, run_local
 from mecllm.systems.finetune.field import Field
 from mecllm.systems.finetune.regions import (
     PLAN_FIELDS,
+    REPRICE_MARGIN,
     RegionResult,
     RegionTask,
     Stitched,
+    choose,
     plan_tasks,
+    reprice_tasks,
     solve_region,
     stitch,
 )
@@ -89,12 +92,15 @@ class RegionsRun:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _manifest(fld: Field, servers_per_region: int, algorithm: str, seed: int) -> dict[str, Any]:
+def _manifest(
+    fld: Field, servers_per_region: int, algorithm: str, seed: int, reprice: bool
+) -> dict[str, Any]:
     body = {
         "field": fld.to_dict(),
         "servers_per_region": servers_per_region,
         "algorithm": algorithm,
         "seed": seed,
+        "reprice": reprice,
     }
     key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     return {**body, "key": key}
@@ -107,6 +113,10 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
+def _stem(region: int, round_: int) -> str:
+    return f"region-{region}" if round_ == 0 else f"region-{region}-round{round_}"
+
+
 def _save_region(folder: Path, result: RegionResult) -> None:
     arrays: dict[str, np.ndarray] = {
         "users": result.users,
@@ -117,17 +127,26 @@ def _save_region(folder: Path, result: RegionResult) -> None:
         ),
     }
     arrays.update({f"value_{name}": result.values[name] for name in PLAN_FIELDS})
-    text = json.dumps({"status": result.status, "message": result.message})
-    atomic_write_bytes(folder / f"region-{result.region}.npz", _npz(arrays))
-    atomic_write_text(folder / f"region-{result.region}.json", text)
+    meta = {
+        "status": result.status,
+        "message": result.message,
+        "round": result.round,
+        "weight_delay": result.weight_delay,
+    }
+    stem = _stem(result.region, result.round)
+    atomic_write_bytes(folder / f"{stem}.npz", _npz(arrays))
+    atomic_write_text(folder / f"{stem}.json", json.dumps(meta))
 
 
 def _load_region(folder: Path, task: RegionTask) -> RegionResult | None:
-    """A saved region, if it is there, solved, and for the same users and servers."""
-    npz, meta = folder / f"region-{task.region}.npz", folder / f"region-{task.region}.json"
+    """A saved region, if it is there, and for the same users, servers and delay weight."""
+    stem = _stem(task.region, task.round)
+    npz, meta = folder / f"{stem}.npz", folder / f"{stem}.json"
     if not (npz.exists() and meta.exists()):
         return None
     info = json.loads(meta.read_text())
+    if info.get("weight_delay") != task.weight_delay:
+        return None
     with np.load(npz) as data:
         if not (
             np.array_equal(data["users"], task.users)
@@ -148,6 +167,8 @@ def _load_region(folder: Path, task: RegionTask) -> RegionResult | None:
             scr=scr,
             wall_time_s=wall,
             message=info["message"],
+            round=task.round,
+            weight_delay=task.weight_delay,
         )
 
 
@@ -162,8 +183,10 @@ def solve_by_regions(
     workers: int = 2,
     scheduler: str | None = None,
     progress: Progress | None = None,
+    reprice: bool = True,
 ) -> RegionsRun:
-    """Cut ``fld`` into regions, solve them in parallel, stitch, write ``out`` (a folder).
+    """Cut ``fld`` into regions, solve them in parallel, re-solve the slowest at a higher delay
+    price (``reprice``), stitch, write ``out`` (a folder).
 
     Raises
     ------
@@ -177,14 +200,14 @@ def solve_by_regions(
     out.mkdir(parents=True, exist_ok=True)
     folder = out / "regions"
     folder.mkdir(exist_ok=True)
-    manifest = _manifest(fld, servers_per_region, algorithm, options.seed)
+    manifest = _manifest(fld, servers_per_region, algorithm, options.seed, reprice)
     manifest_path = out / "manifest.json"
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
         if old.get("key") != manifest["key"]:
             raise InvalidInputError(
-                f"{out} holds regions of another run (field, region size, algorithm or seed "
-                "differ); choose another folder or delete it"
+                f"{out} holds regions of another run (field, region size, algorithm, seed or "
+                "re-pricing differ); choose another folder or delete it"
             )
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
     with PeakMemory() as memory:
@@ -195,33 +218,50 @@ def solve_by_regions(
             f"{fld.n_users // max(len(tasks), 1)} users; users priced out of their best region: "
             f"{balance.get('moved_from_best_region', 0.0):.1%} ({plan_s:.1f} s)"
         )
-        results: list[RegionResult] = []
-        pending: list[RegionTask] = []
-        for task in tasks:
-            saved = _load_region(folder, task)
-            if saved is not None and saved.status != "failed":
-                results.append(saved)
-            else:
-                pending.append(task)
-        reused = len(results)
-        if reused:
-            say(f"{reused} regions already solved in {folder}; {len(pending)} to go")
         solve_started = time.perf_counter()
-        runner: Iterator[RegionResult]
         work = partial(solve_region, fld)
-        if backend == "dask":
-            runner = run_dask(work, pending, workers, scheduler)
-        else:
-            runner = run_local(work, pending, workers)
-        for result in runner:
-            _save_region(folder, result)
-            results.append(result)
+
+        def run_round(round_tasks: list[RegionTask], what: str) -> tuple[list[RegionResult], int]:
+            done: list[RegionResult] = []
+            pending: list[RegionTask] = []
+            for task in round_tasks:
+                saved = _load_region(folder, task)
+                if saved is not None and saved.status != "failed":
+                    done.append(saved)
+                else:
+                    pending.append(task)
+            if done:
+                say(f"{len(done)} {what} already solved in {folder}; {len(pending)} to go")
+            runner: Iterator[RegionResult] = iter(())
+            if not pending:
+                pass
+            elif backend == "dask":
+                runner = run_dask(work, pending, workers, scheduler)
+            else:
+                runner = run_local(work, pending, workers)
+            reused = len(done)
+            for result in runner:
+                _save_region(folder, result)
+                done.append(result)
+                say(
+                    f"{what[:-1]} {result.region}: {result.users.size} users, "
+                    f"{result.servers.size} servers, {result.status}, SCR {result.scr:.6g}, "
+                    f"delay {result.delay_s:.4g} s, {result.wall_time_s:.1f} s "
+                    f"({len(done)}/{len(round_tasks)} done, {time.perf_counter() - started:.0f} s)"
+                )
+            return done, reused
+
+        results, reused = run_round(tasks, "regions")
+        again = reprice_tasks(tasks, results) if reprice else []
+        if again:
             say(
-                f"region {result.region}: {result.users.size} users, {result.servers.size} "
-                f"servers, {result.status}, SCR {result.scr:.6g}, delay {result.delay_s:.4g} s, "
-                f"{result.wall_time_s:.1f} s ({len(results)}/{len(tasks)} done, "
-                f"{time.perf_counter() - started:.0f} s)"
+                f"{len(again)} regions slower than the median by over "
+                f"{REPRICE_MARGIN:.0%} are solved again at a higher delay price"
             )
+            second, reused_again = run_round(again, "re-solves")
+            reused += reused_again
+            results = results + second
+        results = choose(fld, results)
         solve_s = time.perf_counter() - solve_started
         stitched = stitch(fld, results)
     wall = time.perf_counter() - started
@@ -261,6 +301,8 @@ def summary_of(fld: Field, run: RegionsRun, manifest: dict[str, Any]) -> dict[st
                 "users": int(r.users.size),
                 "servers": int(r.servers.size),
                 "status": r.status,
+                "round": r.round,
+                "weight_delay": r.weight_delay,
                 "scr": r.scr,
                 "delay_s": r.delay_s,
                 "energy_j": r.energy_j,
