@@ -157,6 +157,9 @@ class RegionTask:
     options: SolveOptions
     #: 0: the first solve; 1: the re-solve of a slow region at a higher delay price.
     round: int = 0
+    #: A plan to start from (``assignment`` as indices into ``servers``, and the
+    #: :data:`PLAN_FIELDS`), used when the algorithm is ``dashf-scale``.
+    start: dict[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -219,7 +222,13 @@ def solve_region(field: Field, task: RegionTask) -> RegionResult:
     started = time.perf_counter()
     instance = field.instance(task.users, task.servers, weight_delay=task.weight_delay)
     try:
-        result = get_algorithm(task.algorithm).run(instance, task.options)
+        if task.start is not None and task.algorithm == "dashf-scale":
+            from mecllm.systems.finetune.solvers.search.scale import dashf_scale
+
+            start = Plan(**task.start)
+            result = dashf_scale(instance, task.options.with_deadline(), start)
+        else:
+            result = get_algorithm(task.algorithm).run(instance, task.options)
     except Exception as exc:  # a region's failure is reported, never hidden
         return RegionResult(
             task.region,
@@ -263,8 +272,9 @@ def reprice_tasks(tasks: list[RegionTask], results: list[RegionResult]) -> list[
     The stitched delay is the largest region's, so a region much slower than the others pays
     for all of them: its share of the delay weight (``omega_t N_r / N``) undervalues its delay.
     Every solved region slower than the median by more than :data:`REPRICE_MARGIN` is solved
-    again with its weight raised by ``(delay / median) ** REPRICE_POWER`` (capped);
-    :func:`choose` keeps, per region, whichever solve makes the stitched plan better.
+    again with its weight raised by ``(delay / median) ** REPRICE_POWER`` (capped), starting
+    from its first plan; :func:`choose` keeps, per region, whichever solve makes the stitched
+    plan better.
     """
     solved = [r for r in results if r.status == "solved" and r.round == 0]
     if len(solved) < 2:
@@ -281,18 +291,33 @@ def reprice_tasks(tasks: list[RegionTask], results: list[RegionResult]) -> list[
 
 
 def choose(field: Field, results: list[RegionResult]) -> list[RegionResult]:
-    """One result per region: the first solve, replaced by a later one (of a higher round)
-    where that raises the stitched plan's SCR, tried slowest region first."""
+    """One result per region: the first solve, with later ones (of a higher round) swapped in
+    where that raises the stitched plan's SCR.
+
+    Swapping one slow region's re-solve in gains nothing while another region is as slow, so
+    the re-solves are tried as prefixes (the slowest k regions' re-solves together, for every
+    k), the best prefix kept, then each swap undone alone if that is better still.
+    """
     first = {r.region: r for r in results if r.round == 0}
     later = sorted(
-        (r for r in results if r.round > 0 and r.status == "solved"),
-        key=lambda r: -first[r.region].delay_s if r.region in first else 0.0,
+        (r for r in results if r.round > 0 and r.status == "solved" and r.region in first),
+        key=lambda r: -first[r.region].delay_s,
     )
-    chosen = dict(first)
-    for candidate in later:
-        trial = {**chosen, candidate.region: candidate}
-        if _scr(field, list(trial.values())) > _scr(field, list(chosen.values())):
-            chosen = trial
+
+    def with_swaps(swaps: list[RegionResult]) -> dict[int, RegionResult]:
+        return {**first, **{r.region: r for r in swaps}}
+
+    best = max(
+        range(len(later) + 1), key=lambda k: _scr(field, list(with_swaps(later[:k]).values()))
+    )
+    swaps = later[:best]
+    for candidate in list(swaps):
+        fewer = [r for r in swaps if r is not candidate]
+        if _scr(field, list(with_swaps(fewer).values())) > _scr(
+            field, list(with_swaps(swaps).values())
+        ):
+            swaps = fewer
+    chosen = with_swaps(swaps)
     return [chosen[k] for k in sorted(chosen)]
 
 

@@ -58,9 +58,13 @@ from mecllm.systems.finetune.solvers.allocation.surrogate import Shares, Surroga
 
 #: The shares that count against a server cap, in the order of the caps.
 CAPPED = (BETA, KAPPA, SIGMA)
-#: Barrier parameter growth per centring step, and the final duality-gap bound (the objective
-#: is scaled to magnitude about 1, so this is a relative accuracy).
+#: Barrier parameter growth per centring step (the move screen's), and the final duality-gap
+#: bound (the objective is scaled to magnitude about 1, so this is a relative accuracy).
 _GROWTH = 20.0
+#: The allocation step's growth: measured on a 2,500 x 25 region of a field, x50 solves the
+#: whole dashf-scale run in 38 % less time than x20 with the same SCR to 7 digits (5 repeats
+#: of each, 11.9-12.5 s against 19.3-19.9 s).
+ALLOCATION_GROWTH = 50.0
 _GAP = 1e-7
 _MAX_NEWTON = 60
 #: Backtracking halvings per Newton step when many groups share one solve.
@@ -96,6 +100,7 @@ class BarrierSurrogate:
         gap: float = _GAP,
         quorum: float = 1.0,
         centred: float = _CENTRED,
+        growth: float = _GROWTH,
     ):
         """``terms``: the surrogate. ``server_group`` (M,): optional independent groups of
         servers, each with its own delay bound tau_g (default: one group, the model's T);
@@ -105,8 +110,10 @@ class BarrierSurrogate:
         objective; a screen can stop far earlier than the allocation step). ``quorum``: the
         share of groups that must be centred before t rises (below 1, a few slow groups do
         not hold the others up; their answers are then less accurate). ``centred``: the
-        Newton decrement (lambda^2 / 2) below which a group counts as centred."""
+        Newton decrement (lambda^2 / 2) below which a group counts as centred. ``growth``: the
+        factor t rises by after each centring."""
         self.terms = terms
+        self.growth = growth
         self.gap = gap
         self.quorum = quorum
         self.centred = centred
@@ -432,7 +439,7 @@ class BarrierSurrogate:
                 status = "inaccurate"
             if last:
                 break
-            t_barrier *= _GROWTH
+            t_barrier *= self.growth
             # The duals are kept in barrier units (times t): rescale them with t.
-            self._set_duals(*(_GROWTH * d for d in self._duals()))
+            self._set_duals(*(self.growth * d for d in self._duals()))
         return Shares(*(x[:, k] for k in range(5))), status

@@ -79,9 +79,12 @@ def optimise_resources(
 
         convex = DirectConicSurrogate(terms, solver_tolerance)
     else:
-        from mecllm.systems.finetune.solvers.allocation.barrier import BarrierSurrogate
+        from mecllm.systems.finetune.solvers.allocation.barrier import (
+            ALLOCATION_GROWTH,
+            BarrierSurrogate,
+        )
 
-        convex = BarrierSurrogate(terms)
+        convex = BarrierSurrogate(terms, growth=ALLOCATION_GROWTH)
     current = start
     status: StepStatus = "optimal"
     for _ in range(max_iterations):

@@ -22,8 +22,11 @@ from mecllm.systems.finetune.solvers.steps import greedy_start, part1_step, part
 FINAL_TOLERANCE = 1e-9
 
 
-def dashf_scale(instance: Instance, options: SolveOptions) -> SolveResult:
-    """DASHF for speed and scale (docs/algorithms.md, "dashf-scale")."""
+def dashf_scale(
+    instance: Instance, options: SolveOptions, start: Plan | None = None
+) -> SolveResult:
+    """DASHF for speed and scale (docs/algorithms.md, "dashf-scale"); from ``start`` (a
+    feasible plan) instead of the greedy start when one is given."""
     started = time.perf_counter()
     step = part1_step("auto", "keep", time_limit_s=min(60.0, options.seconds_left()))
     allocation = part2_step(options.inner_tolerance, options.max_inner_iterations, "auto")
@@ -32,7 +35,7 @@ def dashf_scale(instance: Instance, options: SolveOptions) -> SolveResult:
         once = dataclasses.replace(options, max_iterations=iterations)
         return dinkelbach(instance, "dashf-scale", start, step, allocation, once)
 
-    first = loop(greedy_start(instance))
+    first = loop(greedy_start(instance) if start is None else start)
     # After moves, one AO iteration (association, phi, every resource) polishes the plan; the
     # move search that follows plays the role of the loop's convergence test. Where the
     # direct cone program applies, the final plan's resources are re-solved to tight
