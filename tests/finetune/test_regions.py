@@ -4,6 +4,11 @@ plan of the whole scenario, a finished region survives a killed run, bad input i
 from __future__ import annotations
 
 import json
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +20,14 @@ from mecllm.core.errors import InvalidInputError
 from mecllm.decompose.run import solve_by_regions
 from mecllm.systems.finetune.field import Field, pair_uniform
 from mecllm.systems.finetune.physics import evaluate
-from mecllm.systems.finetune.regions import assign_users, partition_servers
+from mecllm.systems.finetune.regions import (
+    RegionResult,
+    assign_users,
+    choose,
+    partition_servers,
+)
 from mecllm.systems.finetune.scenario import preset
+from processes import alive, children
 
 runner = CliRunner()
 
@@ -122,6 +133,9 @@ def test_slow_regions_are_solved_again_at_a_higher_price_and_kept_only_if_better
     assert slow, "this field has regions slower than the median (else the test shows nothing)"
     files = {p.name for p in (tmp_path / "b" / "regions").iterdir()}
     assert {f"region-{r}-round1.npz" for r in slow} <= files
+    for r in slow:  # re-solves start from the first plan and run two AO iterations
+        message = json.loads((tmp_path / "b" / "regions" / f"region-{r}-round1.json").read_text())
+        assert re.search(r"after [12] iterations", message["message"]), message
     assert priced.stitched.scr >= plain.stitched.scr
     for r in priced.results:
         if r.round == 1:
@@ -130,6 +144,25 @@ def test_slow_regions_are_solved_again_at_a_higher_price_and_kept_only_if_better
     assert evaluate(fld.instance(), priced.stitched.plan).scr == pytest.approx(
         priced.stitched.scr, rel=1e-9
     )
+
+
+def _result(region: int, delay: float, energy: float, round_: int) -> RegionResult:
+    empty = np.zeros(0, dtype=np.int64)
+    return RegionResult(
+        region, empty, empty, empty, {}, "solved", 100.0, energy, delay, 0.0, 0.0, "", round_
+    )
+
+
+def test_equally_slow_regions_are_swapped_together_or_not_at_all() -> None:
+    fld = _field(10, 3)  # only its weights matter here (0.5 per s, 0.005 per J)
+    first = [_result(0, 100.0, 10.0, 0), _result(1, 100.0, 10.0, 0), _result(2, 50.0, 10.0, 0)]
+    # each re-solve alone leaves the other region at 100 s: a worse plan; both together win
+    faster = [_result(0, 60.0, 20.0, 1), _result(1, 60.0, 20.0, 1)]
+    chosen = choose(fld, first + faster)
+    assert [r.round for r in chosen] == [1, 1, 0]
+    # a re-solve that costs more energy than its delay saves is not kept
+    costly = [_result(0, 99.0, 5000.0, 1), _result(1, 99.0, 5000.0, 1)]
+    assert [r.round for r in choose(fld, first + costly)] == [0, 0, 0]
 
 
 def test_the_dask_backend_gives_the_local_backends_plan(tmp_path: Path) -> None:
@@ -192,3 +225,45 @@ def test_a_dense_instance_or_another_system_is_refused(tmp_path: Path) -> None:
         app, ["generate", "--system", "edge-inference", "--field", "-o", str(tmp_path / "x.json")]
     )
     assert r.exit_code != 0 and "--field is for edge-llm" in r.output
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.parametrize("backend", ["local", "dask"])
+def test_a_stopped_run_leaves_no_worker_and_keeps_finished_regions(
+    tmp_path: Path, backend: str
+) -> None:
+    if backend == "dask":
+        pytest.importorskip("dask.distributed")
+    fld = tmp_path / "f.json"
+    _field(2400, 24).save(fld)  # 12 regions of 200 users: a few seconds each
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "mecllm.cli", "solve-regions", str(fld), "--out", str(out)]
+    command += ["--servers-per-region", "2", "--backend", backend, "--workers", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 90
+    while time.time() < deadline and process.poll() is None:
+        if len(list((out / "regions").glob("region-*.npz"))) >= 2:
+            break
+        time.sleep(0.2)
+    workers = _descendants(process.pid)
+    assert workers, "the workers never started"
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
+    assert process.returncode == 128 + signal.SIGTERM
+    deadline = time.time() + 15
+    while time.time() < deadline and any(alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not [w for w in workers if alive(w)], "a worker outlived solve-regions"
+    kept = list((out / "regions").glob("region-*.npz"))
+    assert len(kept) >= 2 and not (out / "summary.json").exists()
+    for path in kept:  # every kept region is whole (written atomically)
+        with np.load(path) as data:
+            assert data["users"].size == data["value_phi"].size

@@ -53,6 +53,8 @@ REPRICE_MARGIN = 0.03
 #: the power -0.18, so this aims at the median).
 REPRICE_POWER = 5.0
 REPRICE_MAX_FACTOR = 10.0
+#: AO iterations of a re-solve (it starts from the region's first plan).
+REPRICE_ITERATIONS = 2
 
 #: Plan fields carried per user.
 PLAN_FIELDS = (
@@ -273,8 +275,8 @@ def reprice_tasks(tasks: list[RegionTask], results: list[RegionResult]) -> list[
     for all of them: its share of the delay weight (``omega_t N_r / N``) undervalues its delay.
     Every solved region slower than the median by more than :data:`REPRICE_MARGIN` is solved
     again with its weight raised by ``(delay / median) ** REPRICE_POWER`` (capped), starting
-    from its first plan; :func:`choose` keeps, per region, whichever solve makes the stitched
-    plan better.
+    from its first plan, for :data:`REPRICE_ITERATIONS` AO iterations; :func:`choose` keeps,
+    per region, whichever solve makes the stitched plan better.
     """
     solved = [r for r in results if r.status == "solved" and r.round == 0]
     if len(solved) < 2:
@@ -286,7 +288,16 @@ def reprice_tasks(tasks: list[RegionTask], results: list[RegionResult]) -> list[
         if r.delay_s > (1 + REPRICE_MARGIN) * median and r.region in by_region:
             factor = min((r.delay_s / median) ** REPRICE_POWER, REPRICE_MAX_FACTOR)
             task = by_region[r.region]
-            out.append(dataclasses.replace(task, weight_delay=task.weight_delay * factor, round=1))
+            start = {"assignment": np.searchsorted(task.servers, r.assignment), **r.values}
+            out.append(
+                dataclasses.replace(
+                    task,
+                    weight_delay=task.weight_delay * factor,
+                    round=1,
+                    start=start,
+                    options=dataclasses.replace(task.options, max_iterations=REPRICE_ITERATIONS),
+                )
+            )
     return out
 
 
