@@ -30,7 +30,7 @@ from mecllm.core.errors import InvalidInputError
 from mecllm.core.fileio import atomic_write_text, read_json
 from mecllm.core.radio import dbm_per_hz_to_w_per_hz, path_loss_db
 from mecllm.systems.finetune.instance import Instance
-from mecllm.systems.finetune.scenario import PRESETS, ScenarioSettings
+from mecllm.systems.finetune.scenario import PRESETS, ScenarioSettings, scenario_instance
 
 #: The value of the ``kind`` field of a field file.
 FIELD_KIND = "edge-llm-field"
@@ -156,34 +156,18 @@ class Field:
     ) -> Instance:
         """The dense instance of a block (all users and servers by default); ``weight_delay``
         replaces omega_t (the regions' share of it, docs/regions.md)."""
-        s = self.settings
         u = np.arange(self.n_users) if users is None else np.asarray(users, dtype=np.int64)
         m = np.arange(self.n_servers) if servers is None else np.asarray(servers, dtype=np.int64)
         if u.size == 0 or m.size == 0:
             raise InvalidInputError("a block of a field needs at least one user and one server")
-        n_u, n_m = u.size, m.size
-        return Instance(
-            adapter_params=self.adapter_params[u],
-            flops_per_param=self.flops_per_param[u],
-            user_epochs=np.full(n_u, s.user_epochs),
-            user_max_power_w=np.full(n_u, s.user_max_power_w),
-            user_max_flops=np.full(n_u, s.user_max_flops),
-            user_kappa=np.full(n_u, s.user_kappa),
-            bandwidth_hz=np.full(n_m, s.bandwidth_hz),
-            server_max_power_w=np.full(n_m, s.server_max_power_w),
-            server_max_flops=np.full(n_m, s.server_max_flops),
-            server_kappa=np.full(n_m, s.server_kappa),
-            server_epochs=np.full(n_m, s.server_epochs),
-            channel_gain=self.gains(u, m),
-            noise_psd_w_per_hz=self.noise_psd_w_per_hz,
-            bits_per_param=s.bits_per_param,
-            weight_delay=s.weight_delay if weight_delay is None else weight_delay,
-            weight_energy=s.weight_energy,
-            service_scale=s.service_scale,
-            service_norm=s.service_norm,
-            count_idle=s.count_idle,
-            user_position_m=self.user_position_m[u],
-            server_position_m=self.server_position_m[m],
+        return scenario_instance(
+            self.settings,
+            self.user_position_m[u],
+            self.server_position_m[m],
+            self.adapter_params[u],
+            self._draws["token_bits"][u],
+            self.gains(u, m),
+            weight_delay,
         )
 
     # ------------------------------------------------------------------ JSON

@@ -56,15 +56,8 @@ REPRICE_MAX_FACTOR = 10.0
 #: AO iterations of a re-solve (it starts from the region's first plan).
 REPRICE_ITERATIONS = 2
 
-#: Plan fields carried per user.
-PLAN_FIELDS = (
-    "phi",
-    "bandwidth_hz",
-    "user_power_w",
-    "server_power_w",
-    "user_flops",
-    "server_flops",
-)
+#: Plan fields carried per user besides the assignment.
+PLAN_FIELDS = tuple(f.name for f in dataclasses.fields(Plan) if f.name != "assignment")
 
 RegionStatus = Literal["solved", "infeasible", "failed"]
 

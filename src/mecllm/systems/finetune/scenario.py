@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mecllm.core.arrays import FloatArray
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.radio import dbm_per_hz_to_w_per_hz, path_loss_db
 from mecllm.core.resources import check_memory
@@ -176,9 +177,25 @@ def generate(settings: ScenarioSettings, rng: np.random.Generator) -> Instance:
     )
     distance = np.linalg.norm(user_xy[:, None, :] - server_xy[None, :, :], axis=2)
     gain = 10.0 ** (-(path_loss_db(distance) + shadow_db) / 10.0) * fading
+    return scenario_instance(settings, user_xy, server_xy, d, token_bits, gain)
+
+
+def scenario_instance(
+    settings: ScenarioSettings,
+    user_xy: FloatArray,
+    server_xy: FloatArray,
+    adapter_params: FloatArray,
+    token_bits: FloatArray,
+    gain: FloatArray,
+    weight_delay: float | None = None,
+) -> Instance:
+    """The instance of drawn users (positions (N, 2) m, adapter sizes, token bits) and servers
+    (positions (M, 2) m) with channel gains ``gain`` (N, M), every other value from
+    ``settings``; ``weight_delay`` replaces omega_t."""
+    n, m = adapter_params.shape[0], server_xy.shape[0]
     tokens = token_bits / settings.bits_per_token
     return Instance(
-        adapter_params=d,
+        adapter_params=adapter_params,
         flops_per_param=settings.flops_per_param_per_token * tokens,
         user_epochs=np.full(n, settings.user_epochs),
         user_max_power_w=np.full(n, settings.user_max_power_w),
@@ -192,7 +209,7 @@ def generate(settings: ScenarioSettings, rng: np.random.Generator) -> Instance:
         channel_gain=gain,
         noise_psd_w_per_hz=dbm_per_hz_to_w_per_hz(settings.noise_dbm_per_hz),
         bits_per_param=settings.bits_per_param,
-        weight_delay=settings.weight_delay,
+        weight_delay=settings.weight_delay if weight_delay is None else weight_delay,
         weight_energy=settings.weight_energy,
         service_scale=settings.service_scale,
         service_norm=settings.service_norm,
