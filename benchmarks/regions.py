@@ -74,7 +74,7 @@ def big(size: str, per_region: int, workers: int) -> None:
     print(f"\n### {size} by regions (Dask LocalCluster, {workers} workers)\n")
     print(
         "| servers/region | regions | feasible | SCR | delay (s) | energy (J) | region delays (s) "
-        "| wall time (s) | of which regions (s) | peak memory, process tree (GB) |"
+        "| wall time (s) | of which regions (s) | peak memory, process tree (GiB) |"
     )
     print("|---:|---:|---|---:|---:|---:|---|---:|---:|---:|")
     s = run.stitched

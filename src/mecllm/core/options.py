@@ -30,6 +30,10 @@ class SolveOptions:
         Relative change that stops inner loops (the FP z-loop).
     max_inner_iterations : int
         Cap on inner iterations.
+    barrier_growth : float
+        Factor the barrier allocation (``dashf-scale`` above 50 users) raises its parameter by
+        after each centring; larger is faster on some instances and slower on others
+        (docs/regions.md).
     time_limit_s : float
         Wall-clock budget of one solve; the best plan so far is returned when it runs out.
     progress : ProgressCallback or None
@@ -45,6 +49,7 @@ class SolveOptions:
     max_iterations: int = 20
     inner_tolerance: float = 1e-4
     max_inner_iterations: int = 15
+    barrier_growth: float = 20.0
     time_limit_s: float = 600.0
     progress: ProgressCallback | None = None
     extra: dict[str, Any] = field(default_factory=dict)

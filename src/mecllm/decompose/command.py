@@ -66,7 +66,7 @@ def solve_regions_file(
     out.print(
         f"stitched plan: {'feasible' if s.feasible else 'NOT feasible'}, SCR {s.scr:.6g}, "
         f"delay {s.delay_s:.4g} s, energy {s.energy_j:.6g} J; {run.wall_time_s:.1f} s in all "
-        f"(regions {run.solve_s:.1f} s), peak memory {run.peak_memory_bytes / 2**30:.2f} GB "
+        f"(regions {run.solve_s:.1f} s), peak memory {run.peak_memory_bytes / 2**30:.2f} GiB "
         f"(this process and its workers) -> {out_dir}/plan.npz, {out_dir}/summary.json",
         highlight=False,
     )

@@ -45,6 +45,11 @@ _PRICE_STEP = 0.05
 #: iteration; 1e-4 for a whole solve). Measured on a 2,500 x 25 block of a field: the same
 #: SCR to 0.05 % in 24 % less time.
 REGION_INNER_TOLERANCE = 1e-3
+#: The barrier allocation's growth per centring in a region (x20 in a whole solve). Measured
+#: with dashf-scale on a 2,500 x 25 block of the 100,000 x 1,000 field: 12.1 s at x50, 14.4 s
+#: at x30, 18.6 s at x20, the same SCR to 7 digits; on the dense 1000x20 instance of seed 0 it
+#: is the other way round (6.5 s at x50, 3.8 s at x20), so only regions use it.
+REGION_BARRIER_GROWTH = 50.0
 #: A region is re-solved at a higher delay price when its delay exceeds the median region's by
 #: more than this share ...
 REPRICE_MARGIN = 0.03
@@ -196,7 +201,9 @@ def plan_tasks(
     else:
         user_region, summary = assign_users(field, server_region, regions)
     options = dataclasses.replace(
-        options, inner_tolerance=max(options.inner_tolerance, REGION_INNER_TOLERANCE)
+        options,
+        inner_tolerance=max(options.inner_tolerance, REGION_INNER_TOLERANCE),
+        barrier_growth=REGION_BARRIER_GROWTH,
     )
     tasks = []
     for r in range(regions):

@@ -168,10 +168,11 @@ def part2_step(
     max_iterations: int = 15,
     engine: str = "conic",
     solver_tolerance: float | None = None,
+    growth: float | None = None,
 ) -> Step:
     """AO part 2, started from the better of the current allocation and the equal split.
 
-    ``engine`` and ``solver_tolerance``: as in
+    ``engine``, ``solver_tolerance`` and ``growth``: as in
     :func:`surrogate.optimise_resources`.
     """
 
@@ -188,6 +189,7 @@ def part2_step(
             max_iterations=max_iterations,
             engine=engine,
             solver_tolerance=solver_tolerance,
+            growth=growth,
         )
         record: Record = {
             "part2_status": result.status,

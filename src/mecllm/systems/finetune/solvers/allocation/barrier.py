@@ -58,13 +58,9 @@ from mecllm.systems.finetune.solvers.allocation.surrogate import Shares, Surroga
 
 #: The shares that count against a server cap, in the order of the caps.
 CAPPED = (BETA, KAPPA, SIGMA)
-#: Barrier parameter growth per centring step (the move screen's), and the final duality-gap
-#: bound (the objective is scaled to magnitude about 1, so this is a relative accuracy).
+#: Barrier parameter growth per centring step (default), and the final duality-gap bound (the
+#: objective is scaled to magnitude about 1, so this is a relative accuracy).
 _GROWTH = 20.0
-#: The allocation step's growth: measured on a 2,500 x 25 region of a field, x50 solves the
-#: whole dashf-scale run in 38 % less time than x20 with the same SCR to 7 digits (5 repeats
-#: of each, 11.9-12.5 s against 19.3-19.9 s).
-ALLOCATION_GROWTH = 50.0
 _GAP = 1e-7
 _MAX_NEWTON = 60
 #: Backtracking halvings per Newton step when many groups share one solve.

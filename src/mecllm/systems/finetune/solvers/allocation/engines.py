@@ -44,6 +44,7 @@ def optimise_resources(
     max_iterations: int = 15,
     engine: str = "conic",
     solver_tolerance: float | None = None,
+    growth: float | None = None,
 ) -> AllocationResult:
     """Part 2 from ``start``: quadratic-transform FP iterations until the objective settles.
 
@@ -51,7 +52,8 @@ def optimise_resources(
     ``"direct"`` (the same cone program written directly for Clarabel, barrier as fallback),
     ``"barrier"`` (vectorised Newton barrier method, warm-started from the current plan) or
     ``"auto"`` (direct up to :data:`AUTO_CONIC_USERS` users, barrier above).
-    ``solver_tolerance``: the direct engine's Clarabel tolerances (default 1e-8).
+    ``solver_tolerance``: the direct engine's Clarabel tolerances (default 1e-8). ``growth``:
+    the barrier engine's factor per centring (default x20).
     Returns the best plan seen (never worse than ``start`` in the Dinkelbach objective).
     """
     if engine not in ENGINES:
@@ -79,12 +81,11 @@ def optimise_resources(
 
         convex = DirectConicSurrogate(terms, solver_tolerance)
     else:
-        from mecllm.systems.finetune.solvers.allocation.barrier import (
-            ALLOCATION_GROWTH,
-            BarrierSurrogate,
-        )
+        from mecllm.systems.finetune.solvers.allocation.barrier import BarrierSurrogate
 
-        convex = BarrierSurrogate(terms, growth=ALLOCATION_GROWTH)
+        convex = (
+            BarrierSurrogate(terms) if growth is None else BarrierSurrogate(terms, growth=growth)
+        )
     current = start
     status: StepStatus = "optimal"
     for _ in range(max_iterations):

@@ -29,7 +29,12 @@ def dashf_scale(
     feasible plan) instead of the greedy start when one is given."""
     started = time.perf_counter()
     step = part1_step("auto", "keep", time_limit_s=min(60.0, options.seconds_left()))
-    allocation = part2_step(options.inner_tolerance, options.max_inner_iterations, "auto")
+    allocation = part2_step(
+        options.inner_tolerance,
+        options.max_inner_iterations,
+        "auto",
+        growth=options.barrier_growth,
+    )
 
     def loop(start: Plan, iterations: int = options.max_iterations) -> SolveResult:
         once = dataclasses.replace(options, max_iterations=iterations)
