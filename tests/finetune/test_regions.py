@@ -236,9 +236,12 @@ def _descendants(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.parametrize("backend", ["local", "dask"])
+@pytest.mark.parametrize(
+    ("backend", "how"),
+    [("local", signal.SIGTERM), ("dask", signal.SIGTERM), ("dask", signal.SIGKILL)],
+)
 def test_a_stopped_run_leaves_no_worker_and_keeps_finished_regions(
-    tmp_path: Path, backend: str
+    tmp_path: Path, backend: str, how: signal.Signals
 ) -> None:
     if backend == "dask":
         pytest.importorskip("dask.distributed")
@@ -255,9 +258,9 @@ def test_a_stopped_run_leaves_no_worker_and_keeps_finished_regions(
         time.sleep(0.2)
     workers = _descendants(process.pid)
     assert workers, "the workers never started"
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(how)
     process.wait(timeout=30)
-    assert process.returncode == 128 + signal.SIGTERM
+    assert process.returncode == (128 + signal.SIGTERM if how == signal.SIGTERM else -how)
     deadline = time.time() + 15
     while time.time() < deadline and any(alive(w) for w in workers):
         time.sleep(0.2)
