@@ -233,11 +233,9 @@ def solve_by_regions(
             if done:
                 say(f"{len(done)} {what} already solved in {folder}; {len(pending)} to go")
             runner: Iterator[RegionResult] = iter(())
-            if not pending:
-                pass
-            elif backend == "dask":
+            if pending and backend == "dask":
                 runner = run_dask(work, pending, workers, scheduler)
-            else:
+            elif pending:
                 runner = run_local(work, pending, workers)
             reused = len(done)
             for result in runner:

@@ -118,13 +118,6 @@ class Field:
         return self._draws["d"]
 
     @property
-    def flops_per_param(self) -> FloatArray:
-        """(N,) t_n = FLOPs per parameter per token x tokens."""
-        s = self.settings
-        out: FloatArray = s.flops_per_param_per_token * self._draws["token_bits"] / s.bits_per_token
-        return out
-
-    @property
     def noise_psd_w_per_hz(self) -> float:
         """sigma^2, W/Hz."""
         return dbm_per_hz_to_w_per_hz(self.settings.noise_dbm_per_hz)

@@ -29,7 +29,6 @@ from mecllm.core.arrays import FloatArray, IntArray
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.options import SolveOptions
 from mecllm.systems.finetune.field import Field
-from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.solution import Plan
 
 #: Regions each user is priced for (its best few by channel).
@@ -64,7 +63,9 @@ REPRICE_ITERATIONS = 2
 #: Plan fields carried per user besides the assignment.
 PLAN_FIELDS = tuple(f.name for f in dataclasses.fields(Plan) if f.name != "assignment")
 
-RegionStatus = Literal["solved", "infeasible", "failed"]
+#: "solved": a feasible plan (every algorithm returns only feasible plans, or raises);
+#: "failed": the solve raised (its message says why).
+RegionStatus = Literal["solved", "failed"]
 
 
 def partition_servers(positions: FloatArray, regions: int) -> IntArray:
@@ -249,18 +250,17 @@ def solve_region(field: Field, task: RegionTask) -> RegionResult:
             task.weight_delay,
         )
     plan = result.plan
-    report = evaluate(instance, plan)
     return RegionResult(
         region=task.region,
         users=task.users,
         servers=task.servers,
         assignment=task.servers[plan.assignment],
         values={name: np.asarray(getattr(plan, name)) for name in PLAN_FIELDS},
-        status="solved" if report.feasible else "infeasible",
-        service=report.service,
-        energy_j=report.energy_j,
-        delay_s=report.delay_s,
-        scr=report.scr,
+        status="solved",
+        service=result.service,
+        energy_j=result.energy_j,
+        delay_s=result.delay_s,
+        scr=result.scr,
         wall_time_s=time.perf_counter() - started,
         message=result.message,
         round=task.round,
@@ -332,15 +332,22 @@ def choose(field: Field, results: list[RegionResult]) -> list[RegionResult]:
     return [chosen[k] for k in sorted(chosen)]
 
 
+def _totals(field: Field, results: list[RegionResult]) -> tuple[float, float, float, float, float]:
+    """(service, energy J, delay s, cost, SCR) of the regions together: sums, the largest
+    delay, and the SCR (0 if any region is not solved)."""
+    service = float(sum(r.service for r in results))
+    energy = float(sum(r.energy_j for r in results))
+    delay = float(max(r.delay_s for r in results))
+    s = field.settings
+    cost = s.weight_delay * delay + s.weight_energy * energy
+    solved = all(r.status == "solved" for r in results)
+    scr = service / cost if solved and math.isfinite(cost) and cost > 0 else 0.0
+    return service, energy, delay, cost, scr
+
+
 def _scr(field: Field, results: list[RegionResult]) -> float:
     """The stitched SCR of ``results`` (0 if any region is not solved)."""
-    if any(r.status != "solved" for r in results):
-        return 0.0
-    s = field.settings
-    cost = s.weight_delay * max(r.delay_s for r in results) + s.weight_energy * sum(
-        r.energy_j for r in results
-    )
-    return sum(r.service for r in results) / cost if cost > 0 else 0.0
+    return _totals(field, results)[4]
 
 
 @dataclass(frozen=True)
@@ -368,11 +375,7 @@ def stitch(field: Field, results: list[RegionResult]) -> Stitched:
         for name in PLAN_FIELDS:
             values[name][r.users] = r.values[name]
     feasible = all(r.status == "solved" for r in results) and bool(np.all(assignment >= 0))
-    service = float(sum(r.service for r in results))
-    energy = float(sum(r.energy_j for r in results))
-    delay = float(max(r.delay_s for r in results))
-    s = field.settings
-    cost = s.weight_delay * delay + s.weight_energy * energy
-    scr = service / cost if feasible and math.isfinite(cost) and cost > 0 else 0.0
+    service, energy, delay, cost, scr = _totals(field, results)
+    scr = scr if feasible else 0.0
     plan = Plan(assignment=np.maximum(assignment, 0), **values)
     return Stitched(plan, feasible, service, energy, delay, cost, scr)
