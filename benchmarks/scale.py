@@ -159,13 +159,17 @@ def step_gaps(sizes: list[tuple[int, int]], limit: float) -> None:
 
 
 def _warm_up() -> None:
-    """One throwaway solve per route in this process before any timing. The timed solves run
-    in children forked from it, so one-off set-up (numba loading the barrier's compiled
-    kernels, about 0.4 s per process from its on-disk cache; solvers' first calls) is charged
+    """Throwaway solves in this process before any timing. The timed solves run in children
+    forked from it, so one-off set-up (numba loading the compiled kernels, about 0.4 s per
+    process from its on-disk cache, which small solves skip; solvers' first calls) is charged
     to no variant."""
     instance = generate(preset("paper", n_users=10, n_servers=2), np.random.default_rng(0))
     for name in ("dashf", "dashf-scale"):
         solve(instance, name, SolveOptions(seed=0))
+    # Large enough for the compiled kernels (the barrier's above 32 users, the scan's loads
+    # above 1000 pairs), which small solves no longer load.
+    larger = generate(preset("paper", n_users=120, n_servers=10), np.random.default_rng(0))
+    solve(larger, "dashf-scale", SolveOptions(seed=0, max_iterations=1))
 
 
 def startup(names: list[str], repeats: int = 5) -> None:

@@ -1,4 +1,5 @@
-"""The compiled per-user kernels of the barrier method against finite differences.
+"""The per-user kernels of the barrier method: the compiled build against finite differences,
+the NumPy build against the compiled one.
 
 The end-to-end tests (``test_scale.py``) check that the barrier method reaches cvxpy's optimum,
 which a wrong gradient would break; a wrong Hessian would only slow Newton down. Here each
@@ -11,13 +12,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mecllm.systems.finetune.solvers.allocation import barrier_vectorised
+from mecllm.systems.finetune.solvers.allocation.barrier import VECTORISED_USERS, kernels_for
 from mecllm.systems.finetune.solvers.allocation.barrier_kernels import (
-    DN,
-    N_COEF,
-    UP,
     barrier_rows,
+    delays_objectives,
     newton_rows,
 )
+from mecllm.systems.finetune.solvers.allocation.barrier_layout import DN, K1, K3, N_COEF, UP
 
 _USERS = 4
 _T = 3.0  # barrier parameter
@@ -104,3 +106,54 @@ def test_newton_block_plus_delay_term_matches_differences_of_the_gradient(seed: 
         step[:, k] = h
         numeric = (_newton(s, s["x"] + step)[0] - _newton(s, s["x"] - step)[0]) / (2 * h)
         np.testing.assert_allclose(hessian[:, :, k], numeric, rtol=1e-4, atol=1e-5)
+
+
+def _mixed(seed: int, users: int = 40) -> dict[str, np.ndarray]:
+    """Users with and without each link and compute phase, some shares fixed, some delay
+    bounds violated: every branch of the kernels."""
+    rng = np.random.default_rng(seed)
+    coef = rng.uniform(0.2, 2.0, (users, N_COEF))
+    coef[:, [UP, DN]] = rng.integers(0, 2, (users, 2))
+    coef[:5, K1] = 0.0
+    coef[5:10, K3] = 0.0
+    tau = np.full(users, 50.0)
+    tau[:3] = 0.1  # outside: delay above the bound
+    return {
+        "x": rng.uniform(0.05, 0.9, (users, 5)),
+        "tau": tau,
+        "coef": coef,
+        "free": rng.uniform(size=(users, 5)) > 0.15,
+        "upper": np.ones((users, 5)),
+        "duals": rng.uniform(0.1, 1.0, (users, 14)),
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_numpy_build_of_the_kernels_equals_the_compiled_one(seed: int) -> None:
+    s = _mixed(seed)
+    users = s["x"].shape[0]
+    model = (s["free"], s["upper"], s["coef"], _SERVICE, _NORM)
+    floor = np.zeros(users)
+    compiled_rows = barrier_rows(*model, s["x"], s["tau"], floor, _T)
+    numpy_rows = barrier_vectorised.barrier_rows(*model, s["x"], s["tau"], floor, _T)
+    assert compiled_rows[1][:3].all()  # the violated bounds are seen
+    np.testing.assert_array_equal(numpy_rows[1], compiled_rows[1])
+    np.testing.assert_allclose(numpy_rows[0], compiled_rows[0], rtol=1e-12, atol=1e-12)
+    duals = s["duals"]
+    extra = (_T, duals[:, 0], duals[:, 1:6], duals[:, 6:11], duals[:, 11:14])
+    compiled = newton_rows(*model, s["x"], s["tau"], *extra)
+    numpy_built = barrier_vectorised.newton_rows(*model, s["x"], s["tau"], *extra)
+    for a, b in zip(compiled, numpy_built, strict=True):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+    for a, b in zip(
+        delays_objectives(s["x"], s["coef"], _SERVICE, _NORM),
+        barrier_vectorised.delays_objectives(s["x"], s["coef"], _SERVICE, _NORM),
+        strict=True,
+    ):
+        np.testing.assert_allclose(b, a, rtol=1e-13)
+
+
+def test_small_problems_use_the_numpy_build_and_large_ones_the_compiled_one() -> None:
+    assert kernels_for(10) is barrier_vectorised
+    assert kernels_for(VECTORISED_USERS) is barrier_vectorised
+    assert kernels_for(VECTORISED_USERS + 1).__name__.endswith("barrier_kernels")

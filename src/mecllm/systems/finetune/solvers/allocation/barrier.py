@@ -41,20 +41,39 @@ between the two engines where both finish.
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import numpy as np
 
 from mecllm.core.arrays import BoolArray, FloatArray, IntArray
-from mecllm.systems.finetune.solvers.allocation.barrier_kernels import (
+from mecllm.systems.finetune.solvers.allocation import barrier_vectorised
+from mecllm.systems.finetune.solvers.allocation.barrier_layout import (
     BETA,
     KAPPA,
     SIGMA,
-    barrier_rows,
     coefficients,
-    delays_objectives,
-    newton_rows,
 )
 from mecllm.systems.finetune.solvers.allocation.surrogate import Shares, SurrogateTerms
+
+#: Largest instance (users) whose barrier solves use the NumPy build of the per-user kernels
+#: (:mod:`barrier_vectorised`); larger ones use the numba build (:mod:`barrier_kernels`).
+#: Numba costs about 0.4 s once per process (importing it, loading the cached kernels); the
+#: NumPy build is slower per Newton step. Measured (one process each, the second call timed):
+#: a full move screen took 0.13 / 0.10 s (NumPy / numba) at 20x3, 0.28 / 0.20 s at 30x4 and
+#: 1.14 / 0.75 s at 50x5; part 2 by the barrier 0.18 / 0.10 s at 60 users and 2.0 / 1.3 s at
+#: 300. A small solve runs about two screens, so NumPy wins up to about 30 users.
+VECTORISED_USERS = 32
+
+
+def kernels_for(users: int) -> ModuleType:
+    """The build of the per-user kernels for an instance of ``users`` users: the NumPy one up
+    to :data:`VECTORISED_USERS`, else the compiled one (numba is imported on first use)."""
+    if users <= VECTORISED_USERS:
+        return barrier_vectorised
+    from mecllm.systems.finetune.solvers.allocation import barrier_kernels
+
+    return barrier_kernels
+
 
 #: The shares that count against a server cap, in the order of the caps.
 CAPPED = (BETA, KAPPA, SIGMA)
@@ -97,6 +116,7 @@ class BarrierSurrogate:
         quorum: float = 1.0,
         centred: float = _CENTRED,
         growth: float = _GROWTH,
+        kernels: ModuleType | None = None,
     ):
         """``terms``: the surrogate. ``server_group`` (M,): optional independent groups of
         servers, each with its own delay bound tau_g (default: one group, the model's T);
@@ -107,7 +127,8 @@ class BarrierSurrogate:
         share of groups that must be centred before t rises (below 1, a few slow groups do
         not hold the others up; their answers are then less accurate). ``centred``: the
         Newton decrement (lambda^2 / 2) below which a group counts as centred. ``growth``: the
-        factor t rises by after each centring."""
+        factor t rises by after each centring. ``kernels``: the build of the per-user kernels
+        (default :func:`kernels_for` the number of rows)."""
         self.terms = terms
         self.growth = growth
         self.gap = gap
@@ -115,6 +136,7 @@ class BarrierSurrogate:
         self.centred = centred
         n = terms.phi.shape[0]
         self.n = n
+        self.kernels = kernels_for(n) if kernels is None else kernels
         ones = np.ones(n)
         self.upper = np.stack(
             [ones, ones, terms.server_upper, ones, terms.server_upper], axis=1
@@ -157,7 +179,10 @@ class BarrierSurrogate:
     def _rows(self, x: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(N,) each user's scaled delay and (N,) its part of the surrogate (minimisation
         form), at interior shares ``x`` (N, 5)."""
-        delay, objective = delays_objectives(x, self.coef, self.terms.service, self.terms.norm)
+        kernels = self.kernels
+        delay, objective = kernels.delays_objectives(
+            x, self.coef, self.terms.service, self.terms.norm
+        )
         return delay, objective
 
     def _objective(self, x: FloatArray, tau: FloatArray) -> float:
@@ -206,7 +231,7 @@ class BarrierSurrogate:
         share of its value, so that one step cannot jump next to a nonlinear constraint)."""
         slack = self._cap_slack(x)
         floor_slack = self._floor_slack(tau)
-        per_user, bad_user = barrier_rows(
+        per_user, bad_user = self.kernels.barrier_rows(
             *self._model, x, tau[self.user_group], np.zeros(self.n) + floor, t_barrier
         )
         bad_server = slack.min(axis=1) <= 0
@@ -233,7 +258,7 @@ class BarrierSurrogate:
         groups, user_group, server_group = self.groups, self.user_group, self.server_group
         floor_slack = self._floor_slack(tau)
         slack = self._cap_slack(x)
-        grad, d_grad, gap, solved = newton_rows(
+        grad, d_grad, gap, solved = self.kernels.newton_rows(
             *self._model,
             x,
             tau[user_group],

@@ -2,14 +2,16 @@
 
 Each user's part of the part-2 surrogate is a function of its five shares (beta, pi, kappa, f,
 sigma) alone; these kernels evaluate it (delay, objective, barrier terms) and build and solve
-the user's 5x5 Newton block, one user per loop pass, compiled by numba. Written with NumPy
-arrays, the same work costs some hundred small array operations per Newton step, whose call
-overhead dominated the move screen (measured at 20x3: 7 ms per Newton step over about 1,100
-stacked rows, 31 steps per screen).
+the user's 5x5 Newton block, one user per loop pass, compiled by numba. They pay off on large
+problems; numba itself costs about 0.4 s per process (its import and loading the kernels from
+its on-disk cache), so small problems use the NumPy build of the same kernels,
+:mod:`barrier_vectorised` (see :func:`barrier.kernels_for`). The tests hold the two builds
+to each other.
 
-Per-user coefficients come as one (N, :data:`N_COEF`) matrix built by :func:`coefficients`;
-the column order is the constants below. Compiled code is cached on disk (``cache=True``), so
-only the first call after installation pays the compile time (a few seconds).
+Per-user coefficients come as one (N, :data:`N_COEF`) matrix built by
+:func:`barrier_layout.coefficients`; the column order is the constants there. Compiled code is
+cached on disk (``cache=True``), so only the first call after installation pays the compile
+time (a few seconds).
 """
 
 from __future__ import annotations
@@ -20,22 +22,29 @@ import numpy as np
 from numba import njit
 
 from mecllm.core.arrays import BoolArray, FloatArray
-from mecllm.systems.finetune.solvers.allocation.surrogate import SurrogateTerms
+from mecllm.systems.finetune.solvers.allocation.barrier_layout import (
+    A_DN,
+    A_UP,
+    BETA,
+    C_DN,
+    C_UP,
+    DN,
+    EPS1,
+    EPS3,
+    GAMMA_DN,
+    GAMMA_UP,
+    K1,
+    K2,
+    K3,
+    K4,
+    KAPPA,
+    PI,
+    SIGMA,
+    UP,
+    F,
+)
 
 _LN2 = math.log(2.0)
-#: Positions of the five shares in a user's block.
-BETA, PI, KAPPA, F, SIGMA = range(5)
-#: Columns of the coefficient matrix.
-K1, K2, K3, K4, GAMMA_UP, GAMMA_DN, UP, DN, EPS1, EPS3, A_UP, C_UP, A_DN, C_DN = range(14)
-N_COEF = 14
-
-
-def coefficients(terms: SurrogateTerms, weights: tuple[FloatArray, ...]) -> FloatArray:
-    """(N, N_COEF) the per-user coefficients of ``terms`` with the FP ``weights``
-    ``(a_up, c_up, a_dn, c_dn)``."""
-    t = terms
-    columns = [t.k1, t.k2, t.k3, t.k4, t.gamma_up, t.gamma_dn, t.up, t.dn, t.eps1, t.eps3]
-    return np.ascontiguousarray(np.stack([*columns, *weights], axis=1), dtype=float)
 
 
 @njit(cache=True)

@@ -35,9 +35,9 @@ import math
 
 import clarabel
 import numpy as np
-import scipy.sparse as sp
 
 from mecllm.core.arrays import FloatArray, IntArray
+from mecllm.core.compressed import CscMatrix
 from mecllm.systems.finetune.solvers.allocation.barrier import BarrierSurrogate
 from mecllm.systems.finetune.solvers.allocation.surrogate import Shares, SurrogateTerms
 
@@ -94,14 +94,13 @@ class _Program:
         else:
             self.cones += [clarabel.ExponentialConeT() for _ in range(count)]
 
-    def matrix(self) -> tuple[sp.csc_matrix, FloatArray]:
+    def matrix(self) -> tuple[CscMatrix, FloatArray]:
         """``A`` (CSC) and ``b`` of every block added so far."""
-        a = sp.csc_matrix(
-            (
-                np.concatenate(self.values),
-                (np.concatenate(self.rows), np.concatenate(self.cols)),
-            ),
-            shape=(self.height, self.width),
+        a = CscMatrix.from_coo(
+            np.concatenate(self.rows),
+            np.concatenate(self.cols),
+            np.concatenate(self.values),
+            (self.height, self.width),
         )
         return a, np.concatenate(self.rhs)
 
@@ -241,7 +240,7 @@ class DirectConicSurrogate:
         kappa = self.share[dn, _KAPPA]
         diagonal[kappa] += 2 * a_dn[dn]
         diagonal[self.u_dn] += 2 * c_dn[dn]
-        p = sp.diags(diagonal, format="csc")
+        p = CscMatrix.diagonal(diagonal)
         solver = clarabel.DefaultSolver(p, self.c, self.a, self.b, self.cones, self.settings)
         solution = solver.solve()
         if solution.status == clarabel.SolverStatus.Solved:

@@ -21,9 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.optimize as so
-import scipy.sparse as sp
 
+from mecllm.core import highs
 from mecllm.core.arrays import FloatArray, IntArray
 from mecllm.core.radio import shannon_rate
 from mecllm.systems.finetune.instance import Instance
@@ -172,6 +171,10 @@ def price_moves(instance: Instance, plan: Plan, y: float) -> tuple[PairCosts, Fl
 
 
 # ---------------------------------------------------------------------------------- phi LP
+#: Distance from a bound within which the phi LP's answer is put on the bound.
+_SNAP = 1e-9
+
+
 def optimal_phi(costs: PairCosts, assignment: IntArray) -> tuple[FloatArray, float]:
     """Exact phi and T for a fixed association: a linear program (HiGHS).
 
@@ -190,15 +193,26 @@ def optimal_phi(costs: PairCosts, assignment: IntArray) -> tuple[FloatArray, flo
     t_ref = float(max(np.max(base), np.max(base + slope * cap), 1e-12))
     scale = float(max(np.max(np.abs(g)), costs.delay_weight * t_ref, 1e-300))
     objective = np.concatenate([g, [costs.delay_weight * t_ref]]) / scale
-    a_ub = sp.hstack([sp.diags(slope / t_ref), -np.ones((n, 1))], format="csr")
-    b_ub = -base / t_ref
-    bounds = [(0.0, float(u)) for u in cap] + [(0.0, 1.0)]
-    result = so.linprog(objective, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
-    if result.status != 0:
+    # Row n: slope_n / t_ref phi_n - tau <= -base_n / t_ref.
+    rows = np.concatenate([np.arange(n), np.arange(n)])
+    cols = np.concatenate([np.arange(n), np.full(n, n)])
+    values = np.concatenate([slope / t_ref, -np.ones(n)])
+    result = highs.solve(
+        objective,
+        (rows, cols, values),
+        (np.full(n, -np.inf), -base / t_ref),
+        (np.zeros(n + 1), np.append(cap, 1.0)),
+        options={"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10},
+    )
+    if result.x is None or result.status != "optimal":
         # The LP is always feasible and bounded; a failure is numerical. Fall back to the
         # exact piecewise search over T, which needs no solver.
         return _phi_by_search(costs, assignment)
     phi = np.clip(result.x[:n], 0.0, cap)
+    # A vertex of this LP has each phi at 0, at its cap or where its delay meets T; the
+    # solver returns bounds up to its tolerance (1 - 1e-10), which would leave a phantom
+    # download of 1e-10 of the adapter. Snap them.
+    phi = np.where(phi <= _SNAP, 0.0, np.where(phi >= cap - _SNAP, cap, phi))
     return phi, costs.objective(assignment, phi)
 
 

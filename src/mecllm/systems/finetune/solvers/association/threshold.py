@@ -22,10 +22,9 @@ finishes (0 at 50x5 and 300x10 once the matching was added; it was 0.2% and 0.04
 from __future__ import annotations
 
 import time
+from types import ModuleType
 
 import numpy as np
-import scipy.optimize as so
-from numba import njit
 
 from mecllm.core.arrays import BoolArray, FloatArray, IntArray
 from mecllm.systems.finetune.solvers.association.milp import MilpResult
@@ -38,6 +37,9 @@ from mecllm.systems.finetune.solvers.association.pricing import (
 
 #: Relative slack on the caps, as in the MILP.
 _CAP_RTOL = 1e-9
+#: Pairs (N x M) above which the load checks run compiled (:mod:`load_kernels`). The scan
+#: runs above the MILP's 300 pairs; at 1000 x 20 its Python loops cost seconds.
+_COMPILED_PAIRS = 1_000
 #: Passes of moves per T.
 _PASSES = 3
 #: Largest users x server-slots matrix matched at every T of the grid, and at the T values
@@ -46,7 +48,7 @@ _MATCH_ALL = 200_000
 _MATCH_NEAR = 400_000
 
 
-def _costs_at(costs: PairCosts, t: float) -> FloatArray:
+def costs_at(costs: PairCosts, t: float) -> FloatArray:
     """(N, M) cost of each pair with its best phi under the delay bound ``t`` (+inf where no
     phi fits)."""
     lo, hi = phi_interval(costs.delay_base, costs.delay_slope, costs.phi_cap, t)
@@ -56,9 +58,10 @@ def _costs_at(costs: PairCosts, t: float) -> FloatArray:
 
 
 class _Loads:
-    """Each server's used bandwidth, power and compute, updated one user at a time; the checks
-    and updates are compiled (:func:`_fits`, :func:`_move`), since the repair below makes
-    millions of them at 10,000 users."""
+    """Each server's used bandwidth, power and compute, updated one user at a time. Above
+    :data:`_COMPILED_PAIRS` pairs the checks and updates run compiled
+    (:mod:`load_kernels`), since the repair makes millions of them at 10,000 users; below
+    it, in Python, which spares a small solve numba's start-up."""
 
     def __init__(self, costs: PairCosts, assignment: IntArray):
         n, m = costs.shape
@@ -74,66 +77,64 @@ class _Loads:
             dtype=np.float64,
         )
         self.room: FloatArray = np.ascontiguousarray((costs.capacity * (1 + _CAP_RTOL)).T)
+        self.compiled: ModuleType | None = None
+        if n * m > _COMPILED_PAIRS:
+            from mecllm.systems.finetune.solvers.association import load_kernels
+
+            self.compiled = load_kernels
 
     def fits(self, user: int, server: int) -> bool:
-        return bool(_fits(self.used, self.room, self.usage, user, server))
+        if self.compiled is not None:
+            return bool(self.compiled.fits(self.used, self.room, self.usage, user, server))
+        return bool(np.all(self.used[server] + self.usage[:, user, server] <= self.room[server]))
 
     def over(self, server: int) -> bool:
-        return bool(_over(self.used, self.room, server))
+        if self.compiled is not None:
+            return bool(self.compiled.over(self.used, self.room, server))
+        return bool(np.any(self.used[server] > self.room[server]))
 
     def move(self, user: int, frm: int, to: int) -> None:
-        _move(self.used, self.usage, user, frm, to)
-
-
-@njit(cache=True)
-def _fits(used: FloatArray, room: FloatArray, usage: FloatArray, user: int, server: int) -> bool:
-    for k in range(3):
-        if not used[server, k] + usage[k, user, server] <= room[server, k]:
-            return False
-    return True
-
-
-@njit(cache=True)
-def _over(used: FloatArray, room: FloatArray, server: int) -> bool:
-    for k in range(3):
-        if used[server, k] > room[server, k]:
-            return True
-    return False
-
-
-@njit(cache=True)
-def _move(used: FloatArray, usage: FloatArray, user: int, frm: int, to: int) -> None:
-    for k in range(3):
-        used[frm, k] -= usage[k, user, frm]
-        used[to, k] += usage[k, user, to]
-
-
-@njit(cache=True)
-def _empty_server(
-    server: int,
-    members: IntArray,
-    choices: IntArray,
-    finite: BoolArray,
-    order: IntArray,
-    used: FloatArray,
-    room: FloatArray,
-    usage: FloatArray,
-    assignment: IntArray,
-) -> None:
-    """Members of an over-full ``server`` leave, in ``order``, each for the first server of its
-    ``choices`` (cheapest first, while finite) that has room, until the server fits."""
-    for j in order:
-        if not _over(used, room, server):
+        if self.compiled is not None:
+            self.compiled.move(self.used, self.usage, user, frm, to)
             return
-        user = members[j]
-        for c in range(choices.shape[1]):
-            to = choices[j, c]
-            if not finite[j, to]:
-                break
-            if to != server and _fits(used, room, usage, user, to):
-                _move(used, usage, user, server, to)
-                assignment[user] = to
-                break
+        self.used[frm] -= self.usage[:, user, frm]
+        self.used[to] += self.usage[:, user, to]
+
+    def empty_server(
+        self,
+        server: int,
+        members: IntArray,
+        choices: IntArray,
+        finite: BoolArray,
+        order: IntArray,
+        assignment: IntArray,
+    ) -> None:
+        """Members of an over-full ``server`` leave, in ``order``, each for the first server
+        of its ``choices`` (cheapest first, while finite) that has room, until it fits."""
+        if self.compiled is not None:
+            self.compiled.empty_server(
+                server,
+                members,
+                choices,
+                finite,
+                order,
+                self.used,
+                self.room,
+                self.usage,
+                assignment,
+            )
+            return
+        for j in order.tolist():
+            if not self.over(server):
+                return
+            user = int(members[j])
+            for to in choices[j].tolist():
+                if not finite[j, to]:
+                    break
+                if to != server and self.fits(user, to):
+                    self.move(user, server, to)
+                    assignment[user] = to
+                    break
 
 
 def _moves(costs: PairCosts, pair: FloatArray, current: IntArray) -> IntArray:
@@ -174,15 +175,12 @@ def _repair(costs: PairCosts, pair: FloatArray, start: IntArray) -> IntArray | N
         others[:, server] = np.inf
         choices = np.argsort(others, axis=1)  # each member's other servers, cheapest first
         regret = others[np.arange(len(members)), choices[:, 0]] - pair[members, server]
-        _empty_server(
+        loads.empty_server(
             server,
             members.astype(np.int64),
             np.ascontiguousarray(choices, dtype=np.int64),
             np.isfinite(others),
             np.argsort(regret, kind="stable").astype(np.int64),
-            loads.used,
-            loads.room,
-            loads.usage,
             assignment,
         )
         if loads.over(server):
@@ -198,7 +196,9 @@ def _matched(pair: FloatArray, slots: IntArray) -> IntArray:
     finite = np.isfinite(pair)
     big = 2.0 * float(np.max(np.abs(pair[finite]))) + 1.0 if finite.any() else 1.0
     matrix = np.where(finite, pair, big)[:, columns]
-    rows, cols = so.linear_sum_assignment(matrix)
+    from scipy.optimize import linear_sum_assignment  # 0.25 s to import: only when used
+
+    rows, cols = linear_sum_assignment(matrix)
     out: IntArray = np.argmin(np.where(finite, pair, np.inf), axis=1).astype(np.int64)
     out[rows] = columns[cols]
     return out
@@ -212,7 +212,7 @@ def _best_at(
     caps (users whose pair misses ``t`` have an infinite gain and move first); given
     ``slots``, also from the min-cost matching to server slots, repaired."""
     rows = np.arange(current.shape[0])
-    pair = _costs_at(costs, t)
+    pair = costs_at(costs, t)
     firsts = [np.argmin(pair, axis=1)]
     if slots is not None:
         firsts.append(_matched(pair, slots))

@@ -34,7 +34,7 @@ from mecllm.core.options import ProgressCallback, SolveOptions
 from mecllm.systems.finetune.instance import Instance
 from mecllm.systems.finetune.physics import Evaluation, evaluate, phases
 from mecllm.systems.finetune.solution import Plan, SolveResult
-from mecllm.systems.finetune.solvers.allocation.barrier import BarrierSurrogate
+from mecllm.systems.finetune.solvers.allocation.barrier import BarrierSurrogate, kernels_for
 from mecllm.systems.finetune.solvers.allocation.surrogate import (
     Shares,
     SurrogateTerms,
@@ -117,6 +117,17 @@ def _share_matrix(instance: Instance, plan: Plan) -> FloatArray:
     return _matrix(Shares.of(instance, plan))
 
 
+def _keys(plan: Plan, n_servers: int) -> list[tuple[int, int, int]]:
+    """Every move (user, server, variant) of ``plan``: each user to each other server, with
+    each distinct phi among its own, 0 and 1."""
+    out: list[tuple[int, int, int]] = []
+    for n, (home, own) in enumerate(zip(plan.assignment, plan.phi, strict=True)):
+        phis = [own, 0.0, 1.0]
+        kinds = [v for v in range(3) if all(abs(phis[v] - phis[u]) > 1e-9 for u in range(v))]
+        out += [(n, b, kind) for b in range(n_servers) if b != home for kind in kinds]
+    return out
+
+
 def _pieces(
     instance: Instance,
     plan: Plan,
@@ -128,7 +139,7 @@ def _pieces(
     those of ``only``): the piece "a(n) without n" (if anyone stays) and the piece "b with n".
     None when there is no such move."""
     a = plan.assignment
-    n_users, n_servers = instance.n_users, instance.n_servers
+    n_servers = instance.n_servers
     current = _share_matrix(instance, plan)
     on = [np.flatnonzero(a == m) for m in range(n_servers)]
     server_delay = np.array([delay[u].max() if u.size else -np.inf for u in on])
@@ -147,33 +158,24 @@ def _pieces(
         starts.append(start)
         move_of.append(len(moves))
 
-    for n in range(n_users):
+    for n, b, kind in _keys(plan, n_servers) if only is None else sorted(only):
         stay = on[a[n]][on[a[n]] != n]
-        phis = [plan.phi[n], 0.0, 1.0]
-        kinds = [v for v in range(3) if all(abs(phis[v] - phis[u]) > 1e-9 for u in range(v))]
-        for b in range(n_servers):
-            if b == a[n]:
-                continue
-            k = on[b].size
-            share = current[on[b]].copy()
-            share[:, [0, 2, 4]] *= k / (k + 1.0)
-            newcomer = current[n].copy()
-            newcomer[[0, 2, 4]] = 1.0 / (k + 1.0)
-            others = np.delete(server_delay, [a[n], b])
-            slowest = float(others.max()) if others.size else -np.inf
-            for kind in kinds:
-                if only is not None and (n, b, kind) not in only:
-                    continue
-                if stay.size:
-                    add(stay, int(a[n]), np.zeros(stay.size, np.int64), current[stay])
-                add(
-                    np.append(on[b], n),
-                    b,
-                    np.append(np.zeros(k, np.int64), kind),
-                    np.vstack([share, newcomer]),
-                )
-                moves.append((n, b, kind))
-                slowest_others.append(slowest)
+        k = on[b].size
+        share = current[on[b]].copy()
+        share[:, [0, 2, 4]] *= k / (k + 1.0)
+        newcomer = current[n].copy()
+        newcomer[[0, 2, 4]] = 1.0 / (k + 1.0)
+        others = np.delete(server_delay, [a[n], b])
+        if stay.size:
+            add(stay, int(a[n]), np.zeros(stay.size, np.int64), current[stay])
+        add(
+            np.append(on[b], n),
+            b,
+            np.append(np.zeros(k, np.int64), kind),
+            np.vstack([share, newcomer]),
+        )
+        moves.append((n, b, kind))
+        slowest_others.append(float(others.max()) if others.size else -np.inf)
     if not moves:
         return None
     sizes = [u.size for u in users]
@@ -190,16 +192,30 @@ def _pieces(
     )
 
 
-def _stacked_terms(by_server: list[list[SurrogateTerms]], pieces: _Pieces) -> SurrogateTerms:
-    """One surrogate whose servers are the pieces (row r: user r's terms on its real server
-    for its variant's phi); ``by_server[variant][server]``."""
-    first = by_server[0][0]
-    fields = {
-        name: np.stack([[getattr(t, name) for t in row] for row in by_server])[
-            pieces.variant, pieces.servers, pieces.users
-        ]
-        for name in _PER_USER
-    }
+def _stacked_terms(
+    instance: Instance, plan: Plan, pieces: _Pieces, y: float, t_ref: float, scale: float
+) -> SurrogateTerms:
+    """One surrogate whose servers are the pieces: row r holds user ``pieces.users[r]``'s terms
+    on its real server for its variant's phi. Terms are built once per (variant, server) that
+    some row needs, so a short list of moves costs O(N) per server it touches, not O(N M)."""
+    n = instance.n_users
+    phis = (plan.phi, np.zeros(n), np.ones(n))
+    fields: dict[str, Any] = {}
+    first: SurrogateTerms | None = None
+    combos = np.unique(np.stack([pieces.variant, pieces.servers]), axis=1)
+    for variant, server in combos.T:
+        moved = plan.replace(assignment=np.full(n, server), phi=phis[variant])
+        terms = surrogate_terms(instance, moved, y, t_ref, scale)
+        if first is None:
+            first = terms
+            fields = {
+                name: np.empty(pieces.users.size, dtype=getattr(terms, name).dtype)
+                for name in _PER_USER
+            }
+        rows = np.flatnonzero((pieces.variant == variant) & (pieces.servers == server))
+        for name in _PER_USER:
+            fields[name][rows] = getattr(terms, name)[pieces.users[rows]]
+    assert first is not None
     return SurrogateTerms(
         n_servers=int(pieces.piece.max()) + 1,
         assignment=pieces.piece,
@@ -240,20 +256,10 @@ def screen_moves(
     y = report.scr
     t_ref = max(report.delay_s, 1e-9)
     scale = max(abs(report.service), abs(y * report.cost), 1e-9)
-    n, m = instance.n_users, instance.n_servers
-    by_server = [
-        [
-            surrogate_terms(
-                instance, plan.replace(assignment=np.full(n, s), phi=phi), y, t_ref, scale
-            )
-            for s in range(m)
-        ]
-        for phi in (plan.phi, np.zeros(n), np.ones(n))
-    ]
     pieces = _pieces(instance, plan, report.user_delay_s, t_ref, only)
     if pieces is None:
         return []
-    terms = _stacked_terms(by_server, pieces)
+    terms = _stacked_terms(instance, plan, pieces, y, t_ref, scale)
     barrier = BarrierSurrogate(
         terms,
         server_group=pieces.move_of,
@@ -261,6 +267,7 @@ def screen_moves(
         gap=gap,
         quorum=SCREEN_QUORUM,
         centred=SCREEN_CENTRED,
+        kernels=kernels_for(instance.n_users),
     )
     shares = _to_shares(pieces.start)
     for _ in range(rounds):

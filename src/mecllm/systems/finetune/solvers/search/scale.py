@@ -1,6 +1,7 @@
 """``dashf-scale``: DASHF with the scalable steps (docs/algorithms.md): association by the MILP
-or the delay-bound scan, resources by the direct cone program or the barrier method, then one
-round of single-user moves and a tight final polish."""
+or the delay-bound scan, resources by the direct cone program or the barrier method, then
+single-user moves (one round of the full screen and a tight final polish on small instances;
+the price-ranked short list of :mod:`move_shortlist` on large ones)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.solution import Plan, SolveResult
 from mecllm.systems.finetune.solvers.allocation.engines import AUTO_CONIC_USERS
 from mecllm.systems.finetune.solvers.loop import dinkelbach
-from mecllm.systems.finetune.solvers.search.moves import with_move_search
+from mecllm.systems.finetune.solvers.search.move_shortlist import with_shortlist_search
+from mecllm.systems.finetune.solvers.search.moves import (
+    MAX_SCREEN_ROWS,
+    screen_rows,
+    with_move_search,
+)
 from mecllm.systems.finetune.solvers.steps import greedy_start, part1_step, part2_step
 
 #: The final polish: part 2's stopping tolerance (relative gain of an FP iteration) and
@@ -50,6 +56,8 @@ def dashf_scale(
     def polish(plan: Plan) -> tuple[Plan, dict[str, Any]]:
         return tight(instance, plan, evaluate(instance, plan).scr)
 
+    if screen_rows(instance) > MAX_SCREEN_ROWS and instance.n_servers > 1:
+        return with_shortlist_search(instance, "dashf-scale", first, options, started)
     small = instance.n_users <= AUTO_CONIC_USERS
     return with_move_search(
         instance,
