@@ -27,6 +27,7 @@ SCR, 8 of them among the 30 best by price (notes of the commit that added this m
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -91,18 +92,7 @@ def ranked_moves(
 def combine(plan: Plan, moves: list[Move]) -> Plan:
     """``plan`` with every move of ``moves`` applied; their pairs of servers must be disjoint.
     Each move's plan differs from ``plan`` only in the users of its two servers."""
-    out = {
-        name: getattr(plan, name).copy()
-        for name in (
-            "assignment",
-            "phi",
-            "bandwidth_hz",
-            "user_power_w",
-            "server_power_w",
-            "user_flops",
-            "server_flops",
-        )
-    }
+    out = {f.name: getattr(plan, f.name).copy() for f in dataclasses.fields(Plan)}
     for move in moves:
         touched = np.isin(plan.assignment, [plan.assignment[move.user], move.server])
         for name, values in out.items():
