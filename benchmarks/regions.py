@@ -10,6 +10,7 @@ memory of the process tree. Writes Markdown to stdout. Usage::
 
     python benchmarks/regions.py [--size 10000x100] [--seeds 1] [--servers-per-region 10,25,50]
                                  [--big 100000x1000 --big-servers-per-region 25] [--workers 2]
+                                 [--relax]
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ def _size(text: str) -> tuple[int, int]:
     return int(n), int(m)
 
 
-def compare(size: str, seeds: int, per_region: list[int], workers: int) -> None:
+def compare(
+    size: str, seeds: int, per_region: list[int], workers: int, relax: bool = False
+) -> None:
     """Whole against decomposed, on the fields of ``size`` with seeds 0..seeds-1."""
     n, m = _size(size)
-    print(f"\n### {size}: whole (dashf-scale) against regions\n")
+    print(f"\n### {size}: whole (dashf-scale) against regions{' (--relax)' if relax else ''}\n")
     print(
         "| seed | servers/region | regions | whole SCR | regions SCR | regions / whole | "
         "region delays (s) | whole time (s) | regions time (s) | feasible |"
@@ -49,7 +52,12 @@ def compare(size: str, seeds: int, per_region: list[int], workers: int) -> None:
         for spr in per_region:
             with tempfile.TemporaryDirectory() as tmp:
                 run = solve_by_regions(
-                    fld, Path(tmp), servers_per_region=spr, backend="local", workers=workers
+                    fld,
+                    Path(tmp),
+                    servers_per_region=spr,
+                    backend="local",
+                    workers=workers,
+                    relax=relax,
                 )
             check = evaluate(fld.instance(), run.stitched.plan)
             delays = sorted(r.delay_s for r in run.results)
@@ -94,10 +102,13 @@ def main() -> None:
     parser.add_argument("--big-servers-per-region", type=int, default=25)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--skip-compare", action="store_true")
+    parser.add_argument(
+        "--relax", action="store_true", help="re-split the faster regions (solve-regions --relax)"
+    )
     args = parser.parse_args()
     if not args.skip_compare:
         per_region = [int(x) for x in args.servers_per_region.split(",")]
-        compare(args.size, args.seeds, per_region, args.workers)
+        compare(args.size, args.seeds, per_region, args.workers, args.relax)
     if args.big:
         big(args.big, args.big_servers_per_region, args.workers)
 

@@ -571,6 +571,14 @@ def solve_regions_cmd(
     time_limit: Annotated[
         float, typer.Option("--time-limit", help="Wall-clock budget of each region, s.")
     ] = 600.0,
+    relax: Annotated[
+        bool,
+        typer.Option(
+            "--relax",
+            help="Re-split the regions faster than the stitched delay with it as a floor "
+            "(one more pass; docs/regions.md).",
+        ),
+    ] = False,
 ) -> None:
     """Solve a large fine-tuning field by regions in parallel and stitch one plan
     (docs/regions.md)."""
@@ -593,6 +601,7 @@ def solve_regions_cmd(
             scheduler,
             out,
             err,
+            relax,
         )
 
     _guard(run)

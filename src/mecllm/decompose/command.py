@@ -26,6 +26,7 @@ def solve_regions_file(
     scheduler: str | None,
     out: Console,
     err: Console,
+    relax: bool = False,
 ) -> None:
     """Solve the field in ``field_path`` by regions; print the regions and the totals."""
     data = read_json(field_path, "field")
@@ -45,6 +46,7 @@ def solve_regions_file(
         backend=backend,
         workers=workers,
         scheduler=scheduler,
+        relax=relax,
         progress=lambda text: err.print(text, highlight=False, markup=False),
     )
     table = Table(title=f"{fld.n_users} users x {fld.n_servers} servers by regions ({algorithm})")

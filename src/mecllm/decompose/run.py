@@ -29,12 +29,15 @@ from mecllm.experiments.executors import check_backend, run_dask, run_local
 from mecllm.systems.finetune.field import Field
 from mecllm.systems.finetune.regions import (
     PLAN_FIELDS,
+    RELAX_MARGIN,
     REPRICE_MARGIN,
     RegionResult,
     RegionTask,
     Stitched,
     choose,
+    choose_relaxed,
     plan_tasks,
+    relax_tasks,
     reprice_tasks,
     solve_region,
     stitch,
@@ -93,7 +96,7 @@ class RegionsRun:
 
 
 def _manifest(
-    fld: Field, servers_per_region: int, algorithm: str, seed: int, reprice: bool
+    fld: Field, servers_per_region: int, algorithm: str, seed: int, reprice: bool, relax: bool
 ) -> dict[str, Any]:
     body = {
         "field": fld.to_dict(),
@@ -101,6 +104,7 @@ def _manifest(
         "algorithm": algorithm,
         "seed": seed,
         "reprice": reprice,
+        **({"relax": True} if relax else {}),
     }
     key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     return {**body, "key": key}
@@ -184,9 +188,11 @@ def solve_by_regions(
     scheduler: str | None = None,
     progress: Progress | None = None,
     reprice: bool = True,
+    relax: bool = False,
 ) -> RegionsRun:
     """Cut ``fld`` into regions, solve them in parallel, re-solve the slowest at a higher delay
-    price (``reprice``), stitch, write ``out`` (a folder).
+    price (``reprice``), re-split the faster ones below the stitched delay (``relax``), stitch,
+    write ``out`` (a folder).
 
     Raises
     ------
@@ -200,7 +206,7 @@ def solve_by_regions(
     out.mkdir(parents=True, exist_ok=True)
     folder = out / "regions"
     folder.mkdir(exist_ok=True)
-    manifest = _manifest(fld, servers_per_region, algorithm, options.seed, reprice)
+    manifest = _manifest(fld, servers_per_region, algorithm, options.seed, reprice, relax)
     manifest_path = out / "manifest.json"
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
@@ -260,6 +266,15 @@ def solve_by_regions(
             reused += reused_again
             results = results + second
         results = choose(fld, results)
+        relaxing = relax_tasks(tasks, results) if relax else []
+        if relaxing:
+            say(
+                f"{len(relaxing)} regions faster than the stitched delay by over "
+                f"{RELAX_MARGIN:.0%} are re-split with it as a floor"
+            )
+            third, reused_third = run_round(relaxing, "relaxations")
+            reused += reused_third
+            results = choose_relaxed(fld, results, third)
         solve_s = time.perf_counter() - solve_started
         stitched = stitch(fld, results)
     wall = time.perf_counter() - started

@@ -29,6 +29,8 @@ from mecllm.core.arrays import FloatArray, IntArray
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.options import SolveOptions
 from mecllm.systems.finetune.field import Field
+from mecllm.systems.finetune.instance import Instance
+from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.solution import Plan
 
 #: Regions each user is priced for (its best few by channel).
@@ -61,6 +63,11 @@ REPRICE_MAX_FACTOR = 10.0
 REPRICE_ITERATIONS = 2
 
 #: Plan fields carried per user besides the assignment.
+#: Relaxation (round 2): regions faster than the stitched delay by more than this share are
+#: re-split with that delay as a floor.
+RELAX_MARGIN = 0.01
+#: Dinkelbach iterations of the relaxation (one part-2 solve each).
+RELAX_ITERATIONS = 2
 PLAN_FIELDS = tuple(f.name for f in dataclasses.fields(Plan) if f.name != "assignment")
 
 #: "solved": a feasible plan (every algorithm returns only feasible plans, or raises);
@@ -161,6 +168,9 @@ class RegionTask:
     #: A plan to start from (``assignment`` as indices into ``servers``, and the
     #: :data:`PLAN_FIELDS`), used when the algorithm is ``dashf-scale``.
     start: dict[str, np.ndarray] | None = None
+    #: Round 2 (the relaxation): the stitched delay, s, below which this region's resources
+    #: are re-split with no gain for being faster (:func:`relax_below_floor`).
+    delay_floor_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -225,7 +235,14 @@ def solve_region(field: Field, task: RegionTask) -> RegionResult:
     started = time.perf_counter()
     instance = field.instance(task.users, task.servers, weight_delay=task.weight_delay)
     try:
-        if task.start is not None and task.algorithm == "dashf-scale":
+        if task.delay_floor_s is not None and task.start is not None:
+            from mecllm.systems.finetune.solvers.result import finish
+
+            relaxed = relax_below_floor(instance, Plan(**task.start), task.delay_floor_s)
+            result = finish(
+                instance, "relaxation", relaxed, started, message="relaxed below the floor"
+            )
+        elif task.start is not None and task.algorithm == "dashf-scale":
             from mecllm.systems.finetune.solvers.search.scale import dashf_scale
 
             start = Plan(**task.start)
@@ -299,6 +316,80 @@ def reprice_tasks(tasks: list[RegionTask], results: list[RegionResult]) -> list[
                 )
             )
     return out
+
+
+def relax_below_floor(
+    instance: Instance, plan: Plan, floor_s: float, iterations: int = RELAX_ITERATIONS
+) -> Plan:
+    """``plan``'s resources re-split for the ratio ``service / (w_t max(T, floor_s) + w_e E)``:
+    a region whose delay is not the stitched one gains nothing by being faster, and spends
+    the slack on energy and service. Association and phi stay; the best plan by that ratio is
+    returned (``plan`` itself if nothing beats it)."""
+
+    def ratio(candidate: Plan) -> float:
+        report = evaluate(instance, candidate)
+        delay = max(report.delay_s, floor_s)
+        cost = instance.weight_delay * delay + instance.weight_energy * report.energy_j
+        return report.service / cost if report.feasible and cost > 0 else -math.inf
+
+    from mecllm.systems.finetune.solvers.allocation.engines import optimise_resources
+
+    best, best_ratio = plan, ratio(plan)
+    for _ in range(iterations):
+        found = optimise_resources(
+            instance,
+            best,
+            best_ratio,
+            tolerance=REGION_INNER_TOLERANCE,
+            engine="barrier",
+            growth=REGION_BARRIER_GROWTH,
+            delay_floor_s=floor_s,
+        ).plan
+        value = ratio(found)
+        if value <= best_ratio * (1 + 1e-9):
+            break
+        best, best_ratio = found, value
+    return best
+
+
+def relax_tasks(tasks: list[RegionTask], chosen: list[RegionResult]) -> list[RegionTask]:
+    """Round-2 tasks: every chosen region faster than the stitched delay by more than
+    :data:`RELAX_MARGIN`, its plan re-split with that delay as a floor."""
+    solved = [r for r in chosen if r.status == "solved"]
+    if len(solved) < 2:
+        return []
+    stitched = max(r.delay_s for r in solved)
+    by_region = {t.region: t for t in tasks}
+    out = []
+    for r in solved:
+        if r.delay_s < (1 - RELAX_MARGIN) * stitched and r.region in by_region:
+            task = by_region[r.region]
+            start = {"assignment": np.searchsorted(task.servers, r.assignment), **r.values}
+            out.append(
+                dataclasses.replace(
+                    task, weight_delay=r.weight_delay, round=2, start=start, delay_floor_s=stitched
+                )
+            )
+    return out
+
+
+def choose_relaxed(
+    field: Field, chosen: list[RegionResult], relaxed: list[RegionResult]
+) -> list[RegionResult]:
+    """``chosen`` with each relaxed region swapped in where that raises the stitched SCR (one
+    at a time, largest energy saving first)."""
+    current = {r.region: r for r in chosen}
+    saving = sorted(
+        (r for r in relaxed if r.status == "solved" and r.region in current),
+        key=lambda r: r.energy_j - current[r.region].energy_j,
+    )
+    best = _scr(field, list(current.values()))
+    for r in saving:
+        trial = {**current, r.region: r}
+        value = _scr(field, list(trial.values()))
+        if value > best:
+            current, best = trial, value
+    return [current[k] for k in sorted(current)]
 
 
 def choose(field: Field, results: list[RegionResult]) -> list[RegionResult]:

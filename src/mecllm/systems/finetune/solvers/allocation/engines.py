@@ -12,7 +12,7 @@ import numpy as np
 
 from mecllm.core.status import StepStatus
 from mecllm.systems.finetune.instance import Instance
-from mecllm.systems.finetune.physics import evaluate
+from mecllm.systems.finetune.physics import Evaluation, evaluate
 from mecllm.systems.finetune.solution import Plan
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ def optimise_resources(
     engine: str = "conic",
     solver_tolerance: float | None = None,
     growth: float | None = None,
+    delay_floor_s: float | None = None,
 ) -> AllocationResult:
     """Part 2 from ``start``: quadratic-transform FP iterations until the objective settles.
 
@@ -53,16 +54,27 @@ def optimise_resources(
     ``"barrier"`` (vectorised Newton barrier method, warm-started from the current plan) or
     ``"auto"`` (direct up to :data:`AUTO_CONIC_USERS` users, barrier above).
     ``solver_tolerance``: the direct engine's Clarabel tolerances (default 1e-8). ``growth``:
-    the barrier engine's factor per centring (default x20).
+    the barrier engine's factor per centring (default x20). ``delay_floor_s``: a delay below
+    which being faster gains nothing (the cost counts ``max(T, floor)``; the barrier engine
+    only), as for a region whose delay is not the stitched one (docs/regions.md).
     Returns the best plan seen (never worse than ``start`` in the Dinkelbach objective).
     """
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "auto":
         engine = "direct" if instance.n_users <= AUTO_CONIC_USERS else "barrier"
+    if delay_floor_s is not None and engine != "barrier":
+        raise ValueError("a delay floor needs the barrier engine")
+    floor = 0.0 if delay_floor_s is None else delay_floor_s
+
+    def value_of(report: Evaluation) -> float:
+        delay = max(report.delay_s, floor)
+        cost = instance.weight_delay * delay + instance.weight_energy * report.energy_j
+        return float(report.service - y * cost)
+
     started = time.perf_counter()
     start_report = evaluate(instance, start)
-    best, best_value = start, start_report.service - y * start_report.cost
+    best, best_value = start, value_of(start_report)
     values = [best_value]
     if not np.isfinite(best_value):
         raise ValueError("part 2 needs a feasible start plan")
@@ -83,9 +95,11 @@ def optimise_resources(
     else:
         from mecllm.systems.finetune.solvers.allocation.barrier import BarrierSurrogate
 
-        convex = (
-            BarrierSurrogate(terms) if growth is None else BarrierSurrogate(terms, growth=growth)
-        )
+        tau_floor = None if delay_floor_s is None else np.array([floor / t_ref])
+        if growth is None:
+            convex = BarrierSurrogate(terms, tau_floor=tau_floor)
+        else:
+            convex = BarrierSurrogate(terms, tau_floor=tau_floor, growth=growth)
     current = start
     status: StepStatus = "optimal"
     for _ in range(max_iterations):
@@ -98,7 +112,7 @@ def optimise_resources(
             status = "inaccurate"
         plan = found.to_plan(instance, terms)
         report = evaluate(instance, plan)
-        value = report.service - y * report.cost if report.feasible else -np.inf
+        value = value_of(report) if report.feasible else -np.inf
         values.append(float(value))
         if value > best_value:
             improvement = value - best_value
