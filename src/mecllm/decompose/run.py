@@ -212,8 +212,8 @@ def solve_by_regions(
         old = json.loads(manifest_path.read_text())
         if old.get("key") != manifest["key"]:
             raise InvalidInputError(
-                f"{out} holds regions of another run (field, region size, algorithm, seed or "
-                "re-pricing differ); choose another folder or delete it"
+                f"{out} holds regions of another run (field, region size, algorithm, seed, "
+                "re-pricing or --relax differ); choose another folder or delete it"
             )
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
     with PeakMemory() as memory:
