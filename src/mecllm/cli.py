@@ -167,7 +167,7 @@ def _progress_printer(algorithm: str) -> Callable[[dict[str, Any]], None]:
         for key, value in record.items():
             if key.endswith("_s") and isinstance(value, float):
                 parts.append(f"{key[:-2]} {value:.2f}s")
-        for key in ("inner_iterations", "note"):
+        for key in ("inner_iterations", "moves_screened", "moves_improving", "moves_taken", "note"):
             if key in record:
                 parts.append(f"{key.replace('_', ' ')} {record[key]}")
         err.print(", ".join(parts), highlight=False, markup=False)
