@@ -178,6 +178,11 @@ def phases(instance: Instance, plan: Plan, users: IntArray | None = None) -> Pha
     return Phases(r_up, r_dn, (t1, t2, t3, t4), (e1, e2, e3, e4), service)
 
 
+def weighted_cost(instance: Instance, delay_s: Any, energy_j: Any) -> Any:
+    """The model's cost ``omega_t T + omega_e E`` (floats or arrays alike)."""
+    return instance.weight_delay * delay_s + instance.weight_energy * energy_j
+
+
 def evaluate(instance: Instance, plan: Plan) -> Evaluation:
     """Score ``plan`` on ``instance``: every phase, the totals, SCR and a feasibility report."""
     figures = phases(instance, plan)
@@ -187,7 +192,7 @@ def evaluate(instance: Instance, plan: Plan) -> Evaluation:
     delay_n = figures.delay
     delay = float(np.max(delay_n))
     energy = float(np.sum(figures.energy))
-    cost = instance.weight_delay * delay + instance.weight_energy * energy
+    cost = float(weighted_cost(instance, delay, energy))
     total_service = float(np.sum(v))
     scr = total_service / cost if np.isfinite(cost) and cost > 0 else 0.0
     return Evaluation(

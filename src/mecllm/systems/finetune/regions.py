@@ -30,7 +30,7 @@ from mecllm.core.errors import InvalidInputError
 from mecllm.core.options import SolveOptions
 from mecllm.systems.finetune.field import Field
 from mecllm.systems.finetune.instance import Instance
-from mecllm.systems.finetune.physics import evaluate
+from mecllm.systems.finetune.physics import evaluate, weighted_cost
 from mecllm.systems.finetune.solution import Plan
 
 #: Regions each user is priced for (its best few by channel).
@@ -328,8 +328,7 @@ def relax_below_floor(
 
     def ratio(candidate: Plan) -> float:
         report = evaluate(instance, candidate)
-        delay = max(report.delay_s, floor_s)
-        cost = instance.weight_delay * delay + instance.weight_energy * report.energy_j
+        cost = float(weighted_cost(instance, max(report.delay_s, floor_s), report.energy_j))
         return report.service / cost if report.feasible and cost > 0 else -math.inf
 
     from mecllm.systems.finetune.solvers.allocation.engines import optimise_resources

@@ -12,7 +12,7 @@ import numpy as np
 
 from mecllm.core.status import StepStatus
 from mecllm.systems.finetune.instance import Instance
-from mecllm.systems.finetune.physics import Evaluation, evaluate
+from mecllm.systems.finetune.physics import Evaluation, evaluate, weighted_cost
 from mecllm.systems.finetune.solution import Plan
 
 if TYPE_CHECKING:
@@ -68,8 +68,7 @@ def optimise_resources(
     floor = 0.0 if delay_floor_s is None else delay_floor_s
 
     def value_of(report: Evaluation) -> float:
-        delay = max(report.delay_s, floor)
-        cost = instance.weight_delay * delay + instance.weight_energy * report.energy_j
+        cost = weighted_cost(instance, max(report.delay_s, floor), report.energy_j)
         return float(report.service - y * cost)
 
     started = time.perf_counter()

@@ -160,8 +160,11 @@ def improve_by_shortlist(
             touched |= {mv.server for mv in taken}
             current = chosen
             report = evaluate(instance, current)
-            tried = {key for key in tried if key[1] not in touched}
-            tried = {key for key in tried if int(current.assignment[key[0]]) not in touched}
+            tried = {
+                key
+                for key in tried
+                if key[1] not in touched and int(current.assignment[key[0]]) not in touched
+            }
             record["moves_taken"] = len(taken)
         else:
             idle += 1

@@ -32,7 +32,7 @@ import numpy as np
 from mecllm.core.arrays import FloatArray, IntArray
 from mecllm.core.options import ProgressCallback, SolveOptions
 from mecllm.systems.finetune.instance import Instance
-from mecllm.systems.finetune.physics import Evaluation, evaluate, phases
+from mecllm.systems.finetune.physics import Evaluation, evaluate, phases, weighted_cost
 from mecllm.systems.finetune.solution import Plan, SolveResult
 from mecllm.systems.finetune.solvers.allocation.barrier import BarrierSurrogate, kernels_for
 from mecllm.systems.finetune.solvers.allocation.surrogate import (
@@ -302,7 +302,7 @@ def _scores(
     service = report.service + np.add.reduceat(figures.service - report.user_service[users], first)
     energy = report.energy_j + np.add.reduceat(figures.energy - energy_now[users], first)
     delay = np.maximum(np.maximum.reduceat(figures.delay, first), pieces.others_delay)
-    cost = instance.weight_delay * delay + instance.weight_energy * energy
+    cost = weighted_cost(instance, delay, energy)
     with np.errstate(all="ignore"):
         scr = np.where(np.isfinite(cost) & (cost > 0), service / cost, -np.inf)
     out: FloatArray = np.where(np.isfinite(scr), scr, -np.inf)
@@ -427,12 +427,11 @@ def with_move_search(
     a full screen finds no move, :data:`MOVE_ROUNDS` or the time limit; then ``polish`` (a
     final step on the best plan, kept if it raises the SCR).
 
-    Instances above :data:`MAX_SCREEN_ROWS` are returned as they are (the message says so).
+    ``dashf-scale`` calls it up to :data:`MAX_SCREEN_ROWS` only (above, the short list of
+    :mod:`move_shortlist` runs instead). With one server there is no move.
     """
-    if screen_rows(instance) > MAX_SCREEN_ROWS or instance.n_servers < 2:
-        return dataclasses.replace(
-            first, message=first.message + "; move search skipped (instance too large)"
-        )
+    if instance.n_servers < 2:
+        return dataclasses.replace(first, message=first.message + "; no move (one server)")
     deadline = options.with_deadline().deadline or started + options.time_limit_s
     best = first.plan
     history = list(first.history)
