@@ -59,3 +59,50 @@ def small_instance(
         preset(preset_name, n_users=n_users, n_servers=n_servers, **overrides),
         np.random.default_rng(seed),
     )
+
+
+def synthetic_cost(
+    blocks: int = 6,
+    user: tuple[float, float] = (39.8e6, 0.12e6),
+    server: tuple[float, float] = (21.6e6, 18.3e6),
+    tokens_per_step: int = 384,
+    flops_per_s: float = 8e10,
+    adapter_per_block: int = 12_688,
+) -> dict[str, Any]:
+    """A cost file shaped like `mecllm profile`'s, with exactly affine costs per token:
+    ``user = a + b k / L`` for k >= 1 and ``server = a + b (L - k) / L`` for k < L."""
+    steps = []
+    for k in range(blocks + 1):
+        u = (user[0] + user[1] * k / blocks) * tokens_per_step if k > 0 else 0.0
+        s = (server[0] + server[1] * (blocks - k) / blocks) * tokens_per_step if k < blocks else 0.0
+        steps.append(
+            {
+                "split": k,
+                "user": {"flops": u, "seconds": u / flops_per_s, "params": adapter_per_block * k},
+                "server": {
+                    "flops": s,
+                    "seconds": s / flops_per_s,
+                    "params": adapter_per_block * (blocks - k),
+                },
+            }
+        )
+    return {
+        "kind": "train-cost",
+        "blocks": blocks,
+        "seq_len": 24,
+        "batch": 16,
+        "tokens_per_step": tokens_per_step,
+        "bottleneck": 16,
+        "train_steps": steps,
+    }
+
+
+def profiled_instance_for_tests(
+    seed: int, n_users: int = 4, n_servers: int = 2, plan_model: str = "profiled"
+) -> Instance:
+    """A small instance with the profiled work model of :func:`synthetic_cost`."""
+    from mecllm.systems.finetune.profiled_scenario import profiled_instance
+
+    rng = np.random.default_rng(seed)
+    base = generate(preset("paper", n_users=n_users, n_servers=n_servers), rng)
+    return profiled_instance(base, synthetic_cost(), rng, plan_model)

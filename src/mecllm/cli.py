@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import version as package_version
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -198,6 +198,14 @@ def _names(text: str | None, option: str = "--algorithms") -> list[str]:
     return names
 
 
+def _plan_model(text: str) -> Literal["profiled", "paper"]:
+    if text == "profiled":
+        return "profiled"
+    if text == "paper":
+        return "paper"
+    raise InvalidInputError(f"--plan-model must be 'profiled' or 'paper', got {text!r}")
+
+
 @app.command("generate")
 def generate_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Instance JSON to write.")],
@@ -246,6 +254,21 @@ def generate_cmd(
             metavar="",
         ),
     ] = False,
+    work_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--work-model",
+            help="edge-llm only: a cost file of `mecllm profile`; the instance then describes "
+            "a `mecllm train` run on this machine (docs/finetune.md section 12).",
+        ),
+    ] = None,
+    plan_model: Annotated[
+        str,
+        typer.Option(
+            "--plan-model",
+            help="With --work-model: plan with the 'profiled' costs or the 'paper' model.",
+        ),
+    ] = "profiled",
 ) -> None:
     """Draw a random scenario of a system and write it as an instance file."""
 
@@ -264,6 +287,8 @@ def generate_cmd(
             count_idle=count_idle,
             overrides=_parse_set(set_ or []),
             field=as_field,
+            work_model=work_model,
+            plan_model=_plan_model(plan_model),
         )
         get_system(system).generate_command(request, output, err)
 

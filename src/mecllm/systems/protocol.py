@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from rich.console import Console
@@ -49,11 +49,17 @@ class GenerateRequest:
     overrides: dict[str, Any] = field(default_factory=dict)
     #: ``--field``: write a field (channels computed on demand) instead of a dense instance.
     field: bool = False
+    #: ``--work-model``: a cost file of ``mecllm profile`` (edge-llm: the profiled work model).
+    work_model: Path | None = None
+    #: ``--plan-model``: which work model the written instance plans with.
+    plan_model: Literal["profiled", "paper"] = "profiled"
 
     def refuse_field(self, kind: str) -> None:
-        """Refuse ``--field`` for a system without fields."""
+        """Refuse ``--field`` and ``--work-model`` for a system without them."""
         if self.field:
             raise InvalidInputError(f"--field is for edge-llm scenarios, not {kind}")
+        if self.work_model is not None:
+            raise InvalidInputError(f"--work-model is for edge-llm scenarios, not {kind}")
 
     def given(self) -> dict[str, Any]:
         """The command-line options that were given, by option name (``--set`` excluded)."""

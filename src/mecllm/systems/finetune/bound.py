@@ -135,9 +135,10 @@ def _prove_below(instance: Instance, assignment: IntArray, y: float, time_limit_
         b_min = _least_band(max(gamma_up, gamma_dn), k_bits / t_cap)
         if b_min <= 0.0:
             return "proven"  # no plan of this association is fast enough to reach y
-        k1 = instance.flops_per_param[i] * d[i] * instance.user_epochs[i]
+        # The chord is at most the work at every phi, so the relaxation stays a relaxation.
+        k1 = instance.work.user_chord[i] * instance.user_epochs[i]
         k1 /= instance.user_max_flops[i]
-        k3 = instance.flops_per_param[i] * d[i] * instance.server_epochs[a[i]]
+        k3 = instance.work.server_chord[i] * instance.server_epochs[a[i]]
         k3 /= instance.server_max_flops[a[i]]
         eps1 = instance.user_kappa[i] * k1 * instance.user_max_flops[i] ** 3
         eps3 = instance.server_kappa[a[i]] * k3 * instance.server_max_flops[a[i]] ** 3

@@ -29,14 +29,30 @@ DEMO_ALGORITHMS = ("rucaa", "gucaa", "aauco", "gucro", "dashf", "dashf-milp", "d
 
 
 def generate_file(
-    output: Path, preset_name: str, seed: int, overrides: dict[str, Any], err: Console
+    output: Path,
+    preset_name: str,
+    seed: int,
+    overrides: dict[str, Any],
+    err: Console,
+    *,
+    work_model: Path | None = None,
+    plan_model: str = "profiled",
 ) -> None:
-    """Draw a scenario and write it."""
-    instance = generate(preset(preset_name, **overrides), np.random.default_rng(seed))
+    """Draw a scenario and write it; with ``work_model`` (a cost file of ``mecllm profile``),
+    the profiled scenario of docs/finetune.md section 12, planned with ``plan_model``."""
+    rng = np.random.default_rng(seed)
+    instance = generate(preset(preset_name, **overrides), rng)
+    note = ""
+    if work_model is not None:
+        from mecllm.systems.finetune.profiled_scenario import profiled_instance
+
+        cost = read_json(work_model, "cost file")
+        instance = profiled_instance(instance, cost, rng, plan_model)
+        note = f", work model from {work_model}, planned with the {plan_model} model"
     instance.save(output)
     err.print(
         f"wrote {output} ({instance.n_users} users, {instance.n_servers} servers, "
-        f"preset {preset_name}, seed {seed})",
+        f"preset {preset_name}, seed {seed}{note})",
         highlight=False,
     )
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +22,14 @@ from mecllm.core import checks
 from mecllm.core.arrays import FloatArray
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.fileio import atomic_write_text, read_json
+from mecllm.systems.finetune.work_model import (
+    WORK_MODELS,
+    Profile,
+    WorkCoefficients,
+    WorkModelName,
+    paper_coefficients,
+    profiled_coefficients,
+)
 
 # Upper bounds beyond which a value is not physical and the physics would overflow float64
 # (energies scale like kappa * d * t * F^2). They are generous: ten orders of magnitude above
@@ -68,6 +76,8 @@ _TOP_FIELDS = {
     "service",
     "kind",
     "name",
+    "work_model",
+    "profile",
 }
 
 
@@ -125,6 +135,11 @@ class Instance:
         ``s_n <= (1 - phi_n) F_max^(m)`` and ``q_n <= (1 - phi_n) p_max^(m)``.
     user_position_m, server_position_m : (N, 2) and (M, 2) float or None, m
         Optional positions, for plots.
+    work_model : "paper" or "profiled"
+        How training work depends on phi (:mod:`~mecllm.systems.finetune.work_model`).
+    profile : Profile or None
+        The profiled model's costs and the run's data sizes; required by ``"profiled"``,
+        optional with ``"paper"`` (then it only describes the data ``mecllm train`` runs).
     """
 
     adapter_params: FloatArray
@@ -148,6 +163,8 @@ class Instance:
     count_idle: bool = True
     user_position_m: FloatArray | None = field(default=None)
     server_position_m: FloatArray | None = field(default=None)
+    work_model: WorkModelName = "paper"
+    profile: Profile | None = field(default=None)
     #: The system this instance belongs to (the registry's key).
     kind: ClassVar[str] = KIND
 
@@ -187,6 +204,13 @@ class Instance:
         """M, the number of edge servers."""
         return int(self.bandwidth_hz.shape[0])
 
+    @cached_property
+    def work(self) -> WorkCoefficients:
+        """FLOPs per epoch of each user's work on either side, by the instance's work model."""
+        if self.work_model == "profiled" and self.profile is not None:
+            return profiled_coefficients(self.profile)
+        return paper_coefficients(self.flops_per_param, self.adapter_params)
+
     @property
     def gain_over_noise(self) -> FloatArray:
         """g_{n,m} / sigma^2, shape (N, M), in 1/(W/Hz): SNR per watt per hertz⁻¹."""
@@ -214,6 +238,11 @@ class Instance:
             users["position_m"] = np.asarray(self.user_position_m, dtype=float).tolist()
         if self.server_position_m is not None:
             servers["position_m"] = np.asarray(self.server_position_m, dtype=float).tolist()
+        extra: dict[str, Any] = {}
+        if self.work_model != "paper" or self.profile is not None:
+            extra["work_model"] = self.work_model
+        if self.profile is not None:
+            extra["profile"] = self.profile.to_dict()
         return {
             "users": users,
             "servers": servers,
@@ -226,6 +255,7 @@ class Instance:
                 "norm": float(self.service_norm),
                 "count_idle": bool(self.count_idle),
             },
+            **extra,
         }
 
     @classmethod
@@ -301,6 +331,15 @@ class Instance:
             raise checks.fail("service.count_idle", "must be true or false", count_idle)
         pos_u = _positions(users, "users", n)
         pos_s = _positions(servers, "servers", m)
+        work_model = data.get("work_model", "paper")
+        if work_model not in WORK_MODELS:
+            raise checks.fail("work_model", f"must be one of {', '.join(WORK_MODELS)}", work_model)
+        profile = Profile.from_dict(data["profile"], n) if "profile" in data else None
+        if work_model == "profiled" and profile is None:
+            raise InvalidInputError(
+                "work_model 'profiled' needs a profile section (write one with "
+                "`mecllm generate ... --work-model cost.json`)"
+            )
         if not _build:
             return cls.__new__(cls)
         token = _VALIDATED.set(True)
@@ -327,6 +366,8 @@ class Instance:
                 count_idle=count_idle,
                 user_position_m=pos_u,
                 server_position_m=pos_s,
+                work_model=work_model,
+                profile=profile,
             )
         finally:
             _VALIDATED.reset(token)

@@ -89,9 +89,22 @@ class FinetuneSystem(System):
         name = request.preset or self.default_preset
         overrides = self.scenario_overrides(request)
         if request.field:
+            if request.work_model is not None:
+                raise InvalidInputError(
+                    "--work-model writes a dense instance; a field (--field) has the paper's "
+                    "work model only"
+                )
             commands.generate_field_file(output, name, request.seed, overrides, err)
         else:
-            commands.generate_file(output, name, request.seed, overrides, err)
+            commands.generate_file(
+                output,
+                name,
+                request.seed,
+                overrides,
+                err,
+                work_model=request.work_model,
+                plan_model=request.plan_model,
+            )
 
     def solve_command(
         self, data: object, algorithm: str, output: Path, options: SolveOptions, err: Console

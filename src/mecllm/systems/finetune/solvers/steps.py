@@ -19,6 +19,7 @@ from mecllm.systems.finetune.solution import Plan
 from mecllm.systems.finetune.solvers.allocation.engines import optimise_resources
 from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
 from mecllm.systems.finetune.solvers.allocation.surrogate import dinkelbach_value
+from mecllm.systems.finetune.solvers.association.endpoints import snap_to_endpoints
 from mecllm.systems.finetune.solvers.association.pricing import (
     canonical,
     optimal_phi,
@@ -83,6 +84,9 @@ def _with_optimal_phi(instance: Instance, plan: Plan, y: float) -> tuple[Plan, f
         plan.server_flops[:, None] * tile,
     )
     phi, value = optimal_phi(costs, plan.assignment)
+    if not instance.work.linear:
+        cap = costs.phi_cap[np.arange(instance.n_users), plan.assignment]
+        phi = snap_to_endpoints(instance, plan.replace(phi=phi), cap)
     return canonical(instance, plan.replace(phi=phi)), value
 
 

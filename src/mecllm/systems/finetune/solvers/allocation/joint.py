@@ -146,8 +146,9 @@ def _parameters(
     gain = instance.gain_over_noise[rows, a]
     d = instance.adapter_params
     bits = instance.bits_per_param
-    user_work = instance.flops_per_param * d * instance.user_epochs
-    server_work = instance.flops_per_param * d * instance.server_epochs[a]
+    # The relaxation is linear in phi: the work model's chord (docs/finetune.md section 12).
+    user_work = instance.work.user_chord * instance.user_epochs
+    server_work = instance.work.server_chord * instance.server_epochs[a]
     coefficients = {
         "gamma_up": gain * instance.user_max_power_w / bw,
         "gamma_dn": gain * instance.server_max_power_w[a] / bw,

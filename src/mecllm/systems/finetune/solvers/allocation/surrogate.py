@@ -104,8 +104,9 @@ def surrogate_terms(
     c = instance.gain_over_noise[np.arange(n), m]
     d = instance.adapter_params
     bits = instance.bits_per_param
-    user_work = instance.flops_per_param * phi * d * instance.user_epochs
-    server_work = instance.flops_per_param * (1 - phi) * d * instance.server_epochs[m]
+    rows = np.arange(n)
+    user_work = instance.work.user_work(rows, phi) * instance.user_epochs
+    server_work = instance.work.server_work(rows, phi) * instance.server_epochs[m]
     price = y * instance.weight_energy / scale
     return SurrogateTerms(
         n_servers=instance.n_servers,

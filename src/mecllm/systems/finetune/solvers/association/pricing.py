@@ -94,8 +94,9 @@ def pair_costs(
     c = instance.gain_over_noise
     d = instance.adapter_params[:, None]
     bits = d * instance.bits_per_param
-    user_work = (instance.flops_per_param * instance.adapter_params * instance.user_epochs)[:, None]
-    server_work = instance.flops_per_param[:, None] * d * instance.server_epochs[None, :]
+    # Linear in phi: the work model's chord (exact at phi = 0 and 1; docs/finetune.md s. 12).
+    user_work = (instance.work.user_chord * instance.user_epochs)[:, None]
+    server_work = instance.work.server_chord[:, None] * instance.server_epochs[None, :]
     t1 = user_work / f * np.ones((1, n_servers))
     t2 = bits / shannon_rate(b, p, c)
     t3 = server_work / s
