@@ -636,19 +636,36 @@ def solve_regions_cmd(
 def train_cmd(
     instance_path: Annotated[Path, typer.Argument(metavar="INSTANCE", help="Instance JSON.")],
     solution_path: Annotated[Path, typer.Argument(metavar="SOLUTION", help="Solution JSON.")],
-    epochs: Annotated[int, typer.Option("--epochs", help="Epochs on each side.")] = 2,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs", help="Epochs on each side (default 2; a profiled instance sets its own)."
+        ),
+    ] = None,
     train_examples: Annotated[
-        int, typer.Option("--train-examples", help="Training sentences per user.")
-    ] = 160,
+        int | None,
+        typer.Option(
+            "--train-examples",
+            help="Training sentences per user (default 160; a profiled instance sets its own).",
+        ),
+    ] = None,
     bottleneck: Annotated[int, typer.Option("--bottleneck", help="Adapter width r.")] = 16,
     seed: Annotated[int, typer.Option("--seed", help="Seed of data and adapters.")] = 0,
     logs: Annotated[
         Path | None, typer.Option("--logs", help="Folder for the servers' logs.")
     ] = None,
-    as_json: Annotated[Path | None, typer.Option("--json", help="Also write the records.")] = None,
+    as_json: Annotated[
+        Path | None, typer.Option("--json", help="Also write the records (users, makespan).")
+    ] = None,
+    predict: Annotated[
+        bool,
+        typer.Option(
+            "--predict", help="Print each phase T1..T4 as planned and as measured.", metavar=""
+        ),
+    ] = False,
 ) -> None:
-    """Run a fine-tuning plan's split adapter training for real (MiniLM, loopback HTTP; needs
-    the train extra)."""
+    """Run a fine-tuning plan's split adapter training for real, all users at once (MiniLM,
+    gRPC on loopback; needs the train extra)."""
 
     def run() -> None:
         _check_seed(seed)
@@ -657,7 +674,7 @@ def train_cmd(
         if as_json is not None:
             check_output_file(as_json, "--json")
         for name, value in (("--epochs", epochs), ("--train-examples", train_examples)):
-            if value < 1:
+            if value is not None and value < 1:
                 raise InvalidInputError(f"{name} must be >= 1, got {value}")
         if not 1 <= bottleneck <= 384:
             raise InvalidInputError(f"--bottleneck must be in 1..384, got {bottleneck}")
@@ -668,8 +685,24 @@ def train_cmd(
             raise InvalidInputError(
                 "mecllm train needs the train extra: pip install -e '.[train]'"
             ) from None
-        settings = Settings(bottleneck=bottleneck, n_train=train_examples, epochs=epochs, seed=seed)
-        train_files(instance_path, solution_path, settings, logs, as_json, out, err)
+        settings = Settings(
+            bottleneck=bottleneck,
+            n_train=160 if train_examples is None else train_examples,
+            epochs=2 if epochs is None else epochs,
+            seed=seed,
+        )
+        sizes = [n for n, v in (("--epochs", epochs), ("--train-examples", train_examples)) if v]
+        train_files(
+            instance_path,
+            solution_path,
+            settings,
+            logs,
+            as_json,
+            out,
+            err,
+            predict=predict,
+            sizes_given=sizes,
+        )
 
     _guard(run)
 

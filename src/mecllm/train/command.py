@@ -14,7 +14,7 @@ from mecllm.systems.finetune.commands import load_solution
 from mecllm.systems.finetune.instance import KIND, Instance
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.train.loop import Settings
-from mecllm.train.report import records_table
+from mecllm.train.report import phases_table, records_table
 from mecllm.train.run import train_plan
 
 
@@ -26,6 +26,9 @@ def train_files(
     json_path: Path | None,
     out: Console,
     err: Console,
+    *,
+    predict: bool = False,
+    sizes_given: list[str] | None = None,
 ) -> None:
     """Train the plan of ``solution_path`` on ``instance_path`` (a fine-tuning instance)."""
     data = read_json(instance_path, "instance")
@@ -33,6 +36,11 @@ def train_files(
     if kind != KIND:
         raise InvalidInputError(f"mecllm train runs {KIND} plans, got an instance of kind {kind!r}")
     instance = Instance.from_dict(data)
+    if instance.profile is not None and sizes_given:
+        raise InvalidInputError(
+            f"{' and '.join(sizes_given)} cannot be given for a profiled instance: its profile "
+            "sets each user's data and the instance its epochs"
+        )
     plan, _ = load_solution(solution_path, instance)
     report = evaluate(instance, plan)
     if not report.feasible:
@@ -41,7 +49,7 @@ def train_files(
             f"{len(report.violations)} violations in all, `mecllm evaluate` lists them); "
             "nothing was started"
         )
-    records = train_plan(
+    run = train_plan(
         instance,
         plan,
         settings,
@@ -49,10 +57,13 @@ def train_files(
         progress=lambda text: err.print(text, highlight=False),
     )
     if json_path is not None:  # also when some users failed: the finished ones are kept
-        atomic_write_text(json_path, json.dumps(records, indent=1) + "\n")
+        atomic_write_text(json_path, json.dumps(run, indent=1) + "\n")
+    records = run["users"]
     finished = [r for r in records if "error" not in r]
     for table in records_table(finished) if finished else []:
         out.print(table)
+    if predict and finished:
+        out.print(phases_table(run))
     failed = [r for r in records if "error" in r]
     if failed:
         raise SolverError(

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from mecllm.train.model import AdaptedMiniLM, Tokenizer, load_pretrained
+from mecllm.train.pacing import Pace
 from mecllm.train.task import CLASS_TEXTS, Example
 
 
@@ -29,11 +30,16 @@ class Settings:
 
 @dataclass(frozen=True)
 class TrainStats:
-    """Measured work of one side: seconds, FLOPs (PyTorch's counter), tokens processed."""
+    """Measured work of one side: seconds, tokens processed, when it ended, steps by size."""
 
     seconds: float
-    flops: int
     tokens: int
+    #: When the training loop ended (``time.monotonic``).
+    ended_at: float = 0.0
+    #: CPU seconds of the training loop's thread (without the pacing's sleeps).
+    cpu_seconds: float = 0.0
+    #: (batch size, steps of that size), for :func:`count_flops`.
+    steps: tuple[tuple[int, int], ...] = ()
 
 
 def build(settings: Settings) -> tuple[AdaptedMiniLM, Tokenizer]:
@@ -44,6 +50,23 @@ def build(settings: Settings) -> tuple[AdaptedMiniLM, Tokenizer]:
         ids, att = tok(list(CLASS_TEXTS))
         model.prototypes = model.embed(ids, att)
     return model, tok
+
+
+def warm_up(model: AdaptedMiniLM, tok: Tokenizer, data: list[Example], batch: int) -> None:
+    """Pay PyTorch's one-off costs before anything is timed: the first optimiser of a process
+    takes about 0.9 s to build (lazy imports) and the model's first backward pass allocates
+    its buffers. One step on ``data`` with every adapter trainable; nothing is kept."""
+    params = model.train_only(range(len(model.blocks)))
+    optimiser = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    ids, att = tok([e.text for e in data[:batch]])
+    labels = torch.tensor([e.label for e in data[:batch]])
+    model.train()
+    F.cross_entropy(model(ids, att), labels).backward()  # type: ignore[no-untyped-call]
+    model.eval()
+    optimiser.zero_grad()
+    for p in params:
+        p.grad = None
+        p.requires_grad_(False)
 
 
 def evaluate(model: AdaptedMiniLM, tok: Tokenizer, data: list[Example]) -> tuple[float, float]:
@@ -64,29 +87,69 @@ def train_layers(
     data: list[Example],
     layers: range,
     settings: Settings,
+    pace: Pace | None = None,
 ) -> TrainStats:
-    """Train the adapters of ``layers`` (everything else frozen) on ``data``; count FLOPs."""
+    """Train the adapters of ``layers`` (everything else frozen) on ``data``.
+
+    With ``pace``, every step is followed by the pause that holds the thread to its share
+    (:mod:`mecllm.train.pacing`); ``seconds`` is then the paced wall time. FLOPs are counted
+    apart, by :func:`count_flops` (PyTorch's counter slows every operation it counts).
+    """
     params = model.train_only(layers)
     if not params:
-        return TrainStats(0.0, 0, 0)
+        return TrainStats(0.0, 0, time.monotonic())
     optimiser = torch.optim.AdamW(params, lr=settings.lr)
     generator = torch.Generator().manual_seed(settings.seed)
     ids, att = tok([e.text for e in data])
     labels = torch.tensor([e.label for e in data])
     model.train()
     tokens = 0
-    counter = FlopCounterMode(display=False)
+    steps: dict[int, int] = {}  # batch size -> steps of that size
+    if pace is not None:
+        pace.restart()
     started = time.perf_counter()
-    with counter:
-        for _ in range(settings.epochs):
-            order = torch.randperm(len(data), generator=generator)
-            for start in range(0, len(data), settings.batch):
-                pick = order[start : start + settings.batch]
-                loss = F.cross_entropy(model(ids[pick], att[pick]), labels[pick])
-                optimiser.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                optimiser.step()
-                tokens += int(pick.numel()) * ids.shape[1]
+    cpu_started = time.thread_time()
+    for _ in range(settings.epochs):
+        order = torch.randperm(len(data), generator=generator)
+        for start in range(0, len(data), settings.batch):
+            pick = order[start : start + settings.batch]
+            loss = F.cross_entropy(model(ids[pick], att[pick]), labels[pick])
+            optimiser.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            optimiser.step()
+            tokens += int(pick.numel()) * ids.shape[1]
+            steps[int(pick.numel())] = steps.get(int(pick.numel()), 0) + 1
+            if pace is not None:
+                pace.step()
     seconds = time.perf_counter() - started
+    ended_at = time.monotonic()
+    cpu_seconds = time.thread_time() - cpu_started
     model.eval()
-    return TrainStats(seconds, int(counter.get_total_flops()), tokens)
+    return TrainStats(seconds, tokens, ended_at, cpu_seconds, tuple(sorted(steps.items())))
+
+
+def count_flops(
+    model: AdaptedMiniLM,
+    tok: Tokenizer,
+    data: list[Example],
+    layers: range,
+    steps: tuple[tuple[int, int], ...],
+) -> int:
+    """FLOPs of a training run that made ``steps`` (batch size, count) on the adapters of
+    ``layers``: one counted forward and backward pass per batch size (PyTorch's counter; the
+    FLOPs depend on shapes, not on values). Gradients are discarded, nothing else changes."""
+    params = model.train_only(layers)
+    if not params:
+        return 0
+    ids, att = tok([e.text for e in data])
+    labels = torch.tensor([e.label for e in data])
+    total = 0
+    for size, count in steps:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            loss = F.cross_entropy(model(ids[:size], att[:size]), labels[:size])
+            loss.backward()  # type: ignore[no-untyped-call]
+        total += count * int(counter.get_total_flops())
+    for p in params:
+        p.grad = None
+    return total

@@ -8,7 +8,7 @@ from rich.table import Table
 
 
 def records_table(records: list[dict[str, Any]]) -> list[Table]:
-    """Transfer and quality per user; measured vs paper-model work per user."""
+    """Transfer and quality per user; measured work per user."""
     transfer = Table(title="Split fine-tuning run: transfers and task quality (held-out data)")
     for name in (
         "user",
@@ -23,19 +23,15 @@ def records_table(records: list[dict[str, Any]]) -> list[Table]:
         "accuracy before -> after",
     ):
         transfer.add_column(name, justify="right")
-    work = Table(title="Measured vs predicted work (FLOPs by PyTorch's counter; model: 6 x tokens)")
+    work = Table(title="Measured work (FLOPs by PyTorch's counter, per trained adapter parameter)")
     for name in (
         "user",
         "user s",
         "user FLOPs",
-        "predicted",
         "FLOPs/param/token",
         "server s",
         "server FLOPs",
-        "predicted",
         "FLOPs/param/token",
-        "T1 pred (s)",
-        "T3 pred (s)",
     ):
         work.add_column(name, justify="right")
     for r in records:
@@ -57,13 +53,53 @@ def records_table(records: list[dict[str, Any]]) -> list[Table]:
             str(r["user"]),
             f"{r['user_seconds']:.1f}",
             f"{r['user_flops']:.3g}",
-            f"{r['predicted_user_flops']:.3g}",
             f"{r['user_flops_per_param_token']:.0f}",
             f"{r['server_seconds']:.1f}",
             f"{r['server_flops']:.3g}",
-            f"{r['predicted_server_flops']:.3g}",
             f"{r['server_flops_per_param_token']:.0f}",
-            f"{r['predicted_t1_s']:.3g}",
-            f"{r['predicted_t3_s']:.3g}",
         )
     return [transfer, work]
+
+
+def _seconds(value: float | None) -> str:
+    return "inf" if value is None else f"{value:.3g}"
+
+
+def _ratio(predicted: float | None, measured: float) -> str:
+    if predicted is None:
+        return "-"
+    if predicted <= 0:
+        return "-" if measured < 0.05 else "inf"
+    return f"{measured / predicted:.2f}"
+
+
+def phases_table(run: dict[str, Any]) -> Table:
+    """Each user's T1..T4 as planned and as measured (and measured / planned), and the
+    makespan."""
+    model = run["instance_work_model"]
+    title = f"Phases as planned ({model} work model, at the realised split) and as measured, s" + (
+        "" if run["paced"] else " (unpaced run: the plan's speeds and rates not enforced)"
+    )
+    table = Table(title=title)
+    table.add_column("user", justify="right")
+    for phase in ("T1", "T2", "T3", "T4", "total"):
+        table.add_column(f"{phase} plan", justify="right")
+        table.add_column(f"{phase} run", justify="right")
+        table.add_column("run/plan", justify="right")
+    for r in run["users"]:
+        if "error" in r:
+            continue
+        cells = [str(r["user"])]
+        predicted = [r["predicted"][f"{p}_s"] for p in ("T1", "T2", "T3", "T4")]
+        measured = [r["measured"][f"{p}_s"] for p in ("T1", "T2", "T3", "T4")]
+        total = None if None in predicted else sum(v for v in predicted if v is not None)
+        for plan, got in [*zip(predicted, measured, strict=True), (total, r["finished_s"])]:
+            cells += [_seconds(plan), f"{got:.3g}", _ratio(plan, got)]
+        table.add_row(*cells)
+    span = run["makespan_s"]
+    if span["measured"] is not None:
+        table.caption = (
+            f"makespan: planned {_seconds(span['predicted'])} s, measured "
+            f"{span['measured']:.3g} s (run/plan {_ratio(span['predicted'], span['measured'])})"
+        )
+    return table

@@ -1,9 +1,12 @@
 """``mecllm train INSTANCE SOLUTION``: run a plan's split fine-tuning for real, on loopback.
 
-One server process per edge server the plan uses, one process per user (run one after another
-so that timings are not shared), a fresh token per run, every process tied to this one (they
-die with it). Returns one record per user with what was measured and what the paper's work
-model predicts for the same work, or the reason the user failed.
+One server process per edge server the plan uses and one process per user, all users starting
+together (docs/train.md, "Concurrent run"); a fresh token per run; every process tied to this
+one (they die with it). When the instance carries a profile (``mecllm generate
+--work-model``), the run holds every process to the plan's compute speeds by time slicing and
+shapes every transfer to the plan's rates, so that each phase T1..T4 can be set beside the
+plan's prediction. Returns one record per user (measured and predicted phases, transfers,
+quality) or the reason the user failed, and the makespan.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from mecllm.core.errors import InvalidInputError, SolverError
+from mecllm.core.fileio import atomic_write_text
 from mecllm.systems.finetune.instance import Instance
+from mecllm.systems.finetune.physics import phases
 from mecllm.systems.finetune.solution import Plan
 from mecllm.train.loop import Settings
 from mecllm.train.server import TOKEN_ENV
@@ -31,9 +37,11 @@ from mecllm.transport.service import ServiceError, ServiceProcess
 
 #: Longest a user's part may take before it is stopped (loading, training, the exchange), s.
 USER_TIMEOUT_S = 3600.0
-#: The paper's work model, t_n = 6 x tokens (docs/finetune.md section 8): FLOPs per trained
-#: parameter per token.
-MODEL_FLOPS_PER_PARAM_PER_TOKEN = 6.0
+#: Longest the run waits for every user to have loaded its model and data, s.
+START_TIMEOUT_S = 600.0
+#: Blocks of the model ``mecllm train`` runs (all-MiniLM-L6-v2): phi is realised as k / BLOCKS.
+BLOCKS = 6
+PHASES = ("T1_s", "T2_s", "T3_s", "T4_s")
 
 
 def check_plan(instance: Instance, plan: Plan) -> None:
@@ -72,50 +80,151 @@ def _death(returncode: int) -> str:
     return f"exited with status {returncode}"
 
 
-def run_user(job: dict[str, Any], token: str, timeout_s: float = USER_TIMEOUT_S) -> dict[str, Any]:
-    """One user process; its JSON record, or a SolverError naming what happened and where."""
-    env = dict(os.environ, **{TOKEN_ENV: token, "MECLLM_PARENT_PID": str(os.getpid())})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "mecllm.train.user"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        stdout, stderr = process.communicate(json.dumps(job), timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        stdout, stderr = process.communicate()
-        where = _last_phase(stderr)
-        raise SolverError(
-            f"user {job['user']} took more than {timeout_s:g} s and was stopped during {where}"
-        ) from None
-    except BaseException:
-        # Interrupted (Ctrl-C, SIGTERM): the user process goes with us.
-        process.kill()
-        process.wait()
-        raise
-    lines = [line for line in stdout.splitlines() if line.startswith("{")]
-    if process.returncode != 0 or not lines:
-        where = _last_phase(stderr)
-        if lines and "error" in json.loads(lines[-1]):
-            detail = json.loads(lines[-1])["error"]
-            raise SolverError(f"user {job['user']} failed during {where}: {detail}")
-        tail = stderr.strip().splitlines()[-1:] if stderr.strip() else []
-        raise SolverError(
-            f"user {job['user']} {_death(process.returncode)} during {where}"
-            + (f" ({tail[0][:200]})" if tail and not tail[0].startswith("phase:") else "")
-        )
-    record: dict[str, Any] = json.loads(lines[-1])
-    return record
-
-
 def _last_phase(stderr: str) -> str:
     """The last ``phase: ...`` line a user process wrote (where it was)."""
     phases = [line[7:].strip() for line in stderr.splitlines() if line.startswith("phase: ")]
     return phases[-1] if phases else "start-up"
+
+
+class UserProcess:
+    """One running ``mecllm.train.user``: started here (so that it dies with this process's
+    main thread), its job on stdin, its output collected by a thread."""
+
+    def __init__(self, job: dict[str, Any], token: str) -> None:
+        self.job = job
+        env = dict(os.environ, **{TOKEN_ENV: token, "MECLLM_PARENT_PID": str(os.getpid())})
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mecllm.train.user"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.stdout = self.stderr = ""
+        self._reader = threading.Thread(target=self._collect, daemon=True)
+        self._reader.start()
+
+    def _collect(self) -> None:
+        self.stdout, self.stderr = self.process.communicate(json.dumps(self.job))
+
+    @property
+    def ended(self) -> bool:
+        """True once the process has exited and its output is read."""
+        return not self._reader.is_alive()
+
+    def kill(self) -> None:
+        """Stop the process (if it still runs) and wait for it."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self._reader.join(timeout=5)
+
+    def record(self, deadline: float) -> dict[str, Any]:
+        """The user's JSON record, or a SolverError naming what happened and where."""
+        user = self.job["user"]
+        self._reader.join(timeout=max(deadline - time.monotonic(), 0.0))
+        if self._reader.is_alive():
+            self.kill()
+            raise SolverError(
+                f"user {user} took more than {USER_TIMEOUT_S:g} s and was stopped during "
+                f"{_last_phase(self.stderr)}"
+            )
+        lines = [line for line in self.stdout.splitlines() if line.startswith("{")]
+        returncode = self.process.returncode
+        if returncode != 0 or not lines:
+            where = _last_phase(self.stderr)
+            if lines and "error" in json.loads(lines[-1]):
+                detail = json.loads(lines[-1])["error"]
+                raise SolverError(f"user {user} failed during {where}: {detail}")
+            tail = self.stderr.strip().splitlines()[-1:] if self.stderr.strip() else []
+            raise SolverError(
+                f"user {user} {_death(returncode)} during {where}"
+                + (f" ({tail[0][:200]})" if tail and not tail[0].startswith("phase:") else "")
+            )
+        record: dict[str, Any] = json.loads(lines[-1])
+        return record
+
+
+def _whole(value: float, what: str) -> int:
+    if value < 1 or value != round(value):
+        raise InvalidInputError(f"{what} must be a whole number >= 1 for a run, got {value:g}")
+    return int(value)
+
+
+def user_jobs(
+    instance: Instance, plan: Plan, settings: Settings, addresses: dict[int, str], folder: Path
+) -> list[dict[str, Any]]:
+    """Every user's job: its split, data, server and, with a profile, the plan's speeds/rates."""
+    report = phases(instance, plan)
+    profile = instance.profile
+    jobs = []
+    for n in range(plan.n_users):
+        m = int(plan.assignment[n])
+        job: dict[str, Any] = {
+            "user": n,
+            "server": m,
+            "phi": float(plan.phi[n]),
+            "server_address": addresses[m],
+            "data_seed": settings.seed * 1000 + n,
+            "settings": dataclasses.asdict(settings),
+            "ready_file": str(folder / f"ready-{n}"),
+            "go_file": str(folder / "go"),
+        }
+        if profile is not None:
+            machine = profile.machine_flops_per_s
+
+            def speed(value: float, machine: float = machine) -> float:
+                return value if value > 0 else machine  # no resource: no work to pace
+
+            def rate(value: float) -> float:
+                return value if value > 0 and np.isfinite(value) else float("inf")
+
+            job.update(
+                examples=_whole(
+                    profile.tokens_per_epoch[n] / profile.seq_len, f"profile tokens[{n}] / seq_len"
+                ),
+                epochs=_whole(float(instance.user_epochs[n]), f"users.epochs[{n}]"),
+                server_epochs=_whole(float(instance.server_epochs[m]), f"servers.epochs[{m}]"),
+                machine_flops=machine,
+                user_flops=speed(float(plan.user_flops[n])),
+                server_flops=speed(float(plan.server_flops[n])),
+                up_rate_bps=rate(float(report.r_up[n])),
+                down_rate_bps=rate(float(report.r_dn[n])),
+            )
+        jobs.append(job)
+    return jobs
+
+
+def settings_for(instance: Instance, settings: Settings) -> Settings:
+    """The run's settings: a profiled instance fixes the sequence length and adapter width."""
+    profile = instance.profile
+    if profile is None:
+        return settings
+    return dataclasses.replace(settings, max_len=profile.seq_len, bottleneck=profile.bottleneck)
+
+
+def predicted_phases(instance: Instance, plan: Plan) -> list[dict[str, float | None]]:
+    """Each user's T1..T4 by the instance's work model, at the realised split ``k / L``."""
+    realised = plan.replace(phi=np.round(plan.phi * BLOCKS) / BLOCKS)
+    report = phases(instance, realised)
+    return [
+        {
+            name: (float(t[n]) if np.isfinite(t[n]) else None)
+            for name, t in zip(PHASES, report.t, strict=True)
+        }
+        for n in range(plan.n_users)
+    ]
+
+
+def _start_together(users: list[UserProcess], go: Path) -> None:
+    """Wait until every live user is ready, then write the common start (atomically)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not all(u.ended or Path(u.job["ready_file"]).exists() for u in users):
+        if time.monotonic() > deadline:
+            raise SolverError(f"the users were not ready within {START_TIMEOUT_S:g} s")
+        time.sleep(0.02)
+    atomic_write_text(go, json.dumps({"start_at": time.monotonic() + 0.05}))
 
 
 def train_plan(
@@ -125,65 +234,86 @@ def train_plan(
     *,
     log_dir: Path | None = None,
     progress: Any = None,
-) -> list[dict[str, Any]]:
-    """Run every user of ``plan`` on its assigned server; one record per user.
+) -> dict[str, Any]:
+    """Run every user of ``plan`` on its assigned server, all at once.
 
-    A user that fails (its process dies, times out or is refused) gets a record with its
-    ``error``, and the others still run. Every process started here ends before this returns,
-    also when it is interrupted.
+    Returns ``{"users": [record, ...], "makespan_s": {"predicted", "measured"}, ...}``. A user
+    that fails (its process dies, times out or is refused) gets a record with its ``error``,
+    and the others still run. Every process started here ends before this returns, also when
+    it is interrupted.
     """
     check_plan(instance, plan)
+    settings = settings_for(instance, settings)
     token = secrets.token_urlsafe(24)
     folder = log_dir or Path(tempfile.mkdtemp(prefix="mecllm-train-"))
     folder.mkdir(parents=True, exist_ok=True)
+    barrier = Path(tempfile.mkdtemp(prefix="start-", dir=folder))
     used = sorted({int(m) for m in plan.assignment})
     servers: dict[int, ServerProcess] = {}
+    users: list[UserProcess] = []
+    predicted = predicted_phases(instance, plan)
     records: list[dict[str, Any]] = []
     try:
         for m in used:
-            servers[m] = ServerProcess(m, settings, token, folder)
-        for n in range(plan.n_users):
-            m = int(plan.assignment[n])
             if progress:
-                progress(f"user {n} -> server {m} (phi {plan.phi[n]:.3f}) ...")
-            started = time.perf_counter()
-            job = {
-                "user": n,
-                "server": m,
-                "phi": float(plan.phi[n]),
-                "server_address": servers[m].address,
-                "data_seed": settings.seed * 1000 + n,
-                "settings": dataclasses.asdict(settings),
-            }
+                progress(f"starting edge server {m} ...")
+            servers[m] = ServerProcess(m, settings, token, folder)
+        addresses = {m: server.address for m, server in servers.items()}
+        jobs = user_jobs(instance, plan, settings, addresses, barrier)
+        if progress:
+            paced = "paced to the plan's speeds and rates" if instance.profile else "unpaced"
+            progress(f"starting {len(jobs)} users together ({paced}) ...")
+        users = [UserProcess(job, token) for job in jobs]
+        _start_together(users, barrier / "go")
+        deadline = time.monotonic() + USER_TIMEOUT_S
+        for user in users:
+            n = user.job["user"]
             try:
-                record = run_user(job, token)
+                record = user.record(deadline)
             except SolverError as exc:
                 if progress:
                     progress(f"user {n}: {exc}")
-                records.append({"user": n, "server": m, "error": str(exc)})
+                records.append(
+                    {
+                        "user": n,
+                        "server": user.job["server"],
+                        "error": str(exc),
+                        "predicted": predicted[n],
+                    }
+                )
                 continue
-            record["wall_seconds"] = time.perf_counter() - started
-            records.append(add_predictions(instance, plan, record))
+            record["predicted"] = predicted[n]
+            if progress:
+                progress(f"user {n} done in {record['finished_s']:.1f} s")
+            records.append(with_work_measures(record))
     finally:
+        for user in users:
+            user.kill()
         for server in servers.values():
             server.stop()
-    return records
+    return {
+        "instance_work_model": instance.work_model,
+        "paced": instance.profile is not None,
+        "users": records,
+        "makespan_s": makespan(predicted, records),
+    }
 
 
-def add_predictions(instance: Instance, plan: Plan, record: dict[str, Any]) -> dict[str, Any]:
-    """The paper model's FLOPs and times for the same work: ``6 x tokens x trained parameters``,
-    at the plan's speeds (T1 = FLOPs / f_n on the user, T3 = FLOPs / s_n on the server)."""
-    n = record["user"]
-    k = MODEL_FLOPS_PER_PARAM_PER_TOKEN
-    user_pred = k * record["user_tokens"] * record["params_up"]
-    server_pred = k * record["server_tokens"] * record["params_down"]
-    record["predicted_user_flops"] = user_pred
-    record["predicted_server_flops"] = server_pred
-    f_n, s_n = float(plan.user_flops[n]), float(plan.server_flops[n])
-    record["predicted_t1_s"] = user_pred / f_n if f_n > 0 else (0.0 if user_pred == 0 else np.inf)
-    record["predicted_t3_s"] = (
-        server_pred / s_n if s_n > 0 else (0.0 if server_pred == 0 else np.inf)
-    )
+def makespan(
+    predicted: list[dict[str, float | None]], records: list[dict[str, Any]]
+) -> dict[str, float | None]:
+    """The largest total delay, as planned (every user) and as measured (None if one failed)."""
+    totals = [sum(v for v in p.values() if v is not None) for p in predicted]
+    infinite = any(v is None for p in predicted for v in p.values())
+    finished = [r["finished_s"] for r in records if "error" not in r]
+    return {
+        "predicted": None if infinite else max(totals),
+        "measured": max(finished) if len(finished) == len(records) and finished else None,
+    }
+
+
+def with_work_measures(record: dict[str, Any]) -> dict[str, Any]:
+    """Add the measured FLOPs per trained adapter parameter per token of each side."""
     for side, params in (("user", "params_up"), ("server", "params_down")):
         tokens, flops = record[f"{side}_tokens"], record[f"{side}_flops"]
         record[f"{side}_flops_per_param_token"] = (

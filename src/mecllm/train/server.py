@@ -2,65 +2,130 @@
 
 Started by ``mecllm train`` as ``python -m mecllm.train.server --settings JSON`` with the run's
 token in the environment variable ``MECLLM_TRAIN_TOKEN`` (never on the command line). It prints
-``PORT <n>`` once it listens on 127.0.0.1, then serves ``Train`` (one at a time: the server
-holds one model) and ``Health`` (at once) through :mod:`mecllm.transport.rpc`: deadlines,
-size limits, the token, an answer and a log line for every request. A ``Train`` request is a
-:mod:`mecllm.transport.tensors` message whose header says which user, how many leading adapter
-layers the user trained (``split``) and the seed of the user's shared data; its tensors must be
-exactly those layers' adapters. The server trains the remaining adapters on the user's data and
-answers with them. It dies with its parent, and stops cleanly on SIGTERM.
+``PORT <n>`` once it listens on 127.0.0.1 and serves, through :mod:`mecllm.transport.rpc`
+(deadlines, size limits, the token, an answer and a log line for every request):
+
+- ``Exchange`` (streaming, what ``mecllm train`` uses): the user's upload arrives in chunks
+  (paced by the user to its uplink rate); the server trains, holding the user's compute share
+  by time slicing (:mod:`mecllm.train.pacing`), and sends the reply in chunks paced to the
+  downlink rate (:mod:`mecllm.transport.shaping`). Users are served at the same time, each on
+  its own copy of the adapters (the frozen base weights are shared).
+- ``Train`` (one message each way, unpaced): the same work, for a quick exchange and tests.
+- ``Health``.
+
+A request is a :mod:`mecllm.transport.tensors` message whose header says which user, how many
+leading adapter layers the user trained (``split``), the seed of the user's shared data and,
+optionally, its size (``examples``), the server's ``epochs``, the plan's ``server_flops`` and
+``down_rate_bps`` and the machine's ``machine_flops``; its tensors must be exactly those
+layers' adapters. The reply holds the other layers' adapters and, in its header, the server's
+measurements and its clock (``time.monotonic``, shared by the processes of one machine) when the
+upload was complete and when the reply began. It dies with its parent and stops cleanly on
+SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
-from typing import Any
+import math
+import time
+from collections.abc import Callable, Iterator
 
 import torch
 
-from mecllm.train.loop import Settings, build, train_layers
+from mecllm.train.loop import Settings, build, train_layers, warm_up
+from mecllm.train.model import AdaptedMiniLM
+from mecllm.train.pacing import Pace
 from mecllm.train.task import make_split
 from mecllm.transport.rpc import log, serve
 from mecllm.transport.service import serve_until_signal, service_token
-from mecllm.transport.tensors import decode, encode, expect, whole_number
+from mecllm.transport.shaping import paced_chunks
+from mecllm.transport.tensors import (
+    decode,
+    encode,
+    expect,
+    positive_number,
+    whole_number,
+)
 
 TOKEN_ENV = "MECLLM_TRAIN_TOKEN"
 SERVICE = "mecllm.Train"
+#: Largest data size and epochs a request may ask the server to train on.
+MAX_EXAMPLES = 100_000
+MAX_EPOCHS = 100
 
 
-def trainer(settings: Settings) -> Any:
-    """The ``Train`` method bound to one model (bytes in, bytes out)."""
-    model, tok = build(settings)
-    layers = len(model.blocks)
-    initial = model.adapter_state(range(layers))
+def _copy_sharing_base(model: AdaptedMiniLM) -> AdaptedMiniLM:
+    """A copy whose adapters are its own and whose frozen base tensors are the original's."""
+    adapters = set(model.adapter_names(range(len(model.blocks))))
+    shared = {id(p): p for name, p in model.named_parameters() if name not in adapters}
+    return copy.deepcopy(model, memo=shared)
 
-    def train(request: bytes) -> bytes:
+
+def trainer(settings: Settings) -> tuple[Callable[[bytes], bytes], Callable[..., Iterator[bytes]]]:
+    """The ``Train`` and ``Exchange`` methods bound to one loaded model."""
+    base, tok = build(settings)
+    layers = len(base.blocks)
+    warm_up(base, tok, make_split(0, settings.batch, 0)[0], settings.batch)
+
+    def work(request: bytes, received_at: float, paced: bool) -> tuple[bytes, float]:
         message = decode(request)
-        user = whole_number(message.header, "user")
-        split = whole_number(message.header, "split", 0, layers)
-        seed = whole_number(message.header, "data_seed", 0, 2**63 - 1)
+        header = message.header
+        user = whole_number(header, "user")
+        split = whole_number(header, "split", 0, layers)
+        seed = whole_number(header, "data_seed", 0, 2**63 - 1)
+        examples = (
+            whole_number(header, "examples", 1, MAX_EXAMPLES)
+            if "examples" in header
+            else settings.n_train
+        )
+        epochs = (
+            whole_number(header, "epochs", 1, MAX_EPOCHS) if "epochs" in header else settings.epochs
+        )
+        down_rate = positive_number(header, "down_rate_bps", math.inf) if paced else math.inf
+        pace = None
+        if paced and "server_flops" in header:
+            pace = Pace(
+                positive_number(header, "server_flops"), positive_number(header, "machine_flops")
+            )
+        model = _copy_sharing_base(base)
         user_part = range(split)
         shapes = {n: tuple(t.shape) for n, t in model.adapter_state(user_part).items()}
         expect({n: t.shape for n, t in message.tensors.items()}, shapes)
-        model.load_adapters(initial)
         model.load_adapters({n: torch.from_numpy(v) for n, v in message.tensors.items()})
-        train_set, _ = make_split(seed, settings.n_train, settings.n_test)
+        train_set, _ = make_split(seed, examples, settings.n_test)
         server_part = range(split, layers)
-        stats = train_layers(model, tok, train_set, server_part, settings)
+        mine = dataclasses.replace(settings, n_train=examples, epochs=epochs)
+        stats = train_layers(model, tok, train_set, server_part, mine, pace)
         log(f"user {user}: trained layers {split}..{layers - 1} in {stats.seconds:.2f} s")
         reply, _ = encode(
             {
                 "user": user,
                 "server_seconds": stats.seconds,
-                "server_flops": stats.flops,
                 "server_tokens": stats.tokens,
+                "server_steps": [list(step) for step in stats.steps],
+                "server_cpu_seconds": stats.cpu_seconds,
+                "server_pace_reachable": pace.reachable if pace else True,
+                "received_at": received_at,
+                "trained_at": stats.ended_at,
+                "send_at": time.monotonic(),
             },
             {n: t.numpy() for n, t in model.adapter_state(server_part).items()},
         )
+        return reply, down_rate
+
+    def train(request: bytes) -> bytes:
+        reply, _ = work(request, time.monotonic(), paced=False)
         return reply
 
-    return train
+    def exchange(chunks: Iterator[bytes]) -> Iterator[bytes]:
+        request = b"".join(chunks)
+        reply, rate = work(request, time.monotonic(), paced=True)
+        yield from paced_chunks(reply, rate)
+
+    return train, exchange
 
 
 def main() -> None:
@@ -71,13 +136,16 @@ def main() -> None:
     args = parser.parse_args()
     token = service_token(TOKEN_ENV)
     settings = Settings(**json.loads(args.settings))
+    torch.set_num_threads(1)  # one thread per user served: shares are slices of one core each
+    train, exchange = trainer(settings)
     server = serve(
         SERVICE,
-        {"Train": trainer(settings)},
+        {"Train": train},
         token,
-        exclusive=frozenset({"Train"}),
+        streams={"Exchange": exchange},
         host=args.host,
         port=args.port,
+        workers=8,
     )
     serve_until_signal(server)
     log("stopping")

@@ -28,7 +28,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +51,8 @@ CLIENT_ERRORS = (
 )
 
 Method = Callable[[bytes], bytes]
+#: A streaming method: the request's chunks in, the reply's chunks out (bidirectional).
+StreamMethod = Callable[[Iterator[bytes]], Iterator[bytes]]
 
 
 class BadRequest(ValueError):
@@ -156,6 +158,52 @@ def _wrap(name: str, method: Method, guard: _Guard, exclusive: bool) -> grpc.Rpc
     return grpc.unary_unary_rpc_method_handler(handle)
 
 
+def _capped(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The request's chunks, refused once they add up to more than :data:`MAX_MESSAGE_BYTES`."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > MAX_MESSAGE_BYTES:
+            raise BadRequest(f"the request's chunks exceed {MAX_MESSAGE_BYTES} bytes")
+        yield chunk
+
+
+def _wrap_stream(name: str, method: StreamMethod, guard: _Guard) -> grpc.RpcMethodHandler:
+    """A streaming method behind the same token, refusal budget, statuses and log line."""
+
+    def handle(requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        started = time.perf_counter()
+        peer = context.peer()
+
+        def finish(code: grpc.StatusCode, reason: str) -> None:
+            log(
+                f"{name} from {escaped(peer, 60)}: {code.name} in "
+                f"{time.perf_counter() - started:.3f} s"
+                + (f": {escaped(reason)}" if reason else "")
+            )
+            if code != grpc.StatusCode.OK:
+                context.abort(code, reason[:500])
+
+        if not guard.authorised(context):
+            if not guard.may_refuse(peer):
+                finish(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many refused requests")
+            finish(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong token")
+            return
+        try:
+            yield from method(_capped(requests))
+        except (BadRequest, WireError) as exc:
+            if not guard.may_refuse(peer):
+                finish(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many refused requests")
+            finish(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            return
+        except Exception as exc:  # every request gets an answer, whatever went wrong
+            finish(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+            return
+        finish(grpc.StatusCode.OK, "")
+
+    return grpc.stream_stream_rpc_method_handler(handle)
+
+
 def _health(_: bytes) -> bytes:
     return b"ok"
 
@@ -178,11 +226,13 @@ def serve(
     token: str,
     *,
     exclusive: frozenset[str] = frozenset(),
+    streams: Mapping[str, StreamMethod] | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
     workers: int = 4,
 ) -> Server:
-    """Start a server for ``methods`` (plus ``Health``) under ``service`` on ``host``."""
+    """Start a server for ``methods`` (plus ``Health``) and the streaming ``streams`` under
+    ``service`` on ``host``."""
     if len(token) < 16:
         raise ValueError("the run's token must have at least 16 characters")
     guard = _Guard(token)
@@ -190,6 +240,8 @@ def serve(
         name: _wrap(name, method, guard, name in exclusive)
         for name, method in {**methods, "Health": _health}.items()
     }
+    for name, stream in (streams or {}).items():
+        handlers[name] = _wrap_stream(name, stream, guard)
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -206,6 +258,12 @@ def serve(
         raise OSError(f"cannot listen on {host}:{port}")
     server.start()
     return Server(server, bound)
+
+
+def _transfer_error(exc: grpc.RpcError) -> TransferError:
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    detail = exc.details() if hasattr(exc, "details") else str(exc)
+    return TransferError(code, str(detail))
 
 
 class Client:
@@ -228,10 +286,17 @@ class Client:
         try:
             reply: bytes = stub(request, timeout=timeout_s, metadata=self.metadata)
         except grpc.RpcError as exc:
-            code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-            detail = exc.details() if hasattr(exc, "details") else str(exc)
-            raise TransferError(code, str(detail)) from None
+            raise _transfer_error(exc) from None
         return reply
+
+    def stream(self, method: str, chunks: Iterator[bytes], timeout_s: float) -> Iterator[bytes]:
+        """A bidirectional call: ``chunks`` go up as the caller yields them, the reply's chunks
+        come back as they arrive; raises :class:`TransferError` for anything but success."""
+        stub = self.channel.stream_stream(f"/{self.service}/{method}")
+        try:
+            yield from stub(chunks, timeout=timeout_s, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise _transfer_error(exc) from None
 
     def close(self) -> None:
         """Close the channel."""

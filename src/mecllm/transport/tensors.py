@@ -12,6 +12,7 @@ unpickled and nothing is executed.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -152,3 +153,14 @@ def whole_number(header: dict[str, Any], key: str, low: int = 0, high: int | Non
         rule = f">= {low}" if high is None else f"in {low}..{high}"
         raise WireError(f"{key} must be a whole number {rule}, got {str(value)[:40]!r}")
     return value
+
+
+def positive_number(header: dict[str, Any], key: str, default: float | None = None) -> float:
+    """``header[key]`` as a finite number > 0 (``default`` when it is absent and one is given)."""
+    if key not in header and default is not None:
+        return default
+    value = header.get(key)
+    number = float(value) if type(value) in (int, float) else math.nan  # type: ignore[arg-type]
+    if not (math.isfinite(number) and number > 0):
+        raise WireError(f"{key} must be a finite number > 0, got {str(value)[:40]!r}")
+    return number

@@ -1,0 +1,52 @@
+"""Compute shares enforced by time slicing (docs/train.md, "Concurrent run").
+
+A plan gives a user ``f_n`` FLOP/s and a server's user ``s_n`` FLOP/s; this machine's thread
+runs at ``machine`` FLOP/s (``mecllm profile``'s measurement). A :class:`Pace` lets the calling
+thread compute at full speed and then sleep, after every training step, until the wall time is
+``cpu x machine / speed``: the thread holds a ``speed / machine`` share of a core, as a device
+of that speed would take. It can slow a thread down, never speed one up: a plan faster than the
+machine runs at the machine's speed (``reachable`` is then false).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class Pace:
+    """Slows the calling thread to ``speed_flops`` on a ``machine_flops`` thread (both FLOP/s)."""
+
+    def __init__(
+        self,
+        speed_flops: float,
+        machine_flops: float,
+        *,
+        cpu_clock: Callable[[], float] = time.thread_time,
+        wall_clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if not (speed_flops > 0 and machine_flops > 0):
+            raise ValueError(
+                f"speeds must be > 0 FLOP/s, got {speed_flops!r} and {machine_flops!r}"
+            )
+        self.stretch = max(machine_flops / speed_flops, 1.0)
+        self.reachable = speed_flops <= machine_flops
+        self._cpu_clock, self._wall_clock, self._sleep = cpu_clock, wall_clock, sleep
+        self._cpu0 = cpu_clock()
+        self._wall0 = wall_clock()
+        self.slept_s = 0.0
+
+    def restart(self) -> None:
+        """Count from now (call when the paced work begins)."""
+        self._cpu0 = self._cpu_clock()
+        self._wall0 = self._wall_clock()
+        self.slept_s = 0.0
+
+    def step(self) -> None:
+        """Sleep until the wall time since :meth:`restart` is the stretched CPU time."""
+        due = (self._cpu_clock() - self._cpu0) * self.stretch
+        wait = due - (self._wall_clock() - self._wall0)
+        if wait > 0:
+            self._sleep(wait)
+            self.slept_s += wait
