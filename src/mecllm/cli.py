@@ -496,13 +496,32 @@ FreshOpt = Annotated[bool, typer.Option("--fresh", help="Forget finished trials.
 BaseSeedOpt = Annotated[int, typer.Option("--seed", help="Base seed of the trials.")]
 
 
+#: The experiment that runs plans for real (docs/train.md): not a sweep of trials.
+TRAIN_FIDELITY = "train-fidelity"
+
+
+def _train_fidelity(out_dir: Path, seed: int, fresh: bool) -> None:
+    try:
+        from mecllm.train.fidelity import reproduce_fidelity
+    except ImportError:
+        raise InvalidInputError(
+            f"{TRAIN_FIDELITY} needs the train extra: pip install -e '.[train]'"
+        ) from None
+    reproduce_fidelity(
+        out_dir, seed, fresh=fresh, progress=lambda text: err.print(text, highlight=False)
+    )
+    out.print((out_dir / "REPORT.md").read_text(), markup=False, highlight=False)
+    err.print(f"wrote {out_dir / 'REPORT.md'}", highlight=False)
+
+
 @app.command("reproduce")
 def reproduce_cmd(
     name: Annotated[
         str,
         typer.Argument(
-            help="A built-in experiment or a group of them: all (the main paper's figures) or "
-            "any name listed in docs/experiments.md."
+            help="A built-in experiment or a group of them: all (the main paper's figures), "
+            "train-fidelity (plans run for real; --seed, --out and --fresh only) or any name "
+            "listed in docs/experiments.md."
         ),
     ],
     trials: Annotated[int, typer.Option("--trials", help="Seeded instances per setting.")] = 10,
@@ -521,6 +540,9 @@ def reproduce_cmd(
 
     def run() -> None:
         _check_seed(seed)
+        if name == TRAIN_FIDELITY:
+            _train_fidelity(out_dir, seed, fresh)
+            return
         _run_experiments(
             experiments_named(name),
             trials,

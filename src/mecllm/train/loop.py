@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -113,10 +114,11 @@ def train_layers(
         order = torch.randperm(len(data), generator=generator)
         for start in range(0, len(data), settings.batch):
             pick = order[start : start + settings.batch]
-            loss = F.cross_entropy(model(ids[pick], att[pick]), labels[pick])
-            optimiser.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            optimiser.step()
+            with pace.core if pace is not None else nullcontext():
+                loss = F.cross_entropy(model(ids[pick], att[pick]), labels[pick])
+                optimiser.zero_grad()
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimiser.step()
             tokens += int(pick.numel()) * ids.shape[1]
             steps[int(pick.numel())] = steps.get(int(pick.numel()), 0) + 1
             if pace is not None:

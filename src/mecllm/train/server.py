@@ -30,6 +30,7 @@ import copy
 import dataclasses
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -69,6 +70,7 @@ def trainer(settings: Settings) -> tuple[Callable[[bytes], bytes], Callable[...,
     base, tok = build(settings)
     layers = len(base.blocks)
     warm_up(base, tok, make_split(0, settings.batch, 0)[0], settings.batch)
+    core = threading.Lock()  # the users' steps take turns on one core (mecllm.train.pacing)
 
     def work(request: bytes, received_at: float, paced: bool) -> tuple[bytes, float]:
         message = decode(request)
@@ -88,7 +90,9 @@ def trainer(settings: Settings) -> tuple[Callable[[bytes], bytes], Callable[...,
         pace = None
         if paced and "server_flops" in header:
             pace = Pace(
-                positive_number(header, "server_flops"), positive_number(header, "machine_flops")
+                positive_number(header, "server_flops"),
+                positive_number(header, "machine_flops"),
+                core=core,
             )
         model = _copy_sharing_base(base)
         user_part = range(split)

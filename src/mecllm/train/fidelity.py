@@ -1,0 +1,207 @@
+"""``mecllm reproduce train-fidelity``: does a plan predict the run it drives? (docs/train.md)
+
+On this machine, in ``OUT``:
+
+1. ``cost.json``: ``mecllm profile`` (16 x 24 tokens a step);
+2. ``instance-profiled.json`` and ``instance-paper.json``: one 4-user, 2-server scenario
+   (preset ``paper``, ``--seed``) described by the cost file, planned with the profiled work
+   model and with the paper's ``6 x tokens``;
+3. ``solution-*.json``: each solved by ``dashf-scale``;
+4. ``run-*.json``: each plan run for real by ``mecllm train`` (all users at once, speeds held
+   by time slicing, transfers shaped to the plan's rates);
+5. ``REPORT.md``: every user's T1..T4 as planned and as measured under both models, the
+   measured makespan of each plan, and the two checks (profiled predictions within 25 %, the
+   profiled plan's measured makespan below the paper plan's).
+
+Every step's file is written atomically and kept: a second call resumes after the last one
+finished (``--fresh`` starts over).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mecllm.core.fileio import atomic_write_text
+from mecllm.systems.finetune.algorithms import solve
+from mecllm.systems.finetune.instance import Instance
+from mecllm.systems.finetune.profiled_scenario import profiled_instance
+from mecllm.systems.finetune.scenario import generate, preset
+from mecllm.systems.finetune.solution import Plan
+from mecllm.train.loop import Settings
+from mecllm.train.profile import profile
+from mecllm.train.run import PHASES, train_plan
+
+#: The experiment's scenario: users, servers, preset, algorithm.
+USERS, SERVERS, PRESET, ALGORITHM = 4, 2, "paper", "dashf-scale"
+MODELS = ("profiled", "paper")
+#: Largest allowed |measured / predicted - 1| of the profiled model's T1, T3 and makespan.
+TOLERANCE = 0.25
+
+
+def _cached(path: Path, make: Callable[[], Any]) -> Any:
+    """The JSON in ``path``, made (and written atomically) if it is not there yet."""
+    if path.exists():
+        return json.loads(path.read_text())
+    value = make()
+    atomic_write_text(path, json.dumps(value, indent=1) + "\n")
+    return value
+
+
+def reproduce_fidelity(
+    out: Path, seed: int, *, fresh: bool = False, progress: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Run the experiment (see the module docstring); the summary written to REPORT.md."""
+    out.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for old in out.glob("*.json"):
+            old.unlink()
+    cost = _cached(
+        out / "cost.json",
+        lambda: profile(seq_len=24, batch=16, bottleneck=16, repeats=5, progress=progress),
+    )
+    runs: dict[str, dict[str, Any]] = {}
+    instances: dict[str, Instance] = {}
+    for model in MODELS:
+        rng = np.random.default_rng(seed)
+        base = generate(preset(PRESET, n_users=USERS, n_servers=SERVERS), rng)
+        instance = profiled_instance(base, cost, rng, model)
+        instances[model] = instance
+        _cached(out / f"instance-{model}.json", instance.to_dict)
+        solution = _cached(out / f"solution-{model}.json", _solver(instance))
+        plan = Plan.from_dict(solution, instance.n_users, instance.n_servers)
+        progress(f"running the plan made with the {model} model ...")
+        runs[model] = _cached(
+            out / f"run-{model}.json",
+            _runner(instance, plan, Settings(seed=seed), out / f"logs-{model}", progress),
+        )
+    summary = summarise(runs)
+    atomic_write_text(out / "REPORT.md", report(summary, seed))
+    return summary
+
+
+def _solver(instance: Instance) -> Callable[[], dict[str, Any]]:
+    return lambda: solve(instance, ALGORITHM).to_dict()
+
+
+def _runner(
+    instance: Instance,
+    plan: Plan,
+    settings: Settings,
+    logs: Path,
+    progress: Callable[[str], None],
+) -> Callable[[], dict[str, Any]]:
+    return lambda: train_plan(instance, plan, settings, log_dir=logs, progress=progress)
+
+
+def _ratio(predicted: float | None, measured: float) -> float | None:
+    if predicted is None or predicted <= 0:
+        return None
+    return measured / predicted
+
+
+def summarise(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per model: per user and phase the ratio measured / predicted, the makespans; checks."""
+    out: dict[str, Any] = {}
+    for model, run in runs.items():
+        users = []
+        for r in run["users"]:
+            if "error" in r:
+                users.append({"user": r["user"], "error": r["error"]})
+                continue
+            users.append(
+                {
+                    "user": r["user"],
+                    "phi_realised": r["phi_realised"],
+                    "predicted": r["predicted"],
+                    "measured": r["measured"],
+                    "ratio": {p: _ratio(r["predicted"][p], r["measured"][p]) for p in PHASES},
+                }
+            )
+        span = run["makespan_s"]
+        out[model] = {
+            "users": users,
+            "makespan_s": span,
+            "makespan_ratio": _ratio(span["predicted"], span["measured"] or 0.0),
+        }
+    profiled = out["profiled"]
+    within = [
+        abs(ratio - 1.0) <= TOLERANCE
+        for u in profiled["users"]
+        if "error" not in u
+        for p in ("T1_s", "T3_s")
+        if (ratio := u["ratio"][p]) is not None
+    ]
+    makespan_ok = (
+        profiled["makespan_ratio"] is not None
+        and abs(profiled["makespan_ratio"] - 1.0) <= TOLERANCE
+    )
+    measured = {m: out[m]["makespan_s"]["measured"] for m in MODELS}
+    out["checks"] = {
+        "profiled_T1_T3_within_25pct": bool(within) and all(within),
+        "profiled_makespan_within_25pct": makespan_ok,
+        "profiled_plan_faster": None not in measured.values()
+        and measured["profiled"] < measured["paper"],
+    }
+    return out
+
+
+def _cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
+
+
+def report(summary: dict[str, Any], seed: int) -> str:
+    """REPORT.md: the phase tables of both plans and the checks."""
+    lines = [
+        "# train-fidelity: planned vs measured phases of a real run",
+        "",
+        f"4 users, 2 servers, preset `{PRESET}`, seed {seed}, plans by `{ALGORITHM}`; "
+        "predictions at the realised split k / 6; measured on this machine with speeds held "
+        "by time slicing and transfers shaped to the plan's rates (docs/train.md).",
+        "",
+    ]
+    for model in MODELS:
+        part = summary[model]
+        span = part["makespan_s"]
+        lines += [
+            f"## Plan made with the {model} work model",
+            "",
+            "| user | phi | "
+            + " | ".join(f"{p[:2]} plan | {p[:2]} run | run/plan" for p in PHASES)
+            + " |",
+            "|---:|---:|" + "---:|---:|---:|" * len(PHASES),
+        ]
+        for u in part["users"]:
+            if "error" in u:
+                lines.append(f"| {u['user']} | failed: {u['error']} |")
+                continue
+            cells = [str(u["user"]), f"{u['phi_realised']:.3f}"]
+            for p in PHASES:
+                cells += [_cell(u["predicted"][p]), _cell(u["measured"][p]), _cell(u["ratio"][p])]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            f"Makespan: planned {_cell(span['predicted'])} s, measured "
+            f"{_cell(span['measured'])} s (run/plan {_cell(part['makespan_ratio'])}).",
+            "",
+        ]
+    checks = summary["checks"]
+    measured = {m: summary[m]["makespan_s"]["measured"] for m in MODELS}
+    verdict = {True: "PASS", False: "FAIL"}
+    lines += [
+        "## Checks",
+        "",
+        f"- Profiled model, T1 and T3 of every user within 25 %: "
+        f"{verdict[checks['profiled_T1_T3_within_25pct']]}",
+        f"- Profiled model, makespan within 25 %: "
+        f"{verdict[checks['profiled_makespan_within_25pct']]}",
+        f"- The profiled plan's measured makespan ({_cell(measured['profiled'])} s) "
+        f"below the paper plan's ({_cell(measured['paper'])} s): "
+        f"{verdict[bool(checks['profiled_plan_faster'])]}",
+        "",
+    ]
+    return "\n".join(lines)
