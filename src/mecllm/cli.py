@@ -500,7 +500,11 @@ BaseSeedOpt = Annotated[int, typer.Option("--seed", help="Base seed of the trial
 TRAIN_FIDELITY = "train-fidelity"
 
 
-def _train_fidelity(out_dir: Path, seed: int, fresh: bool) -> None:
+#: Scenarios ``train-fidelity`` runs when --trials is not given (each takes about 80 s).
+FIDELITY_SCENARIOS = 3
+
+
+def _train_fidelity(out_dir: Path, seed: int, scenarios: int, fresh: bool) -> None:
     try:
         from mecllm.train.fidelity import reproduce_fidelity
     except ImportError:
@@ -508,7 +512,11 @@ def _train_fidelity(out_dir: Path, seed: int, fresh: bool) -> None:
             f"{TRAIN_FIDELITY} needs the train extra: pip install -e '.[train]'"
         ) from None
     reproduce_fidelity(
-        out_dir, seed, fresh=fresh, progress=lambda text: err.print(text, highlight=False)
+        out_dir,
+        seed,
+        scenarios,
+        fresh=fresh,
+        progress=lambda text: err.print(text, highlight=False),
     )
     out.print((out_dir / "REPORT.md").read_text(), markup=False, highlight=False)
     err.print(f"wrote {out_dir / 'REPORT.md'}", highlight=False)
@@ -524,7 +532,13 @@ def reproduce_cmd(
             "listed in docs/experiments.md."
         ),
     ],
-    trials: Annotated[int, typer.Option("--trials", help="Seeded instances per setting.")] = 10,
+    trials: Annotated[
+        int | None,
+        typer.Option(
+            "--trials",
+            help="Seeded instances per setting (default 10; train-fidelity: scenarios, default 3).",
+        ),
+    ] = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("reproduce"),
     preset_name: Annotated[
         str | None,
@@ -540,12 +554,14 @@ def reproduce_cmd(
 
     def run() -> None:
         _check_seed(seed)
+        if trials is not None and trials < 1:
+            raise InvalidInputError(f"--trials must be >= 1, got {trials}")
         if name == TRAIN_FIDELITY:
-            _train_fidelity(out_dir, seed, fresh)
+            _train_fidelity(out_dir, seed, trials or FIDELITY_SCENARIOS, fresh)
             return
         _run_experiments(
             experiments_named(name),
-            trials,
+            10 if trials is None else trials,
             out_dir,
             preset_name,
             backend,

@@ -3,15 +3,15 @@
 On this machine, in ``OUT``:
 
 1. ``cost.json``: ``mecllm profile`` (16 x 24 tokens a step);
-2. ``instance-profiled.json`` and ``instance-paper.json``: one 4-user, 2-server scenario
-   (preset ``paper``, ``--seed``) described by the cost file, planned with the profiled work
-   model and with the paper's ``6 x tokens``;
+2. for each scenario seed (``--seed`` and the next ``--trials - 1``): ``instance-profiled-sS.json``
+   and ``instance-paper-sS.json``, one 4-user, 2-server scenario (preset ``paper``) described
+   by the cost file, planned with the profiled work model and with the paper's ``6 x tokens``;
 3. ``solution-*.json``: each solved by ``dashf-scale``;
 4. ``run-*.json``: each plan run for real by ``mecllm train`` (all users at once, speeds held
    by time slicing, transfers shaped to the plan's rates);
-5. ``REPORT.md``: every user's T1..T4 as planned and as measured under both models, the
-   measured makespan of each plan, and the two checks (profiled predictions within 25 %, the
-   profiled plan's measured makespan below the paper plan's).
+5. ``REPORT.md``: a summary per seed, the checks counted over the seeds (the profiled model's
+   T1, T3 and makespan within 25 % of measured; the profiled plan's measured makespan below the
+   paper plan's) and every user's T1..T4 as planned and as measured under both models.
 
 Every step's file is written atomically and kept: a second call resumes after the last one
 finished (``--fresh`` starts over).
@@ -53,9 +53,15 @@ def _cached(path: Path, make: Callable[[], Any]) -> Any:
 
 
 def reproduce_fidelity(
-    out: Path, seed: int, *, fresh: bool = False, progress: Callable[[str], None] = print
+    out: Path,
+    seed: int,
+    scenarios: int,
+    *,
+    fresh: bool = False,
+    progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the experiment (see the module docstring); the summary written to REPORT.md."""
+    """Run the experiment on ``scenarios`` seeds from ``seed`` (see the module docstring);
+    the summary written to REPORT.md."""
     out.mkdir(parents=True, exist_ok=True)
     if fresh:
         for old in out.glob("*.json"):
@@ -64,24 +70,25 @@ def reproduce_fidelity(
         out / "cost.json",
         lambda: profile(seq_len=24, batch=16, bottleneck=16, repeats=5, progress=progress),
     )
-    runs: dict[str, dict[str, Any]] = {}
-    instances: dict[str, Instance] = {}
-    for model in MODELS:
-        rng = np.random.default_rng(seed)
-        base = generate(preset(PRESET, n_users=USERS, n_servers=SERVERS), rng)
-        instance = profiled_instance(base, cost, rng, model)
-        instances[model] = instance
-        _cached(out / f"instance-{model}.json", instance.to_dict)
-        solution = _cached(out / f"solution-{model}.json", _solver(instance))
-        plan = Plan.from_dict(solution, instance.n_users, instance.n_servers)
-        progress(f"running the plan made with the {model} model ...")
-        runs[model] = _cached(
-            out / f"run-{model}.json",
-            _runner(instance, plan, Settings(seed=seed), out / f"logs-{model}", progress),
-        )
-    summary = summarise(runs)
-    atomic_write_text(out / "REPORT.md", report(summary, seed))
-    return summary
+    summaries = {}
+    for s in range(seed, seed + scenarios):
+        runs: dict[str, dict[str, Any]] = {}
+        for model in MODELS:
+            rng = np.random.default_rng(s)
+            base = generate(preset(PRESET, n_users=USERS, n_servers=SERVERS), rng)
+            instance = profiled_instance(base, cost, rng, model)
+            tag = f"{model}-s{s}"
+            _cached(out / f"instance-{tag}.json", instance.to_dict)
+            solution = _cached(out / f"solution-{tag}.json", _solver(instance))
+            plan = Plan.from_dict(solution, instance.n_users, instance.n_servers)
+            progress(f"seed {s}: running the plan made with the {model} model ...")
+            runs[model] = _cached(
+                out / f"run-{tag}.json",
+                _runner(instance, plan, Settings(seed=s), out / f"logs-{tag}", progress),
+            )
+        summaries[s] = summarise(runs)
+    atomic_write_text(out / "REPORT.md", report(summaries))
+    return {"seeds": summaries, "checks": overall_checks(summaries)}
 
 
 def _solver(instance: Instance) -> Callable[[], dict[str, Any]]:
@@ -154,21 +161,21 @@ def _cell(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g}"
 
 
-def report(summary: dict[str, Any], seed: int) -> str:
-    """REPORT.md: the phase tables of both plans and the checks."""
-    lines = [
-        "# train-fidelity: planned vs measured phases of a real run",
-        "",
-        f"4 users, 2 servers, preset `{PRESET}`, seed {seed}, plans by `{ALGORITHM}`; "
-        "predictions at the realised split k / 6; measured on this machine with speeds held "
-        "by time slicing and transfers shaped to the plan's rates (docs/train.md).",
-        "",
-    ]
+def overall_checks(summaries: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The checks over every scenario: counts of scenarios that pass each."""
+    return {
+        name: sum(bool(summary["checks"][name]) for summary in summaries.values())
+        for name in next(iter(summaries.values()))["checks"]
+    } | {"scenarios": len(summaries)}
+
+
+def _seed_section(seed: int, summary: dict[str, Any]) -> list[str]:
+    lines = [f"## Seed {seed}", ""]
     for model in MODELS:
         part = summary[model]
         span = part["makespan_s"]
         lines += [
-            f"## Plan made with the {model} work model",
+            f"Plan made with the **{model}** work model:",
             "",
             "| user | phi | "
             + " | ".join(f"{p[:2]} plan | {p[:2]} run | run/plan" for p in PHASES)
@@ -189,19 +196,47 @@ def report(summary: dict[str, Any], seed: int) -> str:
             f"{_cell(span['measured'])} s (run/plan {_cell(part['makespan_ratio'])}).",
             "",
         ]
-    checks = summary["checks"]
-    measured = {m: summary[m]["makespan_s"]["measured"] for m in MODELS}
+    return lines
+
+
+def report(summaries: dict[int, dict[str, Any]]) -> str:
+    """REPORT.md: a summary table, the checks, then every scenario's phase tables."""
     verdict = {True: "PASS", False: "FAIL"}
+    lines = [
+        "# train-fidelity: planned vs measured phases of real runs",
+        "",
+        f"{USERS} users, {SERVERS} servers, preset `{PRESET}`, plans by `{ALGORITHM}`; "
+        "predictions at the realised split k / 6; measured on this machine with speeds held "
+        "by time slicing and transfers shaped to the plan's rates (docs/train.md).",
+        "",
+        "| seed | profiled plan: planned / measured makespan (s) | run/plan | paper plan: "
+        "planned / measured makespan (s) | run/plan | T1, T3 within 25 % | faster plan |",
+        "|---:|---:|---:|---:|---:|:---:|:---:|",
+    ]
+    for seed, summary in summaries.items():
+        prof, paper = summary["profiled"], summary["paper"]
+        faster = "profiled" if summary["checks"]["profiled_plan_faster"] else "paper"
+        lines.append(
+            f"| {seed} | {_cell(prof['makespan_s']['predicted'])} / "
+            f"{_cell(prof['makespan_s']['measured'])} | {_cell(prof['makespan_ratio'])} | "
+            f"{_cell(paper['makespan_s']['predicted'])} / "
+            f"{_cell(paper['makespan_s']['measured'])} | {_cell(paper['makespan_ratio'])} | "
+            f"{verdict[summary['checks']['profiled_T1_T3_within_25pct']]} | {faster} |"
+        )
+    counts = overall_checks(summaries)
+    total = counts["scenarios"]
     lines += [
+        "",
         "## Checks",
         "",
         f"- Profiled model, T1 and T3 of every user within 25 %: "
-        f"{verdict[checks['profiled_T1_T3_within_25pct']]}",
+        f"{counts['profiled_T1_T3_within_25pct']} of {total} scenarios",
         f"- Profiled model, makespan within 25 %: "
-        f"{verdict[checks['profiled_makespan_within_25pct']]}",
-        f"- The profiled plan's measured makespan ({_cell(measured['profiled'])} s) "
-        f"below the paper plan's ({_cell(measured['paper'])} s): "
-        f"{verdict[bool(checks['profiled_plan_faster'])]}",
+        f"{counts['profiled_makespan_within_25pct']} of {total} scenarios",
+        f"- The profiled plan's measured makespan below the paper plan's: "
+        f"{counts['profiled_plan_faster']} of {total} scenarios",
         "",
     ]
+    for seed, summary in summaries.items():
+        lines += _seed_section(seed, summary)
     return "\n".join(lines)

@@ -256,8 +256,14 @@ def fit_profile(cost: Mapping[str, Any], tokens_per_epoch: FloatArray) -> Profil
     k = np.arange(blocks + 1, dtype=float)
     user_slope, user_fixed = np.polyfit(k[1:] / blocks, user[1:], 1)
     server_slope, server_fixed = np.polyfit(1.0 - k[:-1] / blocks, server[:-1], 1)
-    flops = sum(float(s[side]["flops"]) for s in steps for side in ("user", "server"))
-    seconds = sum(float(s[side]["seconds"]) for s in steps for side in ("user", "server"))
+    # The machine's speed: measured with the other cores busy, as in a run, when the cost
+    # file has it; else the mean over every profiled step, measured alone.
+    loaded = cost.get("loaded")
+    if isinstance(loaded, Mapping):
+        flops, seconds = float(loaded["flops"]), float(loaded["seconds"])
+    else:
+        flops = sum(float(s[side]["flops"]) for s in steps for side in ("user", "server"))
+        seconds = sum(float(s[side]["seconds"]) for s in steps for side in ("user", "server"))
     return Profile(
         tokens_per_epoch=np.asarray(tokens_per_epoch, dtype=float),
         user_fixed_flops_per_token=max(float(user_fixed), 0.0),
