@@ -17,12 +17,15 @@ from mecllm.cli import app
 from mecllm.core.errors import InvalidInputError
 from mecllm.systems.finetune.scenario import generate, preset
 from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
+from mecllm.systems.finetune.work_model import fit_profile
 from mecllm.train.loop import Settings, build
 from mecllm.train.model import adapter_size
-from mecllm.train.run import ServerProcess, check_plan, train_plan
+from mecllm.train.run import PHASES, ServerProcess, check_plan, train_plan
 from mecllm.train.server import SERVICE
 from mecllm.transport.rpc import Client, TransferError
 from mecllm.transport.tensors import encode
+
+from factories import synthetic_cost
 
 TINY = Settings(n_train=16, n_test=16, epochs=1, batch=16, max_len=16)
 TOKEN = "x" * 32
@@ -38,7 +41,9 @@ def test_adapter_count_matches_the_formula() -> None:
 def test_tiny_run_sends_exactly_each_sides_share(tmp_path: Path) -> None:
     instance = generate(preset("paper", n_users=2, n_servers=1), np.random.default_rng(0))
     plan = equal_split(instance, np.zeros(2, dtype=np.int64), np.array([0.5, 0.34]))
-    records = train_plan(instance, plan, TINY, log_dir=tmp_path)
+    run = train_plan(instance, plan, TINY, log_dir=tmp_path)
+    assert not run["paced"] and run["makespan_s"]["measured"] > 0
+    records = run["users"]
     per_layer = adapter_size(384, TINY.bottleneck)
     for record, layers_up in zip(records, (3, 2), strict=True):
         assert record["phi_realised"] == pytest.approx(layers_up / 6)
@@ -48,8 +53,68 @@ def test_tiny_run_sends_exactly_each_sides_share(tmp_path: Path) -> None:
         assert record["payload_down_bytes"] == 4 * record["params_down"]
         assert record["framing_up_bytes"] > 0 and record["framing_down_bytes"] > 0
         assert record["user_flops"] > 0 and record["server_flops"] > 0
-        assert record["predicted_user_flops"] == 6 * record["user_tokens"] * record["params_up"]
+        # FLOPs per trained parameter per token: what the profile measures, not the paper's 6.
+        assert record["user_flops_per_param_token"] > 100
+        assert set(record["predicted"]) == set(record["measured"]) == set(PHASES)
         assert 0 <= record["accuracy_after"] <= 1
+
+
+def _tiny_profiled(tmp_path: Path) -> tuple[Path, Path]:
+    """A 2-user, 1-server profiled instance with one batch of data each, and a plan."""
+    base = generate(preset("paper", n_users=2, n_servers=1), np.random.default_rng(0))
+    cost = synthetic_cost(flops_per_s=8e10)
+    profile = fit_profile(cost, np.full(2, 16.0 * 24))
+    machine = profile.machine_flops_per_s
+    instance = base.with_settings(
+        adapter_params=np.full(2, 6.0 * adapter_size(384, 16)),
+        flops_per_param=np.full(2, 6.0 * 16 * 24),
+        user_max_flops=np.full(2, machine / 2),
+        server_max_flops=np.full(1, machine / 2),
+        bits_per_param=32.0,
+        work_model="profiled",
+        profile=profile,
+    )
+    plan = equal_split(instance, np.zeros(2, dtype=np.int64), np.array([0.5, 0.0]))
+    # Slow links: the upload of user 0 (3 blocks, 0.9 Mbit) takes a measurable time.
+    plan = plan.replace(bandwidth_hz=plan.bandwidth_hz * 1e-2)
+    inst_path, sol_path = tmp_path / "i.json", tmp_path / "s.json"
+    instance.save(inst_path)
+    sol_path.write_text(json.dumps(plan.to_dict()))
+    return inst_path, sol_path
+
+
+def test_profiled_run_is_paced_and_reports_each_phase(tmp_path: Path) -> None:
+    inst_path, sol_path = _tiny_profiled(tmp_path)
+    out = tmp_path / "run.json"
+    result = CliRunner().invoke(
+        app, ["train", str(inst_path), str(sol_path), "--predict", "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Phases as planned (profiled work model" in result.output
+    run = json.loads(out.read_text())
+    assert run["paced"] and run["instance_work_model"] == "profiled"
+    assert set(run["makespan_s"]) == {"predicted", "measured"}
+    users = run["users"]
+    assert [u["user"] for u in users] == [0, 1]
+    for user in users:
+        assert set(user["predicted"]) == set(user["measured"]) == set(PHASES)
+        assert user["examples"] == 16
+    # The shaped upload is never faster than the plan's rate (it may be a little slower).
+    up = users[0]
+    assert up["predicted"]["T2_s"] > 0.05
+    assert up["measured"]["T2_s"] >= 0.95 * up["predicted"]["T2_s"]
+    # User 1 trains nothing (phi 0): no local phase, no upload payload.
+    assert users[1]["predicted"]["T1_s"] == 0 and users[1]["payload_up_bytes"] == 0
+    assert run["makespan_s"]["measured"] >= max(u["finished_s"] for u in users) - 1e-9
+
+
+def test_profiled_instance_refuses_data_size_options(tmp_path: Path) -> None:
+    inst_path, sol_path = _tiny_profiled(tmp_path)
+    result = CliRunner().invoke(
+        app, ["train", str(inst_path), str(sol_path), "--train-examples", "8"]
+    )
+    assert result.exit_code == 2
+    assert "--train-examples cannot be given for a profiled instance" in result.output
 
 
 def test_server_refuses_bad_requests_and_keeps_serving(tmp_path: Path) -> None:
