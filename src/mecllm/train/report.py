@@ -70,7 +70,7 @@ def _ratio(predicted: float | None, measured: float) -> str:
         return "-"
     if predicted <= 0:
         return "-" if measured < 0.05 else "inf"
-    return f"{measured / predicted:.2f}"
+    return f"{measured / predicted:.3g}"
 
 
 def phases_table(run: dict[str, Any]) -> Table:
@@ -78,7 +78,10 @@ def phases_table(run: dict[str, Any]) -> Table:
     makespan."""
     model = run["instance_work_model"]
     title = f"Phases as planned ({model} work model, at the realised split) and as measured, s" + (
-        "" if run["paced"] else " (unpaced run: the plan's speeds and rates not enforced)"
+        ""
+        if run["paced"]
+        else " (unpaced: the instance has no profile, so its sizes and speeds describe its own "
+        "scenario, not this run)"
     )
     table = Table(title=title)
     table.add_column("user", justify="right")
