@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,9 @@ def synthetic_cost(
         "tokens_per_step": tokens_per_step,
         "bottleneck": 16,
         "train_steps": steps,
+        # Split mode's units (per step of tokens_per_step tokens).
+        "full_block": {"flops": 4.1e9, "seconds": 0.06},
+        "embeddings": {"flops": 0, "seconds": 0.05},
     }
 
 
@@ -106,3 +110,40 @@ def profiled_instance_for_tests(
     rng = np.random.default_rng(seed)
     base = generate(preset("paper", n_users=n_users, n_servers=n_servers), rng)
     return profiled_instance(base, synthetic_cost(), rng, plan_model)
+
+
+def tiny_profiled_files(
+    tmp_path: Path, slow_links: bool = True, phi: tuple[float, float] = (0.5, 0.0)
+) -> tuple[Path, Path]:
+    """A 2-user, 1-server profiled instance with one batch of data each, and a plan (files)."""
+    import json
+
+    from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
+    from mecllm.systems.finetune.work_model import fit_profile
+    from mecllm.train.model import adapter_size
+
+    base = generate(preset("paper", n_users=2, n_servers=1), np.random.default_rng(0))
+    cost = synthetic_cost(flops_per_s=8e10)
+    profile = fit_profile(cost, np.full(2, 16.0 * 24))
+    machine = profile.machine_flops_per_s
+    instance = base.with_settings(
+        adapter_params=np.full(2, 6.0 * adapter_size(384, 16)),
+        flops_per_param=np.full(2, 6.0 * 16 * 24),
+        user_max_flops=np.full(2, machine / 2),
+        server_max_flops=np.full(1, machine / 2),
+        bits_per_param=32.0,
+        work_model="profiled",
+        profile=profile,
+        # Fast links: both users get the better user's channel.
+        channel_gain=base.channel_gain
+        if slow_links
+        else np.full_like(base.channel_gain, base.channel_gain.max()),
+    )
+    plan = equal_split(instance, np.zeros(2, dtype=np.int64), np.array(phi))
+    # Slow links: the upload of user 0 (3 blocks, 0.9 Mbit) takes a measurable time.
+    if slow_links:
+        plan = plan.replace(bandwidth_hz=plan.bandwidth_hz * 1e-2)
+    inst_path, sol_path = tmp_path / "i.json", tmp_path / "s.json"
+    instance.save(inst_path)
+    sol_path.write_text(json.dumps(plan.to_dict()))
+    return inst_path, sol_path

@@ -670,6 +670,28 @@ def solve_regions_cmd(
     _guard(run)
 
 
+def _train_mode(text: str) -> Literal["adapters", "split"]:
+    if text == "adapters":
+        return "adapters"
+    if text == "split":
+        return "split"
+    raise InvalidInputError(f"--mode must be 'adapters' or 'split', got {text!r}")
+
+
+def _splits(text: str | None, mode: str) -> list[int] | None:
+    if text is None:
+        return None
+    if mode != "split":
+        raise InvalidInputError("--splits needs --mode split")
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InvalidInputError(f"--splits must list whole numbers 0..6, got {text!r}") from None
+    if not values or any(not 0 <= v <= 6 for v in values) or len(set(values)) != len(values):
+        raise InvalidInputError(f"--splits must list distinct whole numbers 0..6, got {text!r}")
+    return values
+
+
 @app.command("train")
 def train_cmd(
     instance_path: Annotated[Path, typer.Argument(metavar="INSTANCE", help="Instance JSON.")],
@@ -701,6 +723,22 @@ def train_cmd(
             "--predict", help="Print each phase T1..T4 as planned and as measured.", metavar=""
         ),
     ] = False,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="adapters (the plan's adapter split) or split (full-parameter split training "
+            "at k = round(6 phi), activations up and gradients down every batch).",
+        ),
+    ] = "adapters",
+    splits: Annotated[
+        str | None,
+        typer.Option(
+            "--splits",
+            help="With --mode split: run every user at each of these cuts, e.g. 0,1,2,3,4,5,6, "
+            "and compare the planner's recommended cut with the measured best.",
+        ),
+    ] = None,
 ) -> None:
     """Run a fine-tuning plan's split adapter training for real, all users at once (MiniLM,
     gRPC on loopback; needs the train extra)."""
@@ -740,6 +778,8 @@ def train_cmd(
             err,
             predict=predict,
             sizes_given=sizes,
+            mode=_train_mode(mode),
+            splits=_splits(splits, mode),
         )
 
     _guard(run)

@@ -17,7 +17,6 @@ from mecllm.cli import app
 from mecllm.core.errors import InvalidInputError
 from mecllm.systems.finetune.scenario import generate, preset
 from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
-from mecllm.systems.finetune.work_model import fit_profile
 from mecllm.train.loop import Settings, build
 from mecllm.train.model import adapter_size
 from mecllm.train.run import PHASES, ServerProcess, check_plan, train_plan
@@ -25,7 +24,7 @@ from mecllm.train.server import SERVICE
 from mecllm.transport.rpc import Client, TransferError
 from mecllm.transport.tensors import encode
 
-from factories import synthetic_cost
+from factories import tiny_profiled_files
 
 TINY = Settings(n_train=16, n_test=16, epochs=1, batch=16, max_len=16)
 TOKEN = "x" * 32
@@ -59,32 +58,8 @@ def test_tiny_run_sends_exactly_each_sides_share(tmp_path: Path) -> None:
         assert 0 <= record["accuracy_after"] <= 1
 
 
-def _tiny_profiled(tmp_path: Path) -> tuple[Path, Path]:
-    """A 2-user, 1-server profiled instance with one batch of data each, and a plan."""
-    base = generate(preset("paper", n_users=2, n_servers=1), np.random.default_rng(0))
-    cost = synthetic_cost(flops_per_s=8e10)
-    profile = fit_profile(cost, np.full(2, 16.0 * 24))
-    machine = profile.machine_flops_per_s
-    instance = base.with_settings(
-        adapter_params=np.full(2, 6.0 * adapter_size(384, 16)),
-        flops_per_param=np.full(2, 6.0 * 16 * 24),
-        user_max_flops=np.full(2, machine / 2),
-        server_max_flops=np.full(1, machine / 2),
-        bits_per_param=32.0,
-        work_model="profiled",
-        profile=profile,
-    )
-    plan = equal_split(instance, np.zeros(2, dtype=np.int64), np.array([0.5, 0.0]))
-    # Slow links: the upload of user 0 (3 blocks, 0.9 Mbit) takes a measurable time.
-    plan = plan.replace(bandwidth_hz=plan.bandwidth_hz * 1e-2)
-    inst_path, sol_path = tmp_path / "i.json", tmp_path / "s.json"
-    instance.save(inst_path)
-    sol_path.write_text(json.dumps(plan.to_dict()))
-    return inst_path, sol_path
-
-
 def test_profiled_run_is_paced_and_reports_each_phase(tmp_path: Path) -> None:
-    inst_path, sol_path = _tiny_profiled(tmp_path)
+    inst_path, sol_path = tiny_profiled_files(tmp_path)
     out = tmp_path / "run.json"
     result = CliRunner().invoke(
         app, ["train", str(inst_path), str(sol_path), "--predict", "--json", str(out)]
@@ -109,7 +84,7 @@ def test_profiled_run_is_paced_and_reports_each_phase(tmp_path: Path) -> None:
 
 
 def test_profiled_instance_refuses_data_size_options(tmp_path: Path) -> None:
-    inst_path, sol_path = _tiny_profiled(tmp_path)
+    inst_path, sol_path = tiny_profiled_files(tmp_path)
     result = CliRunner().invoke(
         app, ["train", str(inst_path), str(sol_path), "--train-examples", "8"]
     )

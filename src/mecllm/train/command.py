@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -14,8 +15,8 @@ from mecllm.systems.finetune.commands import load_solution
 from mecllm.systems.finetune.instance import KIND, Instance
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.train.loop import Settings
-from mecllm.train.report import phases_table, records_table
-from mecllm.train.run import train_plan
+from mecllm.train.report import phases_table, records_table, split_table, sweep_table
+from mecllm.train.run import Mode, split_sweep, train_plan
 
 
 def train_files(
@@ -29,6 +30,8 @@ def train_files(
     *,
     predict: bool = False,
     sizes_given: list[str] | None = None,
+    mode: Mode = "adapters",
+    splits: list[int] | None = None,
 ) -> None:
     """Train the plan of ``solution_path`` on ``instance_path`` (a fine-tuning instance)."""
     data = read_json(instance_path, "instance")
@@ -49,13 +52,26 @@ def train_files(
             f"{len(report.violations)} violations in all, `mecllm evaluate` lists them); "
             "nothing was started"
         )
-    run = train_plan(
-        instance,
-        plan,
-        settings,
-        log_dir=logs,
-        progress=lambda text: err.print(text, highlight=False),
-    )
+
+    def progress(text: str) -> None:
+        err.print(text, highlight=False)
+
+    if splits:
+        sweep = split_sweep(instance, plan, settings, splits, log_dir=logs, progress=progress)
+        if json_path is not None:
+            atomic_write_text(json_path, json.dumps(sweep, indent=1) + "\n")
+        for row in sweep["splits"]:
+            out.print(split_table(row))
+        out.print(sweep_table(sweep))
+        _raise_failures([u for row in sweep["splits"] for u in row["users"]])
+        return
+    run = train_plan(instance, plan, settings, log_dir=logs, progress=progress, mode=mode)
+    if mode == "split":
+        if json_path is not None:
+            atomic_write_text(json_path, json.dumps(run, indent=1) + "\n")
+        out.print(split_table(run))
+        _raise_failures(run["users"])
+        return
     if json_path is not None:  # also when some users failed: the finished ones are kept
         atomic_write_text(json_path, json.dumps(run, indent=1) + "\n")
     records = run["users"]
@@ -64,6 +80,10 @@ def train_files(
         out.print(table)
     if predict and finished:
         out.print(phases_table(run))
+    _raise_failures(records)
+
+
+def _raise_failures(records: list[dict[str, Any]]) -> None:
     failed = [r for r in records if "error" in r]
     if failed:
         raise SolverError(

@@ -26,6 +26,8 @@ class Settings:
     batch: int = 16
     epochs: int = 2
     lr: float = 3e-3
+    #: Learning rate of split mode, where every parameter of the model trains (not adapters).
+    full_lr: float = 5e-5
     seed: int = 0
 
 

@@ -71,6 +71,11 @@ class Adapter(nn.Module):
         return out
 
 
+def _additive_mask(attention: torch.Tensor) -> torch.Tensor:
+    """The attention mask as the additive bias of the scores (0 kept, -1e4 padded)."""
+    return (1.0 - attention[:, None, None, :].float()) * -1e4
+
+
 def adapter_size(width: int, bottleneck: int) -> int:
     """docs/finetune.md section 1: ``d_in r + r d_out + r + d_out`` with d_in = d_out = width."""
     return width * bottleneck + bottleneck * width + bottleneck + width
@@ -124,23 +129,56 @@ class AdaptedMiniLM(nn.Module):
         self.register_buffer("prototypes", torch.zeros(0, h))
         self.scale = 20.0
 
-    def embed(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        """Mean-pooled, L2-normalised sentence embeddings, shape (batch, 384)."""
+    def bottom(self, ids: torch.Tensor, attention: torch.Tensor, k: int) -> torch.Tensor:
+        """The embeddings and blocks ``[0, k)``: hidden states, shape (batch, seq, 384) (what a
+        split-mode user sends up)."""
         positions = torch.arange(ids.shape[1], device=ids.device)
         x = self.word(ids) + self.position(positions)[None] + self.token_type(torch.zeros_like(ids))
         x = self.embed_norm(x)
-        mask = (1.0 - attention[:, None, None, :].float()) * -1e4
-        for block in self.blocks:
+        mask = _additive_mask(attention)
+        for block in self.blocks[:k]:
+            x = block(x, mask)
+        out: torch.Tensor = x
+        return out
+
+    def pooled(self, hidden: torch.Tensor, attention: torch.Tensor, k: int) -> torch.Tensor:
+        """Blocks ``[k, L)`` on ``hidden``, then mean pooling and L2 normalisation (batch, 384)."""
+        mask = _additive_mask(attention)
+        x = hidden
+        for block in self.blocks[k:]:
             x = block(x, mask)
         weights = attention[..., None].float()
         pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
         return F.normalize(pooled, dim=-1)
 
+    def top(self, hidden: torch.Tensor, attention: torch.Tensor, k: int) -> torch.Tensor:
+        """Blocks ``[k, L)`` and the head on ``hidden``: class logits (what a split-mode server
+        computes)."""
+        prototypes: torch.Tensor = self.prototypes  # type: ignore[assignment]
+        logits: torch.Tensor = self.scale * self.pooled(hidden, attention, k) @ prototypes.T
+        return logits
+
+    def embed(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        """Mean-pooled, L2-normalised sentence embeddings, shape (batch, 384)."""
+        return self.pooled(
+            self.bottom(ids, attention, len(self.blocks)), attention, len(self.blocks)
+        )
+
     def forward(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         """Class logits, shape (batch, classes)."""
-        prototypes: torch.Tensor = self.prototypes  # type: ignore[assignment]
-        logits: torch.Tensor = self.scale * self.embed(ids, attention) @ prototypes.T
-        return logits
+        return self.top(self.bottom(ids, attention, len(self.blocks)), attention, len(self.blocks))
+
+    def part_parameters(self, user: bool, k: int) -> list[nn.Parameter]:
+        """Every parameter of one side of a split at ``k`` (the user: embeddings and blocks
+        ``[0, k)``; the server: blocks ``[k, L)``), made trainable; the others frozen."""
+        chosen = []
+        for name, p in self.named_parameters():
+            index = int(name.split(".")[1]) if name.startswith("blocks.") else -1
+            mine = (index < k) if user else (index >= k)
+            p.requires_grad_(mine)
+            if mine:
+                chosen.append(p)
+        return chosen
 
     # ------------------------------------------------------------------ adapters
     def adapter_names(self, layers: range) -> list[str]:

@@ -124,6 +124,8 @@ def profile(
 
             per_block.append(Costs(_flops(one), median_seconds(one, repeats)))
             hidden = one()
+    full_block = _full_block_cost(model, hidden, mask, repeats)
+    embeddings = _embeddings_cost(model, ids, att, repeats)
     loaded = _loaded_step_cost(model, (ids, att, labels), bottleneck, seed, repeats, progress)
     steps = []
     for k in range(blocks + 1):
@@ -155,6 +157,8 @@ def profile(
         "forward": {"flops": whole.flops, "seconds": whole.seconds},
         "forward_per_block": [{"flops": c.flops, "seconds": c.seconds} for c in per_block],
         "train_steps": steps,
+        "full_block": {"flops": full_block.flops, "seconds": full_block.seconds},
+        "embeddings": {"flops": embeddings.flops, "seconds": embeddings.seconds},
         "loaded": loaded,
         "machine": {
             "cpus": os.cpu_count(),
@@ -164,6 +168,50 @@ def profile(
             "repeats": repeats,
         },
     }
+
+
+def _full_block_cost(
+    model: AdaptedMiniLM, hidden: torch.Tensor, mask: torch.Tensor, repeats: int
+) -> Costs:
+    """One block trained whole (every parameter, the input's gradient too): forward, backward
+    and the optimiser's update, the unit of the split mode's work (docs/train.md, "Split
+    mode")."""
+    block = model.blocks[0]
+    params = list(block.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    optimiser = torch.optim.AdamW(params, lr=1e-5)
+    x = hidden.detach().clone().requires_grad_(True)
+
+    def step() -> None:
+        optimiser.zero_grad()
+        block(x, mask).sum().backward()
+        optimiser.step()
+        x.grad = None
+
+    cost = Costs(_flops(step), median_seconds(step, repeats))
+    for p in params:
+        p.requires_grad_(False)
+    return cost
+
+
+def _embeddings_cost(
+    model: AdaptedMiniLM, ids: torch.Tensor, att: torch.Tensor, repeats: int
+) -> Costs:
+    """The embeddings trained whole (split mode's user always holds them): forward, backward
+    and the optimiser's update of their 11.9 million parameters."""
+    params = model.part_parameters(user=True, k=0)
+    optimiser = torch.optim.AdamW(params, lr=1e-5)
+
+    def step() -> None:
+        optimiser.zero_grad()
+        model.bottom(ids, att, 0).sum().backward()  # type: ignore[no-untyped-call]
+        optimiser.step()
+
+    cost = Costs(_flops(step), median_seconds(step, repeats))
+    for p in params:
+        p.requires_grad_(False)
+    return cost
 
 
 def _burn(bottleneck: int, seed: int, shape: tuple[int, int], ready: Any, stop: Any) -> None:

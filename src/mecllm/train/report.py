@@ -106,3 +106,68 @@ def phases_table(run: dict[str, Any]) -> Table:
             f"{span['measured']:.3g} s (run/plan {_ratio(span['predicted'], span['measured'])})"
         )
     return table
+
+
+def split_table(run: dict[str, Any]) -> Table:
+    """Split mode: bytes per batch against the formula, seconds per batch planned and
+    measured, accuracy."""
+    table = Table(title="Split mode: per batch, measured (planned); bytes = payload (+framing)")
+    for name in (
+        "user",
+        "k",
+        "batches",
+        "bytes up / formula",
+        "bytes down / formula",
+        "user s",
+        "up s",
+        "server s",
+        "down s",
+        "accuracy before -> after",
+    ):
+        table.add_column(name, justify="right")
+    for r in run["users"]:
+        if "error" in r:
+            continue
+        batch, seq, width = r["batch_shapes"]
+        up, down = 4 * batch * seq * (width + 1) + 4 * batch, 4 * batch * seq * width
+        got_up, got_down = r["payload_up_bytes_per_batch"], r["payload_down_bytes_per_batch"]
+        plan, measured = r["predicted"], r["seconds_per_batch"]
+        table.add_row(
+            str(r["user"]),
+            str(r["split"]),
+            str(r["batches"]),
+            f"{max(got_up):,} (+{max(r['framing_up_bytes_per_batch'])}) / {up:,}",
+            f"{max(got_down):,} (+{max(r['framing_down_bytes_per_batch'])}) / {down:,}",
+            *(
+                f"{measured[key]:.3g} ({_seconds(plan.get(key + '_s'))})"
+                for key in ("user", "up", "server", "down")
+            ),
+            f"{r['accuracy_before']:.3f} -> {r['accuracy_after']:.3f}",
+        )
+    span = run["makespan_s"]
+    if span["measured"] is not None:
+        table.caption = (
+            f"training: planned {_seconds(span['predicted'])} s, measured {span['measured']:.3g} s"
+        )
+    return table
+
+
+def sweep_table(sweep: dict[str, Any]) -> Table:
+    """Split mode at several cuts: planned and measured training time of each."""
+    table = Table(title="Split mode by cut k (every user at k): longest training, s")
+    for name in ("k", "planned", "measured", "run/plan"):
+        table.add_column(name, justify="right")
+    for row in sweep["splits"]:
+        span = row["makespan_s"]
+        measured = span["measured"]
+        table.add_row(
+            str(row["split"]),
+            _seconds(span["predicted"]),
+            "-" if measured is None else f"{measured:.3g}",
+            "-" if measured is None else _ratio(span["predicted"], measured),
+        )
+    table.caption = (
+        f"recommended by the planner's model: k = {sweep['recommended_split']}; "
+        f"measured best: k = {sweep['measured_best_split']}"
+    )
+    return table

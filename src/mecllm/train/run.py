@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,9 +39,11 @@ from mecllm.transport.service import ServiceError, ServiceProcess
 USER_TIMEOUT_S = 3600.0
 #: Longest the run waits for every user to have loaded its model and data, s.
 START_TIMEOUT_S = 600.0
-#: Blocks of the model ``mecllm train`` runs (all-MiniLM-L6-v2): phi is realised as k / BLOCKS.
-BLOCKS = 6
+#: Blocks and width of the model ``mecllm train`` runs (all-MiniLM-L6-v2): phi is realised as
+#: k / BLOCKS.
+BLOCKS, WIDTH = 6, 384
 PHASES = ("T1_s", "T2_s", "T3_s", "T4_s")
+Mode = Literal["adapters", "split"]
 
 
 def check_plan(instance: Instance, plan: Plan) -> None:
@@ -90,11 +92,11 @@ class UserProcess:
     """One running ``mecllm.train.user``: started here (so that it dies with this process's
     main thread), its job on stdin, its output collected by a thread."""
 
-    def __init__(self, job: dict[str, Any], token: str) -> None:
+    def __init__(self, job: dict[str, Any], token: str, module: str = "mecllm.train.user") -> None:
         self.job = job
         env = dict(os.environ, **{TOKEN_ENV: token, "MECLLM_PARENT_PID": str(os.getpid())})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "mecllm.train.user"],
+            [sys.executable, "-m", module],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -234,8 +236,12 @@ def train_plan(
     *,
     log_dir: Path | None = None,
     progress: Any = None,
+    mode: Mode = "adapters",
 ) -> dict[str, Any]:
     """Run every user of ``plan`` on its assigned server, all at once.
+
+    ``mode``: ``"adapters"`` (the plan's adapter split) or ``"split"`` (full-parameter split
+    training at ``k = round(phi L)``, docs/train.md "Split mode"; predictions per batch).
 
     Returns ``{"users": [record, ...], "makespan_s": {"predicted", "measured"}, ...}``. A user
     that fails (its process dies, times out or is refused) gets a record with its ``error``,
@@ -251,7 +257,11 @@ def train_plan(
     used = sorted({int(m) for m in plan.assignment})
     servers: dict[int, ServerProcess] = {}
     users: list[UserProcess] = []
-    predicted = predicted_phases(instance, plan)
+    predicted = (
+        predicted_phases(instance, plan)
+        if mode == "adapters"
+        else split_predictions(instance, plan)
+    )
     records: list[dict[str, Any]] = []
     try:
         for m in used:
@@ -263,7 +273,8 @@ def train_plan(
         if progress:
             paced = "paced to the plan's speeds and rates" if instance.profile else "unpaced"
             progress(f"starting {len(jobs)} users together ({paced}) ...")
-        users = [UserProcess(job, token) for job in jobs]
+        module = "mecllm.train.user" if mode == "adapters" else "mecllm.train.split_user"
+        users = [UserProcess(job, token, module) for job in jobs]
         _start_together(users, barrier / "go")
         deadline = time.monotonic() + USER_TIMEOUT_S
         for user in users:
@@ -285,7 +296,7 @@ def train_plan(
             record["predicted"] = predicted[n]
             if progress:
                 progress(f"user {n} done in {record['finished_s']:.1f} s")
-            records.append(with_work_measures(record))
+            records.append(with_work_measures(record) if mode == "adapters" else record)
     finally:
         for user in users:
             user.kill()
@@ -295,7 +306,10 @@ def train_plan(
         "instance_work_model": instance.work_model,
         "paced": instance.profile is not None,
         "users": records,
-        "makespan_s": makespan(predicted, records),
+        "makespan_s": makespan(predicted, records)
+        if mode == "adapters"
+        else split_makespan(predicted, records),
+        "mode": mode,
     }
 
 
@@ -320,3 +334,107 @@ def with_work_measures(record: dict[str, Any]) -> dict[str, Any]:
             flops / (tokens * record[params]) if tokens and record[params] else 0.0
         )
     return record
+
+
+# ---------------------------------------------------------------------- split mode
+def split_bytes(batch: int, seq: int, width: int) -> tuple[int, int]:
+    """Payload bytes of one split-mode batch (float32): up, the hidden states, the attention
+    mask and the labels, ``4 B S (w + 1) + 4 B``; down, the gradient, ``4 B S w``."""
+    return 4 * batch * seq * (width + 1) + 4 * batch, 4 * batch * seq * width
+
+
+def split_predictions(instance: Instance, plan: Plan) -> list[dict[str, float | None]]:
+    """Each user's split-mode training time by the planner's model for the mode: per batch,
+    ``(e + k c) B S / f_n`` on the user, the upload, ``(L - k) c B S / s_n`` on the server and
+    the download, ``c`` and ``e`` being the profile's work per token of one block and of the
+    embeddings trained whole; None without a profile that has them. Batches run one after
+    another (no pipelining)."""
+    profile = instance.profile
+    if (
+        profile is None
+        or profile.split_block_flops_per_token is None
+        or profile.split_embeddings_flops_per_token is None
+    ):
+        return [{"per_batch_s": None, "training_s": None} for _ in range(plan.n_users)]
+    report = phases(instance, plan)
+    block = profile.split_block_flops_per_token
+    embeddings = profile.split_embeddings_flops_per_token
+    out: list[dict[str, float | None]] = []
+    for n in range(plan.n_users):
+        k = round(float(plan.phi[n]) * profile.blocks)
+        examples = round(profile.tokens_per_epoch[n] / profile.seq_len)
+        batches = -(-examples // profile.batch) * round(float(instance.user_epochs[n]))
+        tokens = profile.batch * profile.seq_len
+        up, down = split_bytes(profile.batch, profile.seq_len, WIDTH)
+        parts = (
+            (embeddings + k * block) * tokens / float(plan.user_flops[n]),
+            8.0 * up / float(report.r_up[n]),
+            (profile.blocks - k) * block * tokens / float(plan.server_flops[n])
+            if k < profile.blocks
+            else 0.0,
+            8.0 * down / float(report.r_dn[n]),
+        )
+        per_batch = sum(parts)
+        out.append(
+            {
+                "user_s": parts[0],
+                "up_s": parts[1],
+                "server_s": parts[2],
+                "down_s": parts[3],
+                "per_batch_s": per_batch if np.isfinite(per_batch) else None,
+                "training_s": per_batch * batches if np.isfinite(per_batch) else None,
+            }
+        )
+    return out
+
+
+def split_makespan(
+    predicted: list[dict[str, float | None]], records: list[dict[str, Any]]
+) -> dict[str, float | None]:
+    """The longest split-mode training, as planned and as measured (None if one failed)."""
+    planned = [p["training_s"] for p in predicted]
+    finished = [r["training_s"] for r in records if "error" not in r]
+    return {
+        "predicted": None if None in planned else max(v for v in planned if v is not None),
+        "measured": max(finished) if len(finished) == len(records) and finished else None,
+    }
+
+
+def split_sweep(
+    instance: Instance,
+    plan: Plan,
+    settings: Settings,
+    splits: list[int],
+    *,
+    log_dir: Path | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Split mode at each cut in ``splits`` (every user at the same k): the planned and the
+    measured training time of each, the cut the planner's model recommends and the
+    measured best."""
+    rows = []
+    for k in splits:
+        if progress:
+            progress(f"split mode, every user at k = {k} ...")
+        folder = (log_dir or Path(tempfile.mkdtemp(prefix="mecllm-split-"))) / f"k{k}"
+        run = train_plan(
+            instance,
+            plan.replace(phi=np.full(plan.n_users, k / BLOCKS)),
+            settings,
+            log_dir=folder,
+            progress=progress,
+            mode="split",
+        )
+        rows.append({"split": k, **run})
+    planned = [r["makespan_s"]["predicted"] for r in rows]
+    measured = [r["makespan_s"]["measured"] for r in rows]
+    return {
+        "mode": "split",
+        "splits": rows,
+        "recommended_split": None
+        if None in planned
+        else rows[int(np.argmin(np.asarray(planned, dtype=float)))]["split"],
+        "measured_best_split": None
+        if None in measured
+        else rows[int(np.argmin(np.asarray(measured, dtype=float)))]["split"],
+    }

@@ -33,17 +33,20 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 
 import torch
+from torch.nn import functional as F
 
 from mecllm.train.loop import Settings, build, train_layers, warm_up
 from mecllm.train.model import AdaptedMiniLM
 from mecllm.train.pacing import Pace
 from mecllm.train.task import make_split
-from mecllm.transport.rpc import log, serve
+from mecllm.transport.rpc import MAX_MESSAGE_BYTES, log, serve
 from mecllm.transport.service import serve_until_signal, service_token
-from mecllm.transport.shaping import paced_chunks
+from mecllm.transport.shaping import framed_chunks, messages, paced_chunks
 from mecllm.transport.tensors import (
+    WireError,
     decode,
     encode,
     expect,
@@ -132,6 +135,100 @@ def trainer(settings: Settings) -> tuple[Callable[[bytes], bytes], Callable[...,
     return train, exchange
 
 
+#: Largest batch and sequence a split-mode message may carry.
+MAX_BATCH, MAX_SEQ = 1024, 512
+
+
+def splitter(settings: Settings) -> Callable[..., Iterator[bytes]]:
+    """The ``Split`` method: full-parameter split training (docs/train.md, "Split mode").
+
+    The stream's first message is a header (``user``, ``split`` k, optionally
+    ``server_flops``, ``machine_flops``, ``down_rate_bps``); every later message is one batch:
+    ``hidden`` (B, S, width), ``mask`` (B, S), ``labels`` (B) with a header ``kind`` of
+    ``train`` (the server runs blocks ``[k, L)`` and the head, steps its optimiser and returns
+    ``grad``, the loss's gradient with respect to ``hidden``, and the loss) or ``eval``
+    (returns ``logits``). Messages travel as frames (:func:`mecllm.transport.shaping.messages`);
+    replies are paced to the downlink rate.
+    """
+    base, _ = build(settings)
+    layers, width = len(base.blocks), base.cfg.hidden_size
+    turn = threading.Lock()
+
+    def split(frames: Iterator[bytes]) -> Iterator[bytes]:
+        incoming = messages(frames, MAX_MESSAGE_BYTES)
+        try:
+            header = decode(next(incoming)).header
+        except StopIteration:
+            raise WireError("the stream ended before its header") from None
+        user = whole_number(header, "user")
+        k = whole_number(header, "split", 0, layers)
+        down_rate = positive_number(header, "down_rate_bps", math.inf)
+        pace = None
+        if "server_flops" in header:
+            pace = Pace(
+                positive_number(header, "server_flops"),
+                positive_number(header, "machine_flops"),
+                core=turn,
+            )
+        model = copy.deepcopy(base)
+        params = model.part_parameters(user=False, k=k)
+        optimiser = torch.optim.AdamW(params, lr=settings.full_lr) if params else None
+        model.train()
+        batches = 0
+        try:
+            for raw in incoming:
+                message = decode(raw)
+                kind = message.header.get("kind")
+                if kind not in ("train", "eval"):
+                    raise WireError(f"kind must be 'train' or 'eval', got {str(kind)[:20]!r}")
+                batch = whole_number(message.header, "batch", 1, MAX_BATCH)
+                seq = whole_number(message.header, "seq", 1, MAX_SEQ)
+                expect(
+                    {n: t.shape for n, t in message.tensors.items()},
+                    {"hidden": (batch, seq, width), "mask": (batch, seq), "labels": (batch,)},
+                )
+                mask = torch.from_numpy(message.tensors["mask"])
+                labels = torch.from_numpy(message.tensors["labels"]).long()
+                if not bool(((mask == 0) | (mask == 1)).all()) or labels.min() < 0:
+                    raise WireError("mask must hold 0 and 1 and labels must be classes")
+                hidden = torch.from_numpy(message.tensors["hidden"])
+                if kind == "eval":
+                    with torch.no_grad():
+                        logits = model.top(hidden, mask, k)
+                    reply, _ = encode({"user": user}, {"logits": logits.numpy()})
+                else:
+                    started = time.monotonic()
+                    if pace is not None:
+                        pace.restart()
+                    with pace.core if pace is not None else nullcontext():
+                        hidden.requires_grad_(True)
+                        loss = F.cross_entropy(model.top(hidden, mask, k), labels)
+                        if optimiser is not None:
+                            optimiser.zero_grad()
+                        loss.backward()  # type: ignore[no-untyped-call]
+                        if optimiser is not None:
+                            optimiser.step()
+                    if pace is not None:
+                        pace.step()
+                    assert hidden.grad is not None
+                    batches += 1
+                    reply, _ = encode(
+                        {
+                            "user": user,
+                            "loss": float(loss.detach()),
+                            "server_s": time.monotonic() - started,
+                        },
+                        {"grad": hidden.grad.numpy()},
+                    )
+                # Evaluation is not part of the plan: its replies go unpaced.
+                yield from framed_chunks(reply, down_rate if kind == "train" else math.inf)
+        except ValueError as exc:  # a malformed frame: the client's error
+            raise WireError(str(exc)) from None
+        log(f"user {user}: split at {k}, {batches} batches trained")
+
+    return split
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="mecllm edge-server training process")
     parser.add_argument("--settings", required=True, help="JSON of mecllm.train.loop.Settings")
@@ -146,7 +243,7 @@ def main() -> None:
         SERVICE,
         {"Train": train},
         token,
-        streams={"Exchange": exchange},
+        streams={"Exchange": exchange, "Split": splitter(settings)},
         host=args.host,
         port=args.port,
         workers=8,

@@ -43,3 +43,37 @@ def paced_chunks(
             if wait > 0:
                 sleep(wait)
         yield data[start:end]
+
+
+#: First byte of a frame: more frames of this message follow, or this is its last.
+MORE, LAST = b"\x00", b"\x01"
+
+
+def framed_chunks(data: bytes, rate_bps: float) -> Iterator[bytes]:
+    """``data`` as paced frames of one streamed message: each frame is a flag byte
+    (:data:`MORE` or :data:`LAST`) and a chunk, so that many messages can share one stream."""
+    pending: bytes | None = None
+    for chunk in paced_chunks(data, rate_bps):
+        if pending is not None:
+            yield MORE + pending
+        pending = chunk
+    yield LAST + (pending or b"")
+
+
+def messages(frames: Iterator[bytes], limit: int) -> Iterator[bytes]:
+    """The messages of a stream of :func:`framed_chunks` frames, each at most ``limit`` bytes
+    (raises ValueError beyond it, or for a frame without its flag byte)."""
+    parts: list[bytes] = []
+    size = 0
+    for frame in frames:
+        if not frame or frame[:1] not in (MORE, LAST):
+            raise ValueError("a frame without its flag byte")
+        size += len(frame) - 1
+        if size > limit:
+            raise ValueError(f"a streamed message exceeds {limit} bytes")
+        parts.append(frame[1:])
+        if frame[:1] == LAST:
+            yield b"".join(parts)
+            parts, size = [], 0
+    if parts:
+        raise ValueError("the stream ended inside a message")

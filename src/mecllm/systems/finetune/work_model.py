@@ -46,6 +46,8 @@ _PROFILE_FIELDS = {
     "bottleneck",
     "user_flops_per_token_by_split",
     "server_flops_per_token_by_split",
+    "split_block_flops_per_token",
+    "split_embeddings_flops_per_token",
 }
 _MAX_FLOPS_PER_TOKEN = 1e18
 _MAX_TOKENS = 1e15
@@ -83,6 +85,12 @@ class Profile:
     bottleneck: int
     user_flops_per_token_by_split: tuple[float, ...]
     server_flops_per_token_by_split: tuple[float, ...]
+    #: Split mode (if profiled): one block and the embeddings trained whole, forward, backward
+    #: and the optimiser's update, per token, as FLOP-equivalents (measured seconds x
+    #: ``machine_flops_per_s``: the update and the embedding gradient are memory work that
+    #: PyTorch's FLOP counter does not count).
+    split_block_flops_per_token: float | None = None
+    split_embeddings_flops_per_token: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``profile`` section of an instance file."""
@@ -99,6 +107,13 @@ class Profile:
             "bottleneck": self.bottleneck,
             "user_flops_per_token_by_split": list(self.user_flops_per_token_by_split),
             "server_flops_per_token_by_split": list(self.server_flops_per_token_by_split),
+        } | {
+            key: value
+            for key, value in (
+                ("split_block_flops_per_token", self.split_block_flops_per_token),
+                ("split_embeddings_flops_per_token", self.split_embeddings_flops_per_token),
+            )
+            if value is not None
         }
 
     @classmethod
@@ -150,6 +165,16 @@ class Profile:
             bottleneck=whole("bottleneck", 1),
             user_flops_per_token_by_split=by_split[0],
             server_flops_per_token_by_split=by_split[1],
+            split_block_flops_per_token=(
+                flops("split_block_flops_per_token")
+                if "split_block_flops_per_token" in data
+                else None
+            ),
+            split_embeddings_flops_per_token=(
+                flops("split_embeddings_flops_per_token")
+                if "split_embeddings_flops_per_token" in data
+                else None
+            ),
         )
 
 
@@ -277,4 +302,14 @@ def fit_profile(cost: Mapping[str, Any], tokens_per_epoch: FloatArray) -> Profil
         bottleneck=int(cost["bottleneck"]),
         user_flops_per_token_by_split=tuple(float(v) for v in user),
         server_flops_per_token_by_split=tuple(float(v) for v in server),
+        split_block_flops_per_token=_equivalent(cost, "full_block", flops / seconds),
+        split_embeddings_flops_per_token=_equivalent(cost, "embeddings", flops / seconds),
     )
+
+
+def _equivalent(cost: Mapping[str, Any], key: str, machine_flops: float) -> float | None:
+    """A profiled unit's measured seconds as FLOPs per token at the machine's speed."""
+    unit = cost.get(key)
+    if not isinstance(unit, Mapping):
+        return None
+    return float(unit["seconds"]) * machine_flops / float(cost["tokens_per_step"])
