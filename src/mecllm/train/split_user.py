@@ -13,11 +13,8 @@ held to the plan's speeds and every message to the plan's rates.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import queue
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -26,13 +23,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from mecllm.core.processes import die_with_parent
 from mecllm.train.loop import Settings, build, warm_up
 from mecllm.train.pacing import Pace
-from mecllm.train.server import SERVICE, TOKEN_ENV
+from mecllm.train.server import SERVICE
 from mecllm.train.task import Example, make_split
-from mecllm.train.user import EXCHANGE_TIMEOUT_S, phase, wait_for_start
-from mecllm.transport.rpc import MAX_MESSAGE_BYTES, Client, TransferError
+from mecllm.train.user import EXCHANGE_TIMEOUT_S, phase, run_job, wait_for_start
+from mecllm.transport.rpc import MAX_MESSAGE_BYTES, Client
 from mecllm.transport.shaping import framed_chunks, messages
 from mecllm.transport.tensors import WireError, decode, encode
 
@@ -219,15 +215,7 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    die_with_parent(int(os.environ.get("MECLLM_PARENT_PID", os.getppid())))
-    token = os.environ.get(TOKEN_ENV, "")
-    job = json.loads(sys.stdin.read())
-    try:
-        result = run(job, token)
-    except (TransferError, WireError, TimeoutError) as exc:
-        print(json.dumps({"user": job.get("user"), "error": str(exc)}), flush=True)
-        sys.exit(1)
-    print(json.dumps(result), flush=True)
+    run_job(run)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -175,16 +176,22 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def run_job(work: Callable[[dict[str, Any], str], dict[str, Any]]) -> None:
+    """A user process's life: tie it to its parent, read the job on stdin, do ``work`` and
+    print its record (or the transfer error that stopped it) as one JSON line."""
     die_with_parent(int(os.environ.get("MECLLM_PARENT_PID", os.getppid())))
     token = os.environ.get(TOKEN_ENV, "")
     job = json.loads(sys.stdin.read())
     try:
-        result = run(job, token)
+        result = work(job, token)
     except (TransferError, WireError, TimeoutError) as exc:
         print(json.dumps({"user": job.get("user"), "error": str(exc)}), flush=True)
         sys.exit(1)
     print(json.dumps(result), flush=True)
+
+
+def main() -> None:
+    run_job(run)
 
 
 if __name__ == "__main__":

@@ -121,19 +121,30 @@ class _Guard:
             return self.buckets.setdefault(host, _Bucket()).take()
 
 
+def _answer(
+    name: str,
+    peer: str,
+    started: float,
+    context: grpc.ServicerContext,
+    code: grpc.StatusCode,
+    reason: str,
+) -> None:
+    """The request's log line; and, for anything but OK, its status and reason."""
+    log(
+        f"{name} from {escaped(peer, 60)}: {code.name} in "
+        f"{time.perf_counter() - started:.3f} s" + (f": {escaped(reason)}" if reason else "")
+    )
+    if code != grpc.StatusCode.OK:
+        context.abort(code, reason[:500])
+
+
 def _wrap(name: str, method: Method, guard: _Guard, exclusive: bool) -> grpc.RpcMethodHandler:
     def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
         started = time.perf_counter()
         peer = context.peer()
 
         def finish(code: grpc.StatusCode, reason: str) -> bytes:
-            log(
-                f"{name} from {escaped(peer, 60)}: {code.name} in "
-                f"{time.perf_counter() - started:.3f} s"
-                + (f": {escaped(reason)}" if reason else "")
-            )
-            if code != grpc.StatusCode.OK:
-                context.abort(code, reason[:500])
+            _answer(name, peer, started, context, code, reason)
             return b""
 
         if not guard.authorised(context):
@@ -176,13 +187,7 @@ def _wrap_stream(name: str, method: StreamMethod, guard: _Guard) -> grpc.RpcMeth
         peer = context.peer()
 
         def finish(code: grpc.StatusCode, reason: str) -> None:
-            log(
-                f"{name} from {escaped(peer, 60)}: {code.name} in "
-                f"{time.perf_counter() - started:.3f} s"
-                + (f": {escaped(reason)}" if reason else "")
-            )
-            if code != grpc.StatusCode.OK:
-                context.abort(code, reason[:500])
+            _answer(name, peer, started, context, code, reason)
 
         if not guard.authorised(context):
             if not guard.may_refuse(peer):
