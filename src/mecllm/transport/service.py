@@ -24,11 +24,21 @@ class ServiceProcess:
     """``python -m module *args`` serving on 127.0.0.1; :attr:`address` once it listens."""
 
     def __init__(
-        self, module: str, args: list[str], token_env: str, token: str, log_path: Path
+        self,
+        module: str,
+        args: list[str],
+        token_env: str,
+        token: str,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.log_path = log_path
         self._log = log_path.open("w")
-        env = dict(os.environ, **{token_env: token, "MECLLM_PARENT_PID": str(os.getpid())})
+        env = dict(
+            os.environ,
+            **(extra_env or {}),
+            **{token_env: token, "MECLLM_PARENT_PID": str(os.getpid())},
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-m", module, *args],
             stdout=subprocess.PIPE,
