@@ -327,11 +327,22 @@ def makespan(
     predicted: list[dict[str, float | None]], records: list[dict[str, Any]]
 ) -> dict[str, float | None]:
     """The largest total delay, as planned (every user) and as measured (None if one failed)."""
-    totals = [sum(v for v in p.values() if v is not None) for p in predicted]
-    infinite = any(v is None for p in predicted for v in p.values())
-    finished = [r["finished_s"] for r in records if "error" not in r]
+    totals: list[float | None] = []
+    for phases_s in predicted:
+        known = [v for v in phases_s.values() if v is not None]
+        totals.append(sum(known) if len(known) == len(phases_s) else None)
+    return _longest(totals, records, "finished_s")
+
+
+def _longest(
+    planned: list[float | None], records: list[dict[str, Any]], measured_key: str
+) -> dict[str, float | None]:
+    """The largest of ``planned`` (None if one is) and of the records' ``measured_key`` (None if
+    a user failed)."""
+    known = [v for v in planned if v is not None]
+    finished = [r[measured_key] for r in records if "error" not in r]
     return {
-        "predicted": None if infinite else max(totals),
+        "predicted": max(known) if known and len(known) == len(planned) else None,
         "measured": max(finished) if len(finished) == len(records) and finished else None,
     }
 
@@ -402,12 +413,7 @@ def split_makespan(
     predicted: list[dict[str, float | None]], records: list[dict[str, Any]]
 ) -> dict[str, float | None]:
     """The longest split-mode training, as planned and as measured (None if one failed)."""
-    planned = [p["training_s"] for p in predicted]
-    finished = [r["training_s"] for r in records if "error" not in r]
-    return {
-        "predicted": None if None in planned else max(v for v in planned if v is not None),
-        "measured": max(finished) if len(finished) == len(records) and finished else None,
-    }
+    return _longest([p["training_s"] for p in predicted], records, "training_s")
 
 
 def split_sweep(

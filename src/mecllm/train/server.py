@@ -39,7 +39,7 @@ import torch
 from torch.nn import functional as F
 
 from mecllm.train.loop import Settings, build, train_layers, warm_up
-from mecllm.train.model import AdaptedMiniLM
+from mecllm.train.model import AdaptedMiniLM, Tokenizer
 from mecllm.train.pacing import Pace
 from mecllm.train.task import make_split
 from mecllm.transport.rpc import MAX_MESSAGE_BYTES, log, serve
@@ -68,11 +68,12 @@ def _copy_sharing_base(model: AdaptedMiniLM) -> AdaptedMiniLM:
     return copy.deepcopy(model, memo=shared)
 
 
-def trainer(settings: Settings) -> tuple[Callable[[bytes], bytes], Callable[..., Iterator[bytes]]]:
-    """The ``Train`` and ``Exchange`` methods bound to one loaded model."""
-    base, tok = build(settings)
+def trainer(
+    settings: Settings, base: AdaptedMiniLM, tok: Tokenizer
+) -> tuple[Callable[[bytes], bytes], Callable[..., Iterator[bytes]]]:
+    """The ``Train`` and ``Exchange`` methods bound to the loaded model ``base`` (each request
+    trains a copy of its adapters)."""
     layers = len(base.blocks)
-    warm_up(base, tok, make_split(0, settings.batch, 0)[0], settings.batch)
     core = threading.Lock()  # the users' steps take turns on one core (mecllm.train.pacing)
 
     def work(request: bytes, received_at: float, paced: bool) -> tuple[bytes, float]:
@@ -139,7 +140,7 @@ def trainer(settings: Settings) -> tuple[Callable[[bytes], bytes], Callable[...,
 MAX_BATCH, MAX_SEQ = 1024, 512
 
 
-def splitter(settings: Settings) -> Callable[..., Iterator[bytes]]:
+def splitter(settings: Settings, base: AdaptedMiniLM) -> Callable[..., Iterator[bytes]]:
     """The ``Split`` method: full-parameter split training (docs/train.md, "Split mode").
 
     The stream's first message is a header (``user``, ``split`` k, optionally
@@ -150,7 +151,6 @@ def splitter(settings: Settings) -> Callable[..., Iterator[bytes]]:
     (returns ``logits``). Messages travel as frames (:func:`mecllm.transport.shaping.messages`);
     replies are paced to the downlink rate.
     """
-    base, _ = build(settings)
     layers, width = len(base.blocks), base.cfg.hidden_size
     turn = threading.Lock()
 
@@ -238,12 +238,14 @@ def main() -> None:
     token = service_token(TOKEN_ENV)
     settings = Settings(**json.loads(args.settings))
     torch.set_num_threads(1)  # one thread per user served: shares are slices of one core each
-    train, exchange = trainer(settings)
+    base, tok = build(settings)  # one model: each request trains its own copy
+    warm_up(base, tok, make_split(0, settings.batch, 0)[0], settings.batch)
+    train, exchange = trainer(settings, base, tok)
     server = serve(
         SERVICE,
         {"Train": train},
         token,
-        streams={"Exchange": exchange, "Split": splitter(settings)},
+        streams={"Exchange": exchange, "Split": splitter(settings, base)},
         host=args.host,
         port=args.port,
         workers=8,
