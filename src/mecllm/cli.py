@@ -686,10 +686,36 @@ def _splits(text: str | None, mode: str) -> list[int] | None:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise InvalidInputError(f"--splits must list whole numbers 0..6, got {text!r}") from None
-    if not values or any(not 0 <= v <= 6 for v in values) or len(set(values)) != len(values):
-        raise InvalidInputError(f"--splits must list distinct whole numbers 0..6, got {text!r}")
+        raise InvalidInputError(f"--splits must list whole numbers, got {text!r}") from None
+    if not values or any(v < 0 for v in values) or len(set(values)) != len(values):
+        raise InvalidInputError(
+            f"--splits must list distinct whole numbers 0..L (L the model's blocks), got {text!r}"
+        )
     return values
+
+
+_MODEL_DIR_OPTION = typer.Option(
+    "--model-dir",
+    help="A local model directory (config, weights, tokenizer as save_pretrained writes them), "
+    "loaded offline through transformers with peft LoRA adapters of rank --bottleneck (the hf "
+    "extra). Default: the packaged MiniLM with bottleneck adapters.",
+)
+
+
+def _model_dir(folder: Path | None) -> str | None:
+    """The model directory as the run's settings hold it, checked before anything starts."""
+    if folder is None:
+        return None
+    if not folder.is_dir():
+        raise InvalidInputError(f"--model-dir {folder}: no such directory")
+    try:
+        from mecllm.train.hf_model import config_shape
+    except ImportError:
+        raise InvalidInputError(
+            "--model-dir needs the train and hf extras: pip install -e '.[train,hf]'"
+        ) from None
+    config_shape(folder)
+    return str(folder.resolve())
 
 
 @app.command("train")
@@ -739,6 +765,7 @@ def train_cmd(
             "and compare the planner's recommended cut with the measured best.",
         ),
     ] = None,
+    model_dir: Annotated[Path | None, _MODEL_DIR_OPTION] = None,
 ) -> None:
     """Run a fine-tuning plan's split adapter training for real, all users at once (MiniLM,
     gRPC on loopback; needs the train extra)."""
@@ -766,6 +793,7 @@ def train_cmd(
             n_train=160 if train_examples is None else train_examples,
             epochs=2 if epochs is None else epochs,
             seed=seed,
+            model_dir=_model_dir(model_dir),
         )
         sizes = [n for n, v in (("--epochs", epochs), ("--train-examples", train_examples)) if v]
         train_files(
@@ -794,6 +822,7 @@ def profile_cmd(
     batch: Annotated[int, typer.Option("--batch", help="Sequences per step.")] = 16,
     bottleneck: Annotated[int, typer.Option("--bottleneck", help="Adapter width r.")] = 16,
     repeats: Annotated[int, typer.Option("--repeats", help="Timed runs of each step.")] = 5,
+    model_dir: Annotated[Path | None, _MODEL_DIR_OPTION] = None,
 ) -> None:
     """Measure what a training step of `mecllm train`'s model costs by split (FLOPs and seconds,
     forward and backward) and write a cost file (needs the train extra)."""
@@ -815,7 +844,12 @@ def profile_cmd(
                 "mecllm profile needs the train extra: pip install -e '.[train]'"
             ) from None
         costs = profile(
-            seq_len, batch, bottleneck, repeats, progress=lambda t: err.print(t, highlight=False)
+            seq_len,
+            batch,
+            bottleneck,
+            repeats,
+            progress=lambda t: err.print(t, highlight=False),
+            model_dir=_model_dir(model_dir),
         )
         save(costs, output)
         tokens = costs["tokens_per_step"]

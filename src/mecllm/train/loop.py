@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from mecllm.train.model import AdaptedMiniLM, Tokenizer, load_pretrained
+from mecllm.train.encoder import AdaptedEncoder, TextTokenizer
+from mecllm.train.model import BertConfig, Tokenizer, load_pretrained
+from mecllm.train.model import model_dir as packaged_model_dir
 from mecllm.train.pacing import Pace
 from mecllm.train.task import CLASS_TEXTS, Example
 
@@ -29,6 +32,9 @@ class Settings:
     #: Learning rate of split mode, where every parameter of the model trains (not adapters).
     full_lr: float = 5e-5
     seed: int = 0
+    #: A local model directory loaded through transformers/peft (LoRA of rank ``bottleneck``);
+    #: None: the packaged MiniLM with bottleneck adapters.
+    model_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,21 +51,40 @@ class TrainStats:
     steps: tuple[tuple[int, int], ...] = ()
 
 
-def build(settings: Settings) -> tuple[AdaptedMiniLM, Tokenizer]:
+def build(settings: Settings) -> tuple[AdaptedEncoder, TextTokenizer]:
     """The model with its prototype head and the tokenizer."""
-    model = load_pretrained(settings.bottleneck, seed=settings.seed)
-    tok = Tokenizer(settings.max_len)
+    model: AdaptedEncoder
+    tok: TextTokenizer
+    if settings.model_dir is None:
+        model = load_pretrained(settings.bottleneck, seed=settings.seed)
+        tok = Tokenizer(settings.max_len)
+    else:
+        from mecllm.train.hf_model import HFTokenizer, load_hf
+
+        folder = Path(settings.model_dir)
+        model = load_hf(folder, settings.bottleneck, seed=settings.seed)
+        tok = HFTokenizer(folder, settings.max_len)
     with torch.no_grad():
         ids, att = tok(list(CLASS_TEXTS))
         model.prototypes = model.embed(ids, att)
     return model, tok
 
 
-def warm_up(model: AdaptedMiniLM, tok: Tokenizer, data: list[Example], batch: int) -> None:
+def model_shape(settings: Settings) -> tuple[int, int]:
+    """``(blocks, width)`` of the run's model, from its config (nothing is loaded)."""
+    if settings.model_dir is None:
+        cfg = BertConfig.load(packaged_model_dir())
+        return cfg.num_hidden_layers, cfg.hidden_size
+    from mecllm.train.hf_model import config_shape
+
+    return config_shape(Path(settings.model_dir))
+
+
+def warm_up(model: AdaptedEncoder, tok: TextTokenizer, data: list[Example], batch: int) -> None:
     """Pay PyTorch's one-off costs before anything is timed: the first optimiser of a process
     takes about 0.9 s to build (lazy imports) and the model's first backward pass allocates
     its buffers. One step on ``data`` with every adapter trainable; nothing is kept."""
-    params = model.train_only(range(len(model.blocks)))
+    params = model.train_only(range(model.n_blocks))
     optimiser = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=1e-3)
     ids, att = tok([e.text for e in data[:batch]])
     labels = torch.tensor([e.label for e in data[:batch]])
@@ -72,7 +97,7 @@ def warm_up(model: AdaptedMiniLM, tok: Tokenizer, data: list[Example], batch: in
         p.requires_grad_(False)
 
 
-def evaluate(model: AdaptedMiniLM, tok: Tokenizer, data: list[Example]) -> tuple[float, float]:
+def evaluate(model: AdaptedEncoder, tok: TextTokenizer, data: list[Example]) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy on ``data``."""
     model.eval()
     ids, att = tok([e.text for e in data])
@@ -85,8 +110,8 @@ def evaluate(model: AdaptedMiniLM, tok: Tokenizer, data: list[Example]) -> tuple
 
 
 def train_layers(
-    model: AdaptedMiniLM,
-    tok: Tokenizer,
+    model: AdaptedEncoder,
+    tok: TextTokenizer,
     data: list[Example],
     layers: range,
     settings: Settings,
@@ -133,8 +158,8 @@ def train_layers(
 
 
 def count_flops(
-    model: AdaptedMiniLM,
-    tok: Tokenizer,
+    model: AdaptedEncoder,
+    tok: TextTokenizer,
     data: list[Example],
     layers: range,
     steps: tuple[tuple[int, int], ...],

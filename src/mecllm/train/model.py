@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mecllm.train.encoder import AdaptedEncoder, Place
+
 
 def model_dir() -> Path:
     """The folder of the packaged MiniLM (config, safetensors, tokenizer)."""
@@ -114,8 +116,8 @@ class Block(nn.Module):
         return out
 
 
-class AdaptedMiniLM(nn.Module):
-    """MiniLM with adapters and a frozen prototype classification head."""
+class AdaptedMiniLM(AdaptedEncoder):
+    """MiniLM with a bottleneck adapter after every block and the prototype head."""
 
     def __init__(self, cfg: BertConfig, bottleneck: int) -> None:
         super().__init__()
@@ -126,12 +128,16 @@ class AdaptedMiniLM(nn.Module):
         self.token_type = nn.Embedding(cfg.type_vocab_size, h)
         self.embed_norm = nn.LayerNorm(h, eps=cfg.layer_norm_eps)
         self.blocks = nn.ModuleList(Block(cfg, bottleneck) for _ in range(cfg.num_hidden_layers))
-        self.register_buffer("prototypes", torch.zeros(0, h))
-        self.scale = 20.0
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def width(self) -> int:
+        return self.cfg.hidden_size
 
     def bottom(self, ids: torch.Tensor, attention: torch.Tensor, k: int) -> torch.Tensor:
-        """The embeddings and blocks ``[0, k)``: hidden states, shape (batch, seq, 384) (what a
-        split-mode user sends up)."""
         positions = torch.arange(ids.shape[1], device=ids.device)
         x = self.word(ids) + self.position(positions)[None] + self.token_type(torch.zeros_like(ids))
         x = self.embed_norm(x)
@@ -141,76 +147,21 @@ class AdaptedMiniLM(nn.Module):
         out: torch.Tensor = x
         return out
 
-    def pooled(self, hidden: torch.Tensor, attention: torch.Tensor, k: int) -> torch.Tensor:
-        """Blocks ``[k, L)`` on ``hidden``, then mean pooling and L2 normalisation (batch, 384)."""
+    def last_hidden(self, hidden: torch.Tensor, attention: torch.Tensor, k: int) -> torch.Tensor:
         mask = _additive_mask(attention)
         x = hidden
         for block in self.blocks[k:]:
             x = block(x, mask)
-        weights = attention[..., None].float()
-        pooled = (x * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        return F.normalize(pooled, dim=-1)
+        return x
 
-    def top(self, hidden: torch.Tensor, attention: torch.Tensor, k: int) -> torch.Tensor:
-        """Blocks ``[k, L)`` and the head on ``hidden``: class logits (what a split-mode server
-        computes)."""
-        prototypes: torch.Tensor = self.prototypes  # type: ignore[assignment]
-        logits: torch.Tensor = self.scale * self.pooled(hidden, attention, k) @ prototypes.T
-        return logits
+    def block(self, i: int) -> nn.Module:
+        return self.blocks[i]
 
-    def embed(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        """Mean-pooled, L2-normalised sentence embeddings, shape (batch, 384)."""
-        return self.pooled(
-            self.bottom(ids, attention, len(self.blocks)), attention, len(self.blocks)
-        )
+    def place(self, name: str) -> Place:
+        return int(name.split(".")[1]) if name.startswith("blocks.") else "before"
 
-    def forward(self, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
-        """Class logits, shape (batch, classes)."""
-        return self.top(self.bottom(ids, attention, len(self.blocks)), attention, len(self.blocks))
-
-    def part_parameters(self, user: bool, k: int) -> list[nn.Parameter]:
-        """Every parameter of one side of a split at ``k`` (the user: embeddings and blocks
-        ``[0, k)``; the server: blocks ``[k, L)``), made trainable; the others frozen."""
-        chosen = []
-        for name, p in self.named_parameters():
-            index = int(name.split(".")[1]) if name.startswith("blocks.") else -1
-            mine = (index < k) if user else (index >= k)
-            p.requires_grad_(mine)
-            if mine:
-                chosen.append(p)
-        return chosen
-
-    # ------------------------------------------------------------------ adapters
-    def adapter_names(self, layers: range) -> list[str]:
-        """Parameter names of the adapters of ``layers`` (in a fixed order)."""
-        return [
-            f"blocks.{i}.adapter.{part}.{kind}"
-            for i in layers
-            for part in ("down", "up")
-            for kind in ("weight", "bias")
-        ]
-
-    def adapter_state(self, layers: range) -> dict[str, torch.Tensor]:
-        """Copies of the adapter tensors of ``layers``."""
-        params = dict(self.named_parameters())
-        return {name: params[name].detach().clone() for name in self.adapter_names(layers)}
-
-    def load_adapters(self, tensors: dict[str, torch.Tensor]) -> None:
-        """Overwrite adapter tensors (names and shapes must match)."""
-        params = dict(self.named_parameters())
-        with torch.no_grad():
-            for name, value in tensors.items():
-                params[name].copy_(value)
-
-    def train_only(self, layers: range) -> list[nn.Parameter]:
-        """Freeze everything except the adapters of ``layers``; return those parameters."""
-        wanted = set(self.adapter_names(layers))
-        chosen = []
-        for name, p in self.named_parameters():
-            p.requires_grad_(name in wanted)
-            if name in wanted:
-                chosen.append(p)
-        return chosen
+    def is_adapter(self, name: str) -> bool:
+        return ".adapter." in name
 
 
 LAYER_RENAME = {

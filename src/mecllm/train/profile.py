@@ -18,15 +18,19 @@ term per adapter parameter. The file it writes is the measured basis for a profi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
 import platform
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
@@ -34,8 +38,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from mecllm.core.fileio import atomic_write_text
 from mecllm.core.processes import die_with_parent
 from mecllm.core.timing import median_seconds
+from mecllm.train.encoder import AdaptedEncoder, TextTokenizer
 from mecllm.train.loop import Settings, build
-from mecllm.train.model import AdaptedMiniLM
+from mecllm.train.task import CLASS_TEXTS, make_split
 
 #: Most competing processes the loaded measurement starts.
 MAX_BURNERS = 7
@@ -57,7 +62,7 @@ def _flops(run: Callable[[], object]) -> int:
 
 
 def train_step_cost(
-    model: AdaptedMiniLM,
+    model: AdaptedEncoder,
     batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     layers: range,
     repeats: int,
@@ -88,18 +93,19 @@ def profile(
     repeats: int,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    model_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Measure (see the module docstring); the cost file's content."""
+    """Measure (see the module docstring); the cost file's content. ``model_dir``: a local
+    model directory (through transformers/peft, LoRA of rank ``bottleneck``); None, the
+    packaged MiniLM."""
     torch.set_num_threads(1)
-    model, _ = build(Settings(bottleneck=bottleneck, seed=seed))
+    settings = Settings(bottleneck=bottleneck, seed=seed, max_len=seq_len, model_dir=model_dir)
+    model, tok = build(settings)
     for p in model.parameters():
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1000, 30000, (batch, seq_len), generator=generator)
-    att = torch.ones_like(ids)
-    prototypes: torch.Tensor = model.prototypes  # type: ignore[assignment]
-    labels = torch.randint(0, int(prototypes.shape[0]), (batch,), generator=generator)
-    blocks = len(model.blocks)
+    ids, att, labels = _batch(tok, batch, seq_len, generator)
+    blocks = model.n_blocks
     tokens = batch * seq_len
 
     with torch.no_grad():
@@ -108,25 +114,14 @@ def profile(
             model(ids, att)
 
         whole = Costs(_flops(forward), median_seconds(forward, repeats))
-        positions = torch.arange(seq_len)
-        hidden = model.embed_norm(
-            model.word(ids)
-            + model.position(positions)[None]
-            + model.token_type(torch.zeros_like(ids))
-        )
-        mask = (1.0 - att[:, None, None, :].float()) * -1e4
-        per_block = []
-        for block in model.blocks:
-
-            def one(block: Any = block, hidden: torch.Tensor = hidden) -> torch.Tensor:
-                out: torch.Tensor = block(hidden, mask)
-                return out
-
-            per_block.append(Costs(_flops(one), median_seconds(one, repeats)))
-            hidden = one()
-    full_block = _full_block_cost(model, hidden, mask, repeats)
-    embeddings = _embeddings_cost(model, ids, att, repeats)
-    loaded = _loaded_step_cost(model, (ids, att, labels), bottleneck, seed, repeats, progress)
+        per_block = _per_block_forward(model, ids, att, repeats)
+    embeddings = _embeddings_cost(model, ids, att, 0, repeats)
+    with_first_block = _embeddings_cost(model, ids, att, 1, repeats)
+    full_block = Costs(
+        with_first_block.flops - embeddings.flops,
+        max(with_first_block.seconds - embeddings.seconds, 0.0),
+    )
+    loaded = _loaded_step_cost(model, (ids, att, labels), settings, repeats, progress)
     steps = []
     for k in range(blocks + 1):
         if progress:
@@ -148,7 +143,11 @@ def profile(
         )
     return {
         "kind": "train-cost",
-        "model": "all-MiniLM-L6-v2 with bottleneck adapters",
+        "model": "all-MiniLM-L6-v2 with bottleneck adapters"
+        if model_dir is None
+        else f"{model_dir} with LoRA adapters ({getattr(model, 'targets', '')})",
+        "model_dir": model_dir,
+        "width": model.width,
         "blocks": blocks,
         "seq_len": seq_len,
         "batch": batch,
@@ -170,60 +169,90 @@ def profile(
     }
 
 
-def _full_block_cost(
-    model: AdaptedMiniLM, hidden: torch.Tensor, mask: torch.Tensor, repeats: int
-) -> Costs:
-    """One block trained whole (every parameter, the input's gradient too): forward, backward
-    and the optimiser's update, the unit of the split mode's work (docs/train.md, "Split
-    mode")."""
-    block = model.blocks[0]
-    params = list(block.parameters())
-    for p in params:
-        p.requires_grad_(True)
-    optimiser = torch.optim.AdamW(params, lr=1e-5)
-    x = hidden.detach().clone().requires_grad_(True)
+def _per_block_forward(
+    model: AdaptedEncoder, ids: torch.Tensor, att: torch.Tensor, repeats: int
+) -> list[Costs]:
+    """Each block's share of the frozen forward pass: FLOPs as the difference of the passes
+    cut after and before it (exact: FLOPs depend on shapes only), seconds timed by hooks around
+    the block in whole passes (the median of ``repeats``)."""
 
-    def step() -> None:
-        optimiser.zero_grad()
-        block(x, mask).sum().backward()
-        optimiser.step()
-        x.grad = None
+    def cut_at(k: int) -> Callable[[], object]:
+        return lambda: model.bottom(ids, att, k)
 
-    cost = Costs(_flops(step), median_seconds(step, repeats))
-    for p in params:
-        p.requires_grad_(False)
-    return cost
+    cut = [_flops(cut_at(k)) for k in range(model.n_blocks + 1)]
+    times: list[list[float]] = [[] for _ in range(model.n_blocks)]
+    started: dict[int, float] = {}
+    handles = []
+    for i in range(model.n_blocks):
+
+        def begin(_m: Any, _a: Any, i: int = i) -> None:
+            started[i] = time.perf_counter()
+
+        def end(_m: Any, _a: Any, _o: Any, i: int = i) -> None:
+            times[i].append(time.perf_counter() - started[i])
+
+        handles.append(model.block(i).register_forward_pre_hook(begin))
+        handles.append(model.block(i).register_forward_hook(end))
+    try:
+        for _ in range(max(repeats, 1)):
+            model(ids, att)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [
+        Costs(cut[i + 1] - cut[i], float(statistics.median(times[i])))
+        for i in range(model.n_blocks)
+    ]
 
 
 def _embeddings_cost(
-    model: AdaptedMiniLM, ids: torch.Tensor, att: torch.Tensor, repeats: int
+    model: AdaptedEncoder, ids: torch.Tensor, att: torch.Tensor, k: int, repeats: int
 ) -> Costs:
-    """The embeddings trained whole (split mode's user always holds them): forward, backward
-    and the optimiser's update of their 11.9 million parameters."""
-    params = model.part_parameters(user=True, k=0)
+    """The embeddings and blocks ``[0, k)`` trained whole (split mode's user side): forward,
+    backward and the optimiser's update of every parameter. At ``k = 0`` the embeddings
+    alone (split mode's user always holds them); the step at ``k = 1`` less that one is one
+    block trained whole, the input's gradient included (the unit of split mode's work,
+    docs/train.md "Split mode")."""
+    params = model.part_parameters(user=True, k=k)
     optimiser = torch.optim.AdamW(params, lr=1e-5)
+    saved = [p.detach().clone() for p in params]
 
     def step() -> None:
         optimiser.zero_grad()
-        model.bottom(ids, att, 0).sum().backward()  # type: ignore[no-untyped-call]
+        model.bottom(ids, att, k).sum().backward()  # type: ignore[no-untyped-call]
         optimiser.step()
 
     cost = Costs(_flops(step), median_seconds(step, repeats))
+    with torch.no_grad():  # the profile leaves the model as it found it
+        for p, value in zip(params, saved, strict=True):
+            p.copy_(value)
     for p in params:
+        p.grad = None
         p.requires_grad_(False)
     return cost
 
 
-def _burn(bottleneck: int, seed: int, shape: tuple[int, int], ready: Any, stop: Any) -> None:
+def _batch(
+    tok: TextTokenizer, batch: int, seq_len: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch of task sentences, every position attended (the costs depend on the shapes),
+    with random labels."""
+    rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=generator)))
+    texts = [" ".join(e.text for e in make_split(int(rng.integers(1 << 30)), 8, 0)[0])
+             for _ in range(batch)]  # fmt: skip
+    ids, _ = tok(texts)
+    labels = torch.randint(0, len(CLASS_TEXTS), (batch,), generator=generator)
+    return ids[:, :seq_len], torch.ones_like(ids[:, :seq_len]), labels
+
+
+def _burn(settings: dict[str, Any], shape: tuple[int, int], ready: Any, stop: Any) -> None:
     """A competing process: train every adapter, step after step, until told to stop."""
     die_with_parent()
     torch.set_num_threads(1)
-    model, _ = build(Settings(bottleneck=bottleneck, seed=seed))
-    generator = torch.Generator().manual_seed(seed + 1)
-    ids = torch.randint(1000, 30000, shape, generator=generator)
-    att = torch.ones_like(ids)
-    labels = torch.zeros(shape[0], dtype=torch.long)
-    params = model.train_only(range(len(model.blocks)))
+    model, tok = build(Settings(**settings))
+    generator = torch.Generator().manual_seed(int(settings["seed"]) + 1)
+    ids, att, labels = _batch(tok, shape[0], shape[1], generator)
+    params = model.train_only(range(model.n_blocks))
     optimiser = torch.optim.AdamW(params, lr=1e-3)
     model.train()
     ready.set()
@@ -235,10 +264,9 @@ def _burn(bottleneck: int, seed: int, shape: tuple[int, int], ready: Any, stop: 
 
 
 def _loaded_step_cost(
-    model: AdaptedMiniLM,
+    model: AdaptedEncoder,
     batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-    bottleneck: int,
-    seed: int,
+    settings: Settings,
     repeats: int,
     progress: Callable[[str], None] | None,
 ) -> dict[str, Any] | None:
@@ -261,7 +289,7 @@ def _loaded_step_cost(
             ready = context.Event()
             burner = context.Process(
                 target=_burn,
-                args=(bottleneck, seed, tuple(batch[0].shape), ready, stop),
+                args=(dataclasses.asdict(settings), tuple(batch[0].shape), ready, stop),
                 daemon=True,
             )
             burner.start()
@@ -269,7 +297,7 @@ def _loaded_step_cost(
         for _, ready in burners:
             if not ready.wait(timeout=120):
                 raise RuntimeError("a competing process did not start within 120 s")
-        cost = train_step_cost(model, batch, range(len(model.blocks)), repeats)
+        cost = train_step_cost(model, batch, range(model.n_blocks), repeats)
     finally:
         stop.set()
         for burner, _ in burners:
@@ -285,7 +313,7 @@ def _loaded_step_cost(
     }
 
 
-def _adapters(model: AdaptedMiniLM, layers: range) -> list[torch.nn.Parameter]:
+def _adapters(model: AdaptedEncoder, layers: range) -> list[torch.nn.Parameter]:
     names = set(model.adapter_names(layers))
     return [p for name, p in model.named_parameters() if name in names]
 

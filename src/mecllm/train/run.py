@@ -31,7 +31,7 @@ from mecllm.core.fileio import atomic_write_text
 from mecllm.systems.finetune.instance import Instance
 from mecllm.systems.finetune.physics import phases
 from mecllm.systems.finetune.solution import Plan
-from mecllm.train.loop import Settings
+from mecllm.train.loop import Settings, model_shape
 from mecllm.train.server import TOKEN_ENV
 from mecllm.transport.service import ServiceError, ServiceProcess
 
@@ -39,9 +39,6 @@ from mecllm.transport.service import ServiceError, ServiceProcess
 USER_TIMEOUT_S = 3600.0
 #: Longest the run waits for every user to have loaded its model and data, s.
 START_TIMEOUT_S = 600.0
-#: Blocks and width of the model ``mecllm train`` runs (all-MiniLM-L6-v2): phi is realised as
-#: k / BLOCKS.
-BLOCKS, WIDTH = 6, 384
 PHASES = ("T1_s", "T2_s", "T3_s", "T4_s")
 #: The environment every training process starts with: glibc's malloc with one arena. A server
 #: trains in gRPC's worker threads, and with an arena per thread its large activation buffers
@@ -216,9 +213,10 @@ def settings_for(instance: Instance, settings: Settings) -> Settings:
     return dataclasses.replace(settings, max_len=profile.seq_len, bottleneck=profile.bottleneck)
 
 
-def predicted_phases(instance: Instance, plan: Plan) -> list[dict[str, float | None]]:
-    """Each user's T1..T4 by the instance's work model, at the realised split ``k / L``."""
-    realised = plan.replace(phi=np.round(plan.phi * BLOCKS) / BLOCKS)
+def predicted_phases(instance: Instance, plan: Plan, blocks: int) -> list[dict[str, float | None]]:
+    """Each user's T1..T4 by the instance's work model, at the realised split ``k / L`` of a
+    model of ``blocks`` blocks."""
+    realised = plan.replace(phi=np.round(plan.phi * blocks) / blocks)
     report = phases(instance, realised)
     return [
         {
@@ -260,6 +258,12 @@ def train_plan(
     """
     check_plan(instance, plan)
     settings = settings_for(instance, settings)
+    blocks, width = model_shape(settings)
+    if instance.profile is not None and instance.profile.blocks != blocks:
+        raise InvalidInputError(
+            f"the instance was profiled on a model of {instance.profile.blocks} blocks, but the "
+            f"run's model has {blocks}: profile the same model (mecllm profile --model-dir)"
+        )
     token = secrets.token_urlsafe(24)
     folder = log_dir or Path(tempfile.mkdtemp(prefix="mecllm-train-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -268,9 +272,9 @@ def train_plan(
     servers: dict[int, ServerProcess] = {}
     users: list[UserProcess] = []
     predicted = (
-        predicted_phases(instance, plan)
+        predicted_phases(instance, plan, blocks)
         if mode == "adapters"
-        else split_predictions(instance, plan)
+        else split_predictions(instance, plan, width)
     )
     records: list[dict[str, Any]] = []
     try:
@@ -364,7 +368,7 @@ def split_bytes(batch: int, seq: int, width: int) -> tuple[int, int]:
     return 4 * batch * seq * (width + 1) + 4 * batch, 4 * batch * seq * width
 
 
-def split_predictions(instance: Instance, plan: Plan) -> list[dict[str, float | None]]:
+def split_predictions(instance: Instance, plan: Plan, width: int) -> list[dict[str, float | None]]:
     """Each user's split-mode training time by the planner's model for the mode: per batch,
     ``(e + k c) B S / f_n`` on the user, the upload, ``(L - k) c B S / s_n`` on the server and
     the download, ``c`` and ``e`` being the profile's work per token of one block and of the
@@ -386,7 +390,7 @@ def split_predictions(instance: Instance, plan: Plan) -> list[dict[str, float | 
         examples = round(profile.tokens_per_epoch[n] / profile.seq_len)
         batches = -(-examples // profile.batch) * round(float(instance.user_epochs[n]))
         tokens = profile.batch * profile.seq_len
-        up, down = split_bytes(profile.batch, profile.seq_len, WIDTH)
+        up, down = split_bytes(profile.batch, profile.seq_len, width)
         parts = (
             (embeddings + k * block) * tokens / float(plan.user_flops[n]),
             8.0 * up / float(report.r_up[n]),
@@ -428,6 +432,9 @@ def split_sweep(
     """Split mode at each cut in ``splits`` (every user at the same k): the planned and the
     measured training time of each, the cut the planner's model recommends and the
     measured best."""
+    blocks, _ = model_shape(settings)
+    if any(not 0 <= k <= blocks for k in splits):
+        raise InvalidInputError(f"--splits must be cuts in 0..{blocks} (the model's blocks)")
     rows = []
     for k in splits:
         if progress:
@@ -435,7 +442,7 @@ def split_sweep(
         folder = (log_dir or Path(tempfile.mkdtemp(prefix="mecllm-split-"))) / f"k{k}"
         run = train_plan(
             instance,
-            plan.replace(phi=np.full(plan.n_users, k / BLOCKS)),
+            plan.replace(phi=np.full(plan.n_users, k / blocks)),
             settings,
             log_dir=folder,
             progress=progress,

@@ -38,8 +38,8 @@ from contextlib import nullcontext
 import torch
 from torch.nn import functional as F
 
+from mecllm.train.encoder import AdaptedEncoder, TextTokenizer
 from mecllm.train.loop import Settings, build, train_layers, warm_up
-from mecllm.train.model import AdaptedMiniLM, Tokenizer
 from mecllm.train.pacing import Pace
 from mecllm.train.task import make_split
 from mecllm.transport.rpc import MAX_MESSAGE_BYTES, log, serve
@@ -61,19 +61,19 @@ MAX_EXAMPLES = 100_000
 MAX_EPOCHS = 100
 
 
-def _copy_sharing_base(model: AdaptedMiniLM) -> AdaptedMiniLM:
+def _copy_sharing_base(model: AdaptedEncoder) -> AdaptedEncoder:
     """A copy whose adapters are its own and whose frozen base tensors are the original's."""
-    adapters = set(model.adapter_names(range(len(model.blocks))))
+    adapters = set(model.adapter_names(range(model.n_blocks)))
     shared = {id(p): p for name, p in model.named_parameters() if name not in adapters}
     return copy.deepcopy(model, memo=shared)
 
 
 def trainer(
-    settings: Settings, base: AdaptedMiniLM, tok: Tokenizer
+    settings: Settings, base: AdaptedEncoder, tok: TextTokenizer
 ) -> tuple[Callable[[bytes], bytes], Callable[..., Iterator[bytes]]]:
     """The ``Train`` and ``Exchange`` methods bound to the loaded model ``base`` (each request
     trains a copy of its adapters)."""
-    layers = len(base.blocks)
+    layers = base.n_blocks
     core = threading.Lock()  # the users' steps take turns on one core (mecllm.train.pacing)
 
     def work(request: bytes, received_at: float, paced: bool) -> tuple[bytes, float]:
@@ -140,7 +140,7 @@ def trainer(
 MAX_BATCH, MAX_SEQ = 1024, 512
 
 
-def splitter(settings: Settings, base: AdaptedMiniLM) -> Callable[..., Iterator[bytes]]:
+def splitter(settings: Settings, base: AdaptedEncoder) -> Callable[..., Iterator[bytes]]:
     """The ``Split`` method: full-parameter split training (docs/train.md, "Split mode").
 
     The stream's first message is a header (``user``, ``split`` k, optionally
@@ -151,7 +151,7 @@ def splitter(settings: Settings, base: AdaptedMiniLM) -> Callable[..., Iterator[
     (returns ``logits``). Messages travel as frames (:func:`mecllm.transport.shaping.messages`);
     replies are paced to the downlink rate.
     """
-    layers, width = len(base.blocks), base.cfg.hidden_size
+    layers, width = base.n_blocks, base.width
     turn = threading.Lock()
 
     def split(frames: Iterator[bytes]) -> Iterator[bytes]:

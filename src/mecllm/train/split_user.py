@@ -117,7 +117,7 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
     torch.set_num_threads(1)
     phase("loading the model")
     model, tok = build(settings)
-    layers = len(model.blocks)
+    layers = model.n_blocks
     k = round(float(job["phi"]) * layers)
     train, test = make_split(int(job["data_seed"]), examples, settings.n_test)
     warm_up(model, tok, train, settings.batch)
@@ -195,7 +195,7 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
         "split": k,
         "phi_plan": float(job["phi"]),
         "batches": len(up_bytes),
-        "batch_shapes": [settings.batch, int(ids.shape[1]), model.cfg.hidden_size],
+        "batch_shapes": [settings.batch, int(ids.shape[1]), model.width],
         "payload_up_bytes_per_batch": up_bytes,
         "payload_down_bytes_per_batch": down_bytes,
         "framing_up_bytes_per_batch": framing_up,

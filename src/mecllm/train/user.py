@@ -41,7 +41,6 @@ from mecllm.train.loop import (
     train_layers,
     warm_up,
 )
-from mecllm.train.model import adapter_size
 from mecllm.train.pacing import Pace
 from mecllm.train.server import SERVICE, TOKEN_ENV
 from mecllm.train.task import make_split
@@ -87,7 +86,7 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
     torch.set_num_threads(1)
     phase("loading the model")
     model, tok = build(settings)
-    layers = len(model.blocks)
+    layers = model.n_blocks
     split = round(float(job["phi"]) * layers)
     train, test = make_split(int(job["data_seed"]), settings.n_train, settings.n_test)
     loss0, acc0 = evaluate(model, tok, test)
@@ -134,7 +133,6 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
     server_steps = tuple((int(size), int(count)) for size, count in server["server_steps"])
     user_flops = count_flops(model, tok, train, mine, local.steps)
     server_flops = count_flops(model, tok, train, theirs, server_steps)
-    per_layer = adapter_size(model.cfg.hidden_size, settings.bottleneck)
     received_at, send_at = float(server["received_at"]), float(server["send_at"])
     server_trained_at = float(server["trained_at"])
     return {
@@ -143,9 +141,9 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
         "phi_plan": float(job["phi"]),
         "phi_realised": split / layers,
         "blocks": layers,
-        "adapter_params": per_layer * layers,
-        "params_up": per_layer * split,
-        "params_down": per_layer * (layers - split),
+        "adapter_params": model.adapter_params(range(layers)),
+        "params_up": model.adapter_params(mine),
+        "params_down": model.adapter_params(theirs),
         "payload_up_bytes": up_payload,
         "payload_down_bytes": message.payload_bytes,
         "framing_up_bytes": len(upload) - up_payload,
