@@ -147,3 +147,38 @@ def tiny_profiled_files(
     instance.save(inst_path)
     sol_path.write_text(json.dumps(plan.to_dict()))
     return inst_path, sol_path
+
+
+def tiny_model_dir(folder: Path, family: str = "bert", layers: int = 3) -> Path:
+    """A small randomly initialised model of ``family`` saved as ``save_pretrained`` writes it,
+    with the packaged MiniLM's tokenizer files (made here: nothing is downloaded)."""
+    import shutil
+
+    import torch
+    import transformers
+
+    from mecllm.train.model import model_dir
+
+    special = {"bos_token_id": 101, "eos_token_id": 102, "pad_token_id": 0}
+    configs = {
+        "bert": lambda: transformers.BertConfig(
+            hidden_size=64, num_hidden_layers=layers, num_attention_heads=4,
+            intermediate_size=128, max_position_embeddings=64,
+        ),
+        "llama": lambda: transformers.LlamaConfig(
+            vocab_size=30522, hidden_size=64, num_hidden_layers=layers, num_attention_heads=4,
+            num_key_value_heads=2, intermediate_size=128, **special,
+        ),
+        "gpt2": lambda: transformers.GPT2Config(
+            vocab_size=30522, n_embd=64, n_layer=layers, n_head=4, n_positions=64, **special
+        ),
+        "distilbert": lambda: transformers.DistilBertConfig(
+            dim=64, n_layers=layers, n_heads=4, hidden_dim=128, max_position_embeddings=64
+        ),
+    }  # fmt: skip
+    torch.manual_seed(0)
+    transformers.AutoModel.from_config(configs[family]()).save_pretrained(folder)
+    source = model_dir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(source / name, folder / name)
+    return folder
