@@ -735,7 +735,9 @@ def train_cmd(
             help="Training sentences per user (default 160; a profiled instance sets its own).",
         ),
     ] = None,
-    bottleneck: Annotated[int, typer.Option("--bottleneck", help="Adapter width r.")] = 16,
+    bottleneck: Annotated[
+        int, typer.Option("--bottleneck", help="Adapter width r (the LoRA rank with --model-dir).")
+    ] = 16,
     seed: Annotated[int, typer.Option("--seed", help="Seed of data and adapters.")] = 0,
     logs: Annotated[
         Path | None, typer.Option("--logs", help="Folder for the servers' logs.")
@@ -820,7 +822,9 @@ def profile_cmd(
     ),
     seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per sequence.")] = 24,
     batch: Annotated[int, typer.Option("--batch", help="Sequences per step.")] = 16,
-    bottleneck: Annotated[int, typer.Option("--bottleneck", help="Adapter width r.")] = 16,
+    bottleneck: Annotated[
+        int, typer.Option("--bottleneck", help="Adapter width r (the LoRA rank with --model-dir).")
+    ] = 16,
     repeats: Annotated[int, typer.Option("--repeats", help="Timed runs of each step.")] = 5,
     model_dir: Annotated[Path | None, _MODEL_DIR_OPTION] = None,
 ) -> None:
