@@ -642,6 +642,14 @@ def solve_regions_cmd(
             "(one more pass; docs/regions.md).",
         ),
     ] = False,
+    delay_start: Annotated[
+        float,
+        typer.Option(
+            "--delay-start",
+            help="dashf-scale: start each region from a short solve at this multiple of its "
+            "delay weight (1: off; docs/regions.md).",
+        ),
+    ] = 4.0,
 ) -> None:
     """Solve a large fine-tuning field by regions in parallel and stitch one plan
     (docs/regions.md)."""
@@ -665,6 +673,7 @@ def solve_regions_cmd(
             out,
             err,
             relax,
+            delay_start,
         )
 
     _guard(run)

@@ -13,6 +13,7 @@ from mecllm.core.options import SolveOptions
 from mecllm.decompose.run import solve_by_regions
 from mecllm.systems.finetune.algorithms import get_algorithm
 from mecllm.systems.finetune.field import Field
+from mecllm.systems.finetune.regions import DELAY_START_FACTOR
 
 
 def solve_regions_file(
@@ -27,6 +28,7 @@ def solve_regions_file(
     out: Console,
     err: Console,
     relax: bool = False,
+    delay_start: float = DELAY_START_FACTOR,
 ) -> None:
     """Solve the field in ``field_path`` by regions; print the regions and the totals."""
     data = read_json(field_path, "field")
@@ -47,6 +49,7 @@ def solve_regions_file(
         workers=workers,
         scheduler=scheduler,
         relax=relax,
+        delay_start=delay_start,
         progress=lambda text: err.print(text, highlight=False, markup=False),
     )
     table = Table(title=f"{fld.n_users} users x {fld.n_servers} servers by regions ({algorithm})")

@@ -28,6 +28,7 @@ from mecllm.core.options import SolveOptions
 from mecllm.experiments.executors import check_backend, run_dask, run_local
 from mecllm.systems.finetune.field import Field
 from mecllm.systems.finetune.regions import (
+    DELAY_START_FACTOR,
     PLAN_FIELDS,
     RELAX_MARGIN,
     REPRICE_MARGIN,
@@ -96,7 +97,13 @@ class RegionsRun:
 
 
 def _manifest(
-    fld: Field, servers_per_region: int, algorithm: str, seed: int, reprice: bool, relax: bool
+    fld: Field,
+    servers_per_region: int,
+    algorithm: str,
+    seed: int,
+    reprice: bool,
+    relax: bool,
+    delay_start: float,
 ) -> dict[str, Any]:
     body = {
         "field": fld.to_dict(),
@@ -105,6 +112,7 @@ def _manifest(
         "seed": seed,
         "reprice": reprice,
         **({"relax": True} if relax else {}),
+        "delay_start": delay_start,
     }
     key = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
     return {**body, "key": key}
@@ -189,6 +197,7 @@ def solve_by_regions(
     progress: Progress | None = None,
     reprice: bool = True,
     relax: bool = False,
+    delay_start: float = DELAY_START_FACTOR,
 ) -> RegionsRun:
     """Cut ``fld`` into regions, solve them in parallel, re-solve the slowest at a higher delay
     price (``reprice``), re-split the faster ones below the stitched delay (``relax``), stitch,
@@ -206,18 +215,20 @@ def solve_by_regions(
     out.mkdir(parents=True, exist_ok=True)
     folder = out / "regions"
     folder.mkdir(exist_ok=True)
-    manifest = _manifest(fld, servers_per_region, algorithm, options.seed, reprice, relax)
+    manifest = _manifest(
+        fld, servers_per_region, algorithm, options.seed, reprice, relax, delay_start
+    )
     manifest_path = out / "manifest.json"
     if manifest_path.exists():
         old = json.loads(manifest_path.read_text())
         if old.get("key") != manifest["key"]:
             raise InvalidInputError(
                 f"{out} holds regions of another run (field, region size, algorithm, seed, "
-                "re-pricing or --relax differ); choose another folder or delete it"
+                "re-pricing, --relax or --delay-start differ); choose another folder or delete it"
             )
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
     with PeakMemory() as memory:
-        tasks, balance = plan_tasks(fld, servers_per_region, algorithm, options)
+        tasks, balance = plan_tasks(fld, servers_per_region, algorithm, options, delay_start)
         plan_s = time.perf_counter() - started
         say(
             f"{len(tasks)} regions of about {servers_per_region} servers and "
