@@ -10,7 +10,7 @@ memory of the process tree. Writes Markdown to stdout. Usage::
 
     python benchmarks/regions.py [--size 10000x100] [--seeds 1] [--servers-per-region 10,25,50]
                                  [--big 100000x1000 --big-servers-per-region 25] [--workers 2]
-                                 [--relax]
+                                 [--relax] [--delay-start 4]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from mecllm.decompose.run import solve_by_regions
 from mecllm.systems.finetune.algorithms import solve
 from mecllm.systems.finetune.field import Field
 from mecllm.systems.finetune.physics import evaluate
+from mecllm.systems.finetune.regions import DELAY_START_FACTOR
 from mecllm.systems.finetune.scenario import preset
 
 
@@ -34,11 +35,17 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def compare(
-    size: str, seeds: int, per_region: list[int], workers: int, relax: bool = False
+    size: str,
+    seeds: int,
+    per_region: list[int],
+    workers: int,
+    relax: bool = False,
+    delay_start: float = DELAY_START_FACTOR,
 ) -> None:
     """Whole against decomposed, on the fields of ``size`` with seeds 0..seeds-1."""
     n, m = _size(size)
-    print(f"\n### {size}: whole (dashf-scale) against regions{' (--relax)' if relax else ''}\n")
+    flags = (" --relax" if relax else "") + f" --delay-start {delay_start:g}"
+    print(f"\n### {size}: whole (dashf-scale) against regions ({flags.strip()})\n")
     print(
         "| seed | servers/region | regions | whole SCR | regions SCR | regions / whole | "
         "region delays (s) | whole time (s) | regions time (s) | feasible |"
@@ -58,6 +65,7 @@ def compare(
                     backend="local",
                     workers=workers,
                     relax=relax,
+                    delay_start=delay_start,
                 )
             check = evaluate(fld.instance(), run.stitched.plan)
             delays = sorted(r.delay_s for r in run.results)
@@ -105,10 +113,16 @@ def main() -> None:
     parser.add_argument(
         "--relax", action="store_true", help="re-split the faster regions (solve-regions --relax)"
     )
+    parser.add_argument(
+        "--delay-start",
+        type=float,
+        default=DELAY_START_FACTOR,
+        help="regions start from a solve at this multiple of their delay weight (1: off)",
+    )
     args = parser.parse_args()
     if not args.skip_compare:
         per_region = [int(x) for x in args.servers_per_region.split(",")]
-        compare(args.size, args.seeds, per_region, args.workers, args.relax)
+        compare(args.size, args.seeds, per_region, args.workers, args.relax, args.delay_start)
     if args.big:
         big(args.big, args.big_servers_per_region, args.workers)
 

@@ -201,6 +201,7 @@ def test_the_command_line_generates_a_field_and_solves_it_by_regions(tmp_path: P
         (["--backend", "spark"], "backend"),
         (["--workers", "0"], "workers"),
         (["-a", "nope"], "nope"),
+        (["--delay-start", "0.5"], "--delay-start must be a number >= 1"),
     ],
 )
 def test_bad_options_are_refused_before_any_work(
@@ -297,3 +298,22 @@ def test_relaxing_the_faster_regions_below_the_stitched_delay_never_lowers_the_s
             assert r.delay_s <= stitched_delay * (1 + 1e-6)
             before = next(p for p in plain.results if p.region == r.region)
             assert np.array_equal(r.assignment, before.assignment)
+
+
+def test_regions_start_from_a_pricier_delay_and_a_changed_factor_is_another_run(
+    tmp_path: Path,
+) -> None:
+    fld = _field(120, 6)
+    out = tmp_path / "out"
+    run = solve_by_regions(fld, out, servers_per_region=2, backend="local", reprice=False)
+    assert all(r.message.startswith("from a start at x4 the delay weight") for r in run.results)
+    assert evaluate(fld.instance(), run.stitched.plan).feasible
+    cold = solve_by_regions(
+        fld, tmp_path / "cold", servers_per_region=2, backend="local", reprice=False, delay_start=1
+    )
+    assert not any("from a start" in r.message for r in cold.results)
+    # The start changes the plans: a folder of one factor is not resumed with another.
+    with pytest.raises(InvalidInputError, match="--delay-start"):
+        solve_by_regions(
+            fld, out, servers_per_region=2, backend="local", reprice=False, delay_start=2
+        )

@@ -35,6 +35,7 @@ from mecllm.systems.finetune.regions import (
     RegionResult,
     RegionTask,
     Stitched,
+    check_delay_start,
     choose,
     choose_relaxed,
     plan_tasks,
@@ -210,6 +211,7 @@ def solve_by_regions(
     """
     options = options or SolveOptions()
     check_backend(backend, workers, scheduler)
+    check_delay_start(delay_start)
     say = progress or (lambda text: None)
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)

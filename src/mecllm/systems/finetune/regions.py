@@ -208,6 +208,12 @@ class RegionResult:
     weight_delay: float = 0.0
 
 
+def check_delay_start(factor: float) -> None:
+    """Refuse a delay start factor below 1 (or not finite)."""
+    if not (math.isfinite(factor) and factor >= 1.0):
+        raise InvalidInputError(f"--delay-start must be a number >= 1 (1: off), got {factor:g}")
+
+
 def plan_tasks(
     field: Field,
     servers_per_region: int,
@@ -218,8 +224,7 @@ def plan_tasks(
     """Cut ``field`` into regions of about ``servers_per_region`` servers and price its users
     into them; one task per region (largest first, so the longest runs start first).
     ``delay_start``: see :data:`DELAY_START_FACTOR`."""
-    if not (math.isfinite(delay_start) and delay_start >= 1.0):
-        raise InvalidInputError(f"the delay start factor must be >= 1, got {delay_start:g}")
+    check_delay_start(delay_start)
     if servers_per_region < 1:
         raise InvalidInputError(f"servers per region must be >= 1, got {servers_per_region}")
     regions = max(1, math.ceil(field.n_servers / servers_per_region))
