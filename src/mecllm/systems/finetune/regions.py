@@ -56,12 +56,14 @@ REGION_BARRIER_GROWTH = 50.0
 #: (seed 0) settles in a poorer local optimum than the whole solve finds for the same users
 #: (docs/regions.md section 5); a short solve at a higher delay price first moves more users
 #: to training on the device (phi = 1), and the region's own solve from there ends higher:
-#: two regions of 50 servers, 0.973 of the whole solve's SCR cold, 0.984 from starts at x4
-#: (0.976 at x2), for about 20 % more time per region.
+#: two regions of 50 servers, 0.973 of the whole solve's SCR cold, 0.985 from starts at x4
+#: (0.976 at x2, 20 iterations).
 DELAY_START_FACTOR = 4.0
-#: AO iterations of that start's solve (measured at x4: 3 gave the same stitched SCR as 20,
-#: to 0.01 %, in 31 % less time).
-DELAY_START_ITERATIONS = 3
+#: AO iterations of that start's solve. Measured at x4 on the two regions above: 20, 3 and 2
+#: give the same stitched SCR to 0.04 % (0.9843, 0.9844, 0.9847 of the whole), the regions
+#: taking 66.8, 46.1 and 34.1 s (two regions one after the other; 38.7 s cold); 1 iteration
+#: is far worse (0.729: the region's solve does not recover from that start).
+DELAY_START_ITERATIONS = 2
 #: A region is re-solved at a higher delay price when its delay exceeds the median region's by
 #: more than this share ...
 REPRICE_MARGIN = 0.03
