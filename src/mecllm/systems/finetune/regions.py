@@ -61,7 +61,7 @@ REGION_BARRIER_GROWTH = 50.0
 DELAY_START_FACTOR = 4.0
 #: AO iterations of that start's solve. Measured at x4 on the two regions above: 20, 3 and 2
 #: give the same stitched SCR to 0.04 % (0.9843, 0.9844, 0.9847 of the whole), the regions
-#: taking 66.8, 46.1 and 34.1 s (two regions one after the other; 38.7 s cold); 1 iteration
+#: taking 59.1, 46.1 and 34.1 s (two regions one after the other; 38.7 s cold); 1 iteration
 #: is far worse (0.729: the region's solve does not recover from that start).
 DELAY_START_ITERATIONS = 2
 #: A region is re-solved at a higher delay price when its delay exceeds the median region's by
