@@ -275,7 +275,7 @@ def solve_region(field: Field, task: RegionTask) -> RegionResult:
             start = Plan(**task.start)
             result = dashf_scale(instance, task.options.with_deadline(), start)
         elif task.delay_start > 1.0 and task.algorithm == "dashf-scale":
-            result = _solve_from_delay_start(field, task, instance)
+            result = _solve_from_delay_start(task, instance)
         else:
             result = get_algorithm(task.algorithm).run(instance, task.options)
     except Exception as exc:  # a region's failure is reported, never hidden
@@ -314,16 +314,14 @@ def solve_region(field: Field, task: RegionTask) -> RegionResult:
     )
 
 
-def _solve_from_delay_start(field: Field, task: RegionTask, instance: Instance) -> SolveResult:
+def _solve_from_delay_start(task: RegionTask, instance: Instance) -> SolveResult:
     """``dashf-scale`` on the region from the plan of a short solve at ``task.delay_start``
     times its delay weight (:data:`DELAY_START_FACTOR`). The weights are only in the
     objective, so that plan is feasible here."""
     from mecllm.systems.finetune.solvers.search.scale import dashf_scale
 
     options = task.options.with_deadline()  # one time limit for both solves
-    pricier = field.instance(
-        task.users, task.servers, weight_delay=task.weight_delay * task.delay_start
-    )
+    pricier = instance.with_settings(weight_delay=task.weight_delay * task.delay_start)
     first = dashf_scale(
         pricier, dataclasses.replace(options, max_iterations=DELAY_START_ITERATIONS)
     )
