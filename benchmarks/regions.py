@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 from mecllm.core.options import SolveOptions
-from mecllm.decompose.run import solve_by_regions
 from mecllm.systems.finetune.algorithms import solve
 from mecllm.systems.finetune.field import Field
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.regions import DELAY_START_FACTOR
+from mecllm.systems.finetune.run.regions import solve_by_regions
 from mecllm.systems.finetune.scenario import preset
 
 

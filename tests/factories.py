@@ -118,9 +118,9 @@ def tiny_profiled_files(
     """A 2-user, 1-server profiled instance with one batch of data each, and a plan (files)."""
     import json
 
+    from mecllm.models.minilm import adapter_size
     from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
     from mecllm.systems.finetune.work_model import fit_profile
-    from mecllm.train.model import adapter_size
 
     base = generate(preset("paper", n_users=2, n_servers=1), np.random.default_rng(0))
     cost = synthetic_cost(flops_per_s=8e10)
@@ -157,7 +157,7 @@ def tiny_model_dir(folder: Path, family: str = "bert", layers: int = 3) -> Path:
     import torch
     import transformers
 
-    from mecllm.train.model import model_dir
+    from mecllm.models.minilm import model_dir
 
     special = {"bos_token_id": 101, "eos_token_id": 102, "pad_token_id": 0}
     configs = {

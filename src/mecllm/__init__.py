@@ -24,16 +24,13 @@ See docs/api.md for the worked example and every type's fields.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from mecllm.core.errors import InvalidInputError, MecllmError, SolverError
 from mecllm.core.fileio import read_json
 from mecllm.core.options import SolveOptions
-from mecllm.systems.finetune.instance import Instance
-from mecllm.systems.finetune.solution import Plan, SolveResult
 from mecllm.systems.registry import (
     DEFAULT_KIND,
     SYSTEMS,
@@ -41,8 +38,30 @@ from mecllm.systems.registry import (
     system_of,
     system_of_instance,
 )
-from mecllm.systems.secure.instance import SecureInstance
-from mecllm.systems.secure.solution import SecurePlan, SecureResult
+
+if TYPE_CHECKING:
+    from mecllm.systems.finetune.instance import Instance
+    from mecllm.systems.finetune.solution import Plan, SolveResult
+    from mecllm.systems.secure.instance import SecureInstance
+    from mecllm.systems.secure.solution import SecurePlan, SecureResult
+
+#: The systems' types the API re-exports, imported on first use (they pull in NumPy and the
+#: solvers, which ``import mecllm`` and the command line need not load).
+_LAZY = {
+    "Instance": "mecllm.systems.finetune.instance",
+    "Plan": "mecllm.systems.finetune.solution",
+    "SolveResult": "mecllm.systems.finetune.solution",
+    "SecureInstance": "mecllm.systems.secure.instance",
+    "SecurePlan": "mecllm.systems.secure.solution",
+    "SecureResult": "mecllm.systems.secure.solution",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mecllm' has no attribute {name!r}")
+
 
 __all__ = [
     "SYSTEMS",
@@ -84,6 +103,8 @@ def generate(
     ------
     InvalidInputError : an unknown kind, preset or setting, or a value out of range.
     """
+    import numpy as np
+
     system = get_system(kind)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InvalidInputError(f"seed must be a whole number >= 0, got {seed!r}")

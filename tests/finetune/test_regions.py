@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 from mecllm.cli import app
 from mecllm.core.errors import InvalidInputError
-from mecllm.decompose.run import solve_by_regions
 from mecllm.systems.finetune.field import Field, pair_uniform
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.regions import (
@@ -26,6 +25,7 @@ from mecllm.systems.finetune.regions import (
     choose,
     partition_servers,
 )
+from mecllm.systems.finetune.run.regions import solve_by_regions
 from mecllm.systems.finetune.scenario import preset
 from processes import alive, children
 

@@ -8,9 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mecllm.systems.inference.failures import Failure
 from mecllm.systems.inference.instance import InferenceInstance
 from mecllm.systems.inference.requests import Stream
-from mecllm.systems.inference.simulator import TOKEN_ID_BITS, Failure, simulate
+from mecllm.systems.inference.routing import TOKEN_ID_BITS
+from mecllm.systems.inference.simulator import simulate
 from mecllm.systems.inference.solution import Placement, Server
 
 P, H, L = 1e6, 256, 2  # parameters per block, width, blocks

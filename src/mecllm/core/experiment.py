@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-from mecllm.core.stats import MIN_TRIALS_FOR_VERDICT
+#: Fewest trials per setting for a claim to get PASS or FAIL (below it an interval says little).
+MIN_TRIALS_FOR_VERDICT = 5
 
 #: One trial's figures, as stored and written to CSV.
 Row = dict[str, Any]
@@ -97,6 +99,8 @@ class TrialSpec:
 def trial_rng(base_seed: int, seed: int) -> np.random.Generator:
     """The child generator of trial ``seed``: the same for every setting, worker and backend
     (common random numbers across the points of a sweep)."""
+    import numpy as np
+
     return np.random.default_rng(np.random.SeedSequence(base_seed, spawn_key=(seed,)))
 
 

@@ -3,7 +3,8 @@
 The interval is a percentile bootstrap of the mean (10,000 resamples from a fixed seed, so it
 is reproducible): it needs no normality assumption and always lies within the range of the
 data, so a metric that is positive in every trial never gets an interval reaching below zero.
-Below :data:`MIN_TRIALS_FOR_VERDICT` trials an interval says little, and reports say so.
+Below :data:`mecllm.core.experiment.MIN_TRIALS_FOR_VERDICT` trials an interval says little,
+and reports say so.
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Fewer trials than this give no PASS/FAIL verdict on a claim, only the numbers.
-MIN_TRIALS_FOR_VERDICT = 5
+#: Bootstrap resamples of one interval.
 _RESAMPLES = 10_000
 
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
+
+from rich.table import Table
 
 from mecllm.core.experiment import Claim, Experiment, Row, Summary
 from mecllm.core.fileio import atomic_write_text
@@ -103,3 +107,36 @@ def results_markdown(experiment: Experiment, summary: list[Summary]) -> str:
                 cells.append(f"{cell.mean:.4g} [{cell.low:.4g}, {cell.high:.4g}]")
         lines.append(f"| {setting} | {algorithm} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+class Counts(Protocol):
+    """What a run did with one experiment's trials
+    (:class:`~mecllm.experiments.runner.RunCounts`)."""
+
+    @property
+    def experiment(self) -> str: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def skipped(self) -> int: ...
+    @property
+    def computed(self) -> int: ...
+
+
+def run_tables(counts: Sequence[Counts], claims: Sequence[Claim], trials: int) -> list[Table]:
+    """The terminal's view of a run: trials per experiment, then the claims' verdicts."""
+    table = Table(title="Trials")
+    for column in ("experiment", "total", "skipped (already finished)", "computed now"):
+        table.add_column(column, justify="left" if column == "experiment" else "right")
+    for c in counts:
+        table.add_row(c.experiment, str(c.total), str(c.skipped), str(c.computed))
+    if not claims:
+        return [table]
+    verdicts = Table(title="Claims of the paper")
+    for column in ("experiment", "claim", "result", "numbers"):
+        verdicts.add_column(column)
+    for claim in claims:
+        verdict = claim.verdict(trials)
+        colour = {"PASS": "green", "FAIL": "red"}.get(verdict, "yellow")
+        verdicts.add_row(claim.experiment, claim.text, f"[{colour}]{verdict}[/]", claim.evidence)
+    return [table, verdicts]

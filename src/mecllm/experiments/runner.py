@@ -17,10 +17,9 @@ from rich.progress import (
 )
 
 from mecllm.core.errors import InvalidInputError
-from mecllm.core.experiment import Claim, Experiment, TrialSpec
+from mecllm.core.executors import check_backend, run_trials
+from mecllm.core.experiment import MIN_TRIALS_FOR_VERDICT, Claim, Experiment, TrialSpec
 from mecllm.core.fileio import atomic_write_text, check_output_folder
-from mecllm.core.stats import MIN_TRIALS_FOR_VERDICT
-from mecllm.experiments.executors import check_backend, run_trials
 from mecllm.experiments.figures import plot_experiment
 from mecllm.experiments.report import claims_markdown, results_markdown, summarise, write_csvs
 from mecllm.experiments.store import ResultsStore, code_version

@@ -12,14 +12,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
 from rich.console import Console
 
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.experiment import Claim, Experiment, Row, Summary, TrialSpec
 from mecllm.core.options import SolveOptions
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class GenerateRequest:
     """The options of ``mecllm generate`` (``None``: not given on the command line).
 
     A system maps the ones it knows to its scenario settings and refuses the others by name.
+    ``extra`` holds the options the system itself added to the command
+    (:class:`~mecllm.core.commandline.ExtraOption`), only those given.
     """
 
     preset: str | None = None
@@ -44,59 +48,48 @@ class GenerateRequest:
     bandwidth_mhz: float | None = None
     noise_dbm_hz: float | None = None
     weights: tuple[float, float] | None = None
-    shadowing_db: float | None = None
-    count_idle: bool | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
-    #: ``--field``: write a field (channels computed on demand) instead of a dense instance.
-    field: bool = False
-    #: ``--work-model``: a cost file of ``mecllm profile`` (edge-llm: the profiled work model).
-    work_model: Path | None = None
-    #: ``--plan-model``: which work model the written instance plans with.
-    plan_model: Literal["profiled", "paper"] = "profiled"
-
-    def refuse_field(self, kind: str) -> None:
-        """Refuse ``--field`` and ``--work-model`` for a system without them."""
-        if self.field:
-            raise InvalidInputError(f"--field is for edge-llm scenarios, not {kind}")
-        if self.work_model is not None:
-            raise InvalidInputError(f"--work-model is for edge-llm scenarios, not {kind}")
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def given(self) -> dict[str, Any]:
-        """The command-line options that were given, by option name (``--set`` excluded)."""
+        """The generic options that were given, by option name (``--set`` excluded)."""
         names = {
             "--users": self.users,
             "--servers": self.servers,
             "--bandwidth-mhz": self.bandwidth_mhz,
             "--noise-dbm-hz": self.noise_dbm_hz,
             "--weights": self.weights,
-            "--shadowing-db": self.shadowing_db,
-            "--count-idle": self.count_idle,
         }
         return {k: v for k, v in names.items() if v is not None}
+
+    def refuse(self, options: Sequence[str], kind: str) -> None:
+        """Refuse the first of the generic ``options`` that was given: it does not apply to
+        instances of ``kind``."""
+        given = self.given()
+        for option in options:
+            if option in given:
+                raise InvalidInputError(f"{option} does not apply to --system {kind}")
 
 
 @dataclass(frozen=True)
 class EvaluateRequest:
-    """The options of ``mecllm evaluate`` beyond the two files (``None``/empty: not given).
-
-    ``trace``, ``seed`` and ``failures`` (``NODE@SECONDS``) belong to systems whose physics is a
-    simulation of a request stream; the others refuse them by name.
-    """
+    """The options of ``mecllm evaluate`` beyond the two files: ``--json``, and in ``extra``
+    the options the system added (only those given)."""
 
     as_json: bool = False
-    trace: Path | None = None
-    seed: int | None = None
-    failures: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
-    def refuse_stream_options(self, kind: str) -> None:
-        """For systems without a request stream: refuse the options that need one."""
-        for option, value in (
-            ("--trace", self.trace),
-            ("--seed", self.seed),
-            ("--fail", self.failures or None),
-        ):
-            if value is not None:
-                raise InvalidInputError(f"{option} does not apply to {kind} instances")
+
+@dataclass(frozen=True)
+class RunRequest:
+    """The options of ``mecllm reproduce NAME`` for a run a system carries out for real
+    (:attr:`System.runs`): the output folder, the base seed, the count (``--trials``, ``None``
+    when not given: the run's own default) and ``--fresh``."""
+
+    out_dir: Path
+    seed: int = 0
+    count: int | None = None
+    fresh: bool = False
 
 
 #: Options of one solve for a named algorithm (the CLI attaches a progress printer per name).
@@ -122,6 +115,9 @@ class System(ABC):
     #: What a TOML sweep runs and aggregates when its file names none.
     sweep_algorithms: ClassVar[tuple[str, ...]]
     sweep_metrics: ClassVar[tuple[str, ...]]
+    #: Runs ``mecllm reproduce NAME`` carries out for real rather than as a sweep of trials
+    #: (name -> one line), done by :meth:`reproduce_run`.
+    runs: ClassVar[Mapping[str, str]] = {}
 
     @property
     def default_preset(self) -> str:
@@ -202,6 +198,10 @@ class System(ABC):
     ) -> None:
         """``mecllm demo``: the system's main job (not every system has one)."""
         raise InvalidInputError(f"mecllm demo is not available for {self.kind}")
+
+    def reproduce_run(self, name: str, request: RunRequest, out: Console, err: Console) -> None:
+        """``mecllm reproduce NAME`` for one of :attr:`runs`."""
+        raise InvalidInputError(f"{name} is not a run of {self.kind}")
 
     # ------------------------------------------------------------------ experiments
     @abstractmethod

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from rich.console import Console
 
+from mecllm.core.commandline import needs_extra, say
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.experiment import Claim, Experiment, Row, Summary, TrialSpec
 from mecllm.core.options import SolveOptions
@@ -24,8 +25,12 @@ from mecllm.systems.protocol import (
     EvaluateRequest,
     GenerateRequest,
     OptionsFor,
+    RunRequest,
     System,
 )
+
+#: Scenarios ``reproduce train-fidelity`` runs when --trials is not given (each about 80 s).
+FIDELITY_SCENARIOS = 3
 
 
 class FinetuneSystem(System):
@@ -44,6 +49,11 @@ class FinetuneSystem(System):
     metrics = ("scr", "delay_s", "energy_j", "service", "iterations", "wall_time_s")
     sweep_algorithms = studies.PAPER_ALGORITHMS
     sweep_metrics = ("scr", "delay_s", "energy_j")
+    runs: ClassVar[Mapping[str, str]] = {
+        "train-fidelity": "profile this machine, plan, run the plan for real with `mecllm train` "
+        "and compare each phase with the plan (docs/train.md); --trials counts scenarios "
+        f"(default {FIDELITY_SCENARIOS})",
+    }
 
     def algorithms(self) -> Mapping[str, AlgorithmInfo]:
         return {a.name: AlgorithmInfo(a.name, a.description) for a in ALGORITHMS.values()}
@@ -57,8 +67,8 @@ class FinetuneSystem(System):
             ("n_users", request.users),
             ("n_servers", request.servers),
             ("noise_dbm_per_hz", request.noise_dbm_hz),
-            ("shadowing_db", request.shadowing_db),
-            ("count_idle", request.count_idle),
+            ("shadowing_db", request.extra.get("shadowing_db")),
+            ("count_idle", request.extra.get("count_idle")),
         ):
             if value is not None:
                 overrides[key] = value
@@ -88,8 +98,12 @@ class FinetuneSystem(System):
     def generate_command(self, request: GenerateRequest, output: Path, err: Console) -> None:
         name = request.preset or self.default_preset
         overrides = self.scenario_overrides(request)
-        if request.field:
-            if request.work_model is not None:
+        work_model = request.extra.get("work_model")
+        plan_model = request.extra.get("plan_model")
+        if plan_model is not None and work_model is None:
+            raise InvalidInputError("--plan-model needs --work-model")
+        if request.extra.get("field", False):
+            if work_model is not None:
                 raise InvalidInputError(
                     "--work-model writes a dense instance; a field (--field) has the paper's "
                     "work model only"
@@ -102,8 +116,8 @@ class FinetuneSystem(System):
                 request.seed,
                 overrides,
                 err,
-                work_model=request.work_model,
-                plan_model=request.plan_model,
+                work_model=work_model,
+                plan_model=_plan_model(plan_model or "profiled"),
             )
 
     def solve_command(
@@ -114,7 +128,6 @@ class FinetuneSystem(System):
     def evaluate_command(
         self, data: object, solution_path: Path, request: EvaluateRequest, out: Console
     ) -> bool:
-        request.refuse_stream_options(self.kind)
         return commands.evaluate_file(data, solution_path, request.as_json, out)
 
     def compare_command(
@@ -141,6 +154,22 @@ class FinetuneSystem(System):
     ) -> None:
         commands.demo(out_dir, preset_name, seed, names, options_for, out, err)
 
+    def reproduce_run(self, name: str, request: RunRequest, out: Console, err: Console) -> None:
+        if name not in self.runs:
+            super().reproduce_run(name, request, out, err)
+        with needs_extra("train", name):
+            from mecllm.systems.finetune.run.fidelity import reproduce_fidelity
+        reproduce_fidelity(
+            request.out_dir,
+            request.seed,
+            request.count or FIDELITY_SCENARIOS,
+            fresh=request.fresh,
+            progress=say,
+        )
+        report = request.out_dir / "REPORT.md"
+        out.print(report.read_text(), markup=False, highlight=False)
+        say(f"wrote {report}")
+
     def run_trial(self, spec: TrialSpec, rng: np.random.Generator) -> Row:
         return studies.run_trial(spec, rng)
 
@@ -148,6 +177,14 @@ class FinetuneSystem(System):
         self, experiment: Experiment, rows: list[Row], summary: list[Summary]
     ) -> list[Claim]:
         return studies.check_claims(experiment, rows, summary)
+
+
+def _plan_model(text: str) -> Literal["profiled", "paper"]:
+    if text == "profiled":
+        return "profiled"
+    if text == "paper":
+        return "paper"
+    raise InvalidInputError(f"--plan-model must be 'profiled' or 'paper', got {text!r}")
 
 
 def _mine(instance: Any) -> Instance:

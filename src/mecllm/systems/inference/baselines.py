@@ -26,6 +26,7 @@ from mecllm.systems.inference.chains import (
     split,
 )
 from mecllm.systems.inference.instance import InferenceInstance
+from mecllm.systems.inference.routing import step_seconds
 from mecllm.systems.inference.solution import Placement, Server
 
 #: EdgeShard's dynamic programme enumerates subsets of at most this many nodes (the fastest).
@@ -81,8 +82,12 @@ def edgeshard(instance: InferenceInstance) -> Placement:
     room = [min(block_room(instance, node), blocks) for node in fastest]
 
     def stage(node: int, count: int) -> float:
-        flops = 2.0 * instance.params_per_block * count / instance.flops[node]
-        return float(max(flops, count * instance.block_bytes / instance.memory_bandwidth_bps[node]))
+        return step_seconds(
+            2.0 * instance.params_per_block * count,
+            count * instance.block_bytes,
+            float(instance.flops[node]),
+            float(instance.memory_bandwidth_bps[node]),
+        )
 
     # best[position][k]: least latency of a chain covering blocks [0, position) whose last
     # stage is on fastest[k] (k = -1: nothing yet), with the previous state and the count.

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mecllm.systems.inference.instance import InferenceInstance
+from mecllm.systems.inference.routing import step_seconds, typical_context
 from mecllm.systems.inference.solution import Placement, Server
 
 #: Share of a node's memory shards may take; the rest is kept for KV cache.
@@ -72,11 +73,12 @@ def per_token_s(instance: InferenceInstance, chain: Chain, batch: int = 1) -> fl
     context = typical_context(instance)
     total = 0.0
     for k, (node, count) in enumerate(zip(chain.nodes, chain.blocks, strict=True)):
-        flops = batch * 2.0 * instance.params_per_block * count / instance.flops[node]
-        bytes_read = count * (
-            instance.block_bytes + batch * context * instance.kv_bytes_per_token_block
+        total += step_seconds(
+            batch * 2.0 * instance.params_per_block * count,
+            count * (instance.block_bytes + batch * context * instance.kv_bytes_per_token_block),
+            float(instance.flops[node]),
+            float(instance.memory_bandwidth_bps[node]),
         )
-        total += max(flops, bytes_read / instance.memory_bandwidth_bps[node])
         nxt = chain.nodes[(k + 1) % len(chain.nodes)]
         if nxt != node:
             total += float(instance.route_latency_s[node, nxt])
@@ -88,8 +90,12 @@ def prefill_s(instance: InferenceInstance, chain: Chain) -> float:
     prompt = sum(t.share * sum(t.prompt_tokens) / 2 for t in instance.tasks)
     total = 0.0
     for node, count in zip(chain.nodes, chain.blocks, strict=True):
-        flops = prompt * 2.0 * instance.params_per_block * count / instance.flops[node]
-        total += max(flops, count * instance.block_bytes / instance.memory_bandwidth_bps[node])
+        total += step_seconds(
+            prompt * 2.0 * instance.params_per_block * count,
+            count * instance.block_bytes,
+            float(instance.flops[node]),
+            float(instance.memory_bandwidth_bps[node]),
+        )
     return total
 
 
@@ -97,13 +103,6 @@ def capacity_tokens_per_s(instance: InferenceInstance, chain: Chain) -> float:
     """Tokens per second the chain decodes at full batches (one cohort around the ring)."""
     batch = instance.max_batch
     return batch / per_token_s(instance, chain, batch)
-
-
-def typical_context(instance: InferenceInstance) -> float:
-    """A typical request's context while it decodes: prompt + half its output, tokens."""
-    return sum(
-        t.share * (sum(t.prompt_tokens) / 2 + sum(t.output_tokens) / 4) for t in instance.tasks
-    )
 
 
 def typical_output(instance: InferenceInstance) -> float:

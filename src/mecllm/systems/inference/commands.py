@@ -13,15 +13,15 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from mecllm.core import checks
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.fileio import read_json
 from mecllm.core.options import SolveOptions
 from mecllm.systems.inference.algorithms import ALGORITHMS, get_algorithm
+from mecllm.systems.inference.failures import parse_failures
 from mecllm.systems.inference.instance import InferenceInstance
 from mecllm.systems.inference.requests import Stream, draw, read_trace
 from mecllm.systems.inference.scenario import generate, preset
-from mecllm.systems.inference.simulator import Failure, SimulationReport, simulate
+from mecllm.systems.inference.simulator import SimulationReport, simulate
 from mecllm.systems.inference.solution import InferenceResult, Placement
 from mecllm.systems.protocol import EvaluateRequest, OptionsFor
 
@@ -65,23 +65,6 @@ def load_plan(path: Path, instance: InferenceInstance) -> Placement:
     return Placement.from_dict(data, instance.n_nodes, instance.blocks)
 
 
-def parse_failures(items: Sequence[str], instance: InferenceInstance) -> tuple[Failure, ...]:
-    """``NODE@SECONDS`` items as failures."""
-    out = []
-    for item in items:
-        node_text, _, time_text = item.partition("@")
-        try:
-            node, when = int(node_text), float(time_text)
-        except ValueError:
-            raise InvalidInputError(f"--fail must look like NODE@SECONDS, got {item!r}") from None
-        if not 0 <= node < instance.n_nodes:
-            raise checks.fail("--fail node", f"must be in 0..{instance.n_nodes - 1}", node)
-        if not np.isfinite(when) or when < 0:
-            raise checks.fail("--fail time", "must be a finite number of seconds >= 0", when)
-        out.append(Failure(node, when))
-    return tuple(out)
-
-
 def stream_of(instance: InferenceInstance, trace: Path | None, seed: int | None) -> Stream:
     """The trace's requests, or a stream drawn from the instance's demand with ``seed``."""
     if trace is not None:
@@ -121,8 +104,11 @@ def evaluate_file(
     """Simulate a plan; returns whether it is feasible (its weights fit)."""
     instance = InferenceInstance.from_dict(data)
     plan = load_plan(solution_path, instance)
-    failures = parse_failures(request.failures, instance)
-    stream = stream_of(instance, request.trace, request.seed)
+    failures = parse_failures(request.extra.get("fail", ()), instance.n_nodes)
+    seed = request.extra.get("seed")
+    if seed is not None and seed < 0:
+        raise InvalidInputError(f"--seed must be >= 0, got {seed}")
+    stream = stream_of(instance, request.extra.get("trace"), seed)
     report = simulate(instance, plan, stream, failures)
     if request.as_json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=1) + "\n")

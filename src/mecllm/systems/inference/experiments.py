@@ -11,10 +11,11 @@ import numpy as np
 from mecllm.core.experiment import Claim, Experiment, Row, Setting, Summary, TrialSpec, lookup
 from mecllm.core.options import SolveOptions
 from mecllm.systems.inference.algorithms import solve
+from mecllm.systems.inference.failures import Failure
 from mecllm.systems.inference.instance import KIND
 from mecllm.systems.inference.requests import draw
 from mecllm.systems.inference.scenario import generate, preset
-from mecllm.systems.inference.simulator import Failure, simulate
+from mecllm.systems.inference.simulator import simulate
 
 PLANNERS = (
     "infer-planner",

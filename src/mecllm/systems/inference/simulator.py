@@ -35,19 +35,21 @@ import numpy as np
 
 from mecllm.core.arrays import FloatArray
 from mecllm.core.feasibility import Violation
-from mecllm.systems.inference.chains import typical_context
+from mecllm.systems.inference.failures import Failure
 from mecllm.systems.inference.instance import InferenceInstance
 from mecllm.systems.inference.requests import Stream
+from mecllm.systems.inference.routing import (
+    TOKEN_ID_BITS,
+    Network,
+    RecentPrefills,
+    Route,
+    Stage,
+    admit,
+    route_estimate,
+    step_seconds,
+)
 from mecllm.systems.inference.solution import Placement
 
-#: Bits of one token id on the radio downlink and on the ring back to the first shard.
-TOKEN_ID_BITS = 16.0
-#: Tier 2 routes a request to the slowest chain whose estimated finish leaves this share of the
-#: time to its deadline unused (the fastest chain if none does); chosen on the default scenario
-#: (docs/inference.md section 3).
-SLACK_SHARE = 0.5
-#: Time constant of the recent prefill load the admission estimate reads (s).
-PREFILL_WINDOW_S = 30.0
 _PENDING, _ON_TIME, _LATE, _REJECTED = 0, 1, 2, 3
 # Event kinds, in the order they run at equal times: failures, step ends, arrivals and items
 # reaching a node. An idle node that has work starts its next step only once every event of
@@ -55,69 +57,12 @@ _PENDING, _ON_TIME, _LATE, _REJECTED = 0, 1, 2, 3
 _FAIL, _STEP_END, _ARRIVE, _READY = 0, 1, 2, 3
 
 
-class RecentPrefills:
-    """Per node, the seconds of prefill compute of the last :data:`PREFILL_WINDOW_S` (an
-    exponentially decayed sum): the share of a node's time prefills take, by which admission
-    stretches the decode period it expects (the simulator's and the real gateway's)."""
-
-    def __init__(self, nodes: int) -> None:
-        self.recent = [0.0] * nodes
-        self.seen = [0.0] * nodes
-
-    def note(self, node: int, seconds: float, now: float) -> None:
-        """Add ``seconds`` of prefill compute on ``node`` at time ``now``."""
-        decay = math.exp(-(now - self.seen[node]) / PREFILL_WINDOW_S)
-        self.recent[node] = self.recent[node] * decay + seconds
-        self.seen[node] = now
-
-    def share(self, node: int, now: float) -> float:
-        """The share of the node's recent time spent on prefills (capped at 0.9)."""
-        decay = math.exp(-(now - self.seen[node]) / PREFILL_WINDOW_S)
-        return min(0.9, self.recent[node] * decay / PREFILL_WINDOW_S)
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Node ``node`` stops at ``time_s`` (for good)."""
-
-    node: int
-    time_s: float
-
-
-@dataclass
-class _Stage:
-    server: int
-    node: int
-    flops_per_token: float  # a decode token: the blocks, and the head on the last stage
-    head_flops: float  # the head's logits of one position (last stage only, else 0)
-    kv_bytes_per_token: float
-    weight_bytes: float
-    hop_latency_s: float  # to the next stage (or back to the first, for the last)
-    hop_s_per_token: float
-    next_node: int  # the next stage's node (the first stage's, for the last)
-    last: bool
-    # Constants of the admission estimate (seconds): compute per token, reading the stage's
-    # weights, reading the node's weights, and reading a typical request's KV cache.
-    compute_s_per_token: float = 0.0
-    weight_read_s: float = 0.0
-    node_weight_read_s: float = 0.0
-    typical_kv_read_s: float = 0.0
-    overhead_s: float = 0.0  # each request's time beyond the roofline in a step of the stage
-
-
-@dataclass
-class _Chain:
-    segments: tuple[tuple[int, int], ...]  # (server, first block used)
-    stages: list[_Stage]
-    reserve_per_token: dict[int, float]  # node -> KV bytes per token of context
-
-
 class _Cohort:
     """Requests decoding together on one chain, at one stage."""
 
     __slots__ = ("chain", "clock", "finish", "kv_tokens", "members", "stage", "stages")
 
-    def __init__(self, chain: int, stages: list[_Stage]) -> None:
+    def __init__(self, chain: int, stages: list[Stage]) -> None:
         self.chain = chain
         self.stages = stages
         self.stage = 0
@@ -220,50 +165,6 @@ def check_memory(instance: InferenceInstance, plan: Placement) -> list[Violation
     return out
 
 
-def route_estimate(
-    stages: list[_Stage],
-    tokens: int,
-    flops: list[float],
-    active: list[int],
-    prefills: RecentPrefills,
-    now: float,
-    busy_until: list[float] | None = None,
-) -> tuple[float, float]:
-    """Admission's estimate of a route (the simulator's and the served gateway's): the seconds
-    until a context of ``tokens`` is prefilled through ``stages`` (after each node's current
-    step, if ``busy_until`` is known), and the decode period every stage would have with one
-    more request (each stage's step the roofline of its active requests' compute and of reading
-    the node's weights and their typical KV cache, stretched by the node's recent prefills).
-    ``flops``: each node's FLOP/s; ``active``: each node's admitted requests."""
-    prefill = 0.0
-    period = 0.0
-    for stage in stages:
-        if busy_until is not None:
-            wait = busy_until[stage.node] - now
-            if wait > 0.0:
-                prefill += wait
-        compute = (tokens * (stage.flops_per_token - stage.head_flops) + stage.head_flops) / flops[
-            stage.node
-        ]
-        prefill += (
-            (compute if compute > stage.weight_read_s else stage.weight_read_s)
-            + stage.overhead_s
-            + stage.hop_latency_s
-            + tokens * stage.hop_s_per_token
-        )
-        n = active[stage.node] + 1
-        compute = n * stage.compute_s_per_token
-        memory = stage.node_weight_read_s + n * stage.typical_kv_read_s
-        # Decode steps share the node with other requests' prefills.
-        stretch = 1.0 / (1.0 - prefills.share(stage.node, now))
-        period += (
-            ((compute if compute > memory else memory) + n * stage.overhead_s) * stretch
-            + stage.hop_latency_s
-            + stage.hop_s_per_token
-        )
-    return prefill, period
-
-
 def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else math.nan
 
@@ -284,20 +185,11 @@ class Simulator:
         self.failures = failures
         inst = instance
         v = inst.n_nodes
-        self.flops: list[float] = inst.flops.tolist()
-        self.mem_bw: list[float] = inst.memory_bandwidth_bps.tolist()
-        self.overhead: list[float] = inst.overhead_s.tolist()
-        self.weights = [0.0] * v
-        for server in plan.servers:
-            self.weights[server.node] += server.blocks * inst.block_bytes
-        self.kv_free = [float(inst.memory_bytes[k]) - self.weights[k] for k in range(v)]
-        # What a step reads: a shard's blocks and, on the last shard, the head's weights (the
-        # logits of every token read the whole vocabulary matrix).
-        self.head_bytes = inst.head_params * inst.weight_bits / 8.0
-        self.read_bytes = list(self.weights)
-        for server in plan.servers:
-            if server.end == inst.blocks:
-                self.read_bytes[server.node] += self.head_bytes
+        #: Speeds, weights and routes (the gateway of ``mecllm serve`` builds the same).
+        self.network = network = Network(instance, plan)
+        self.flops = network.flops
+        self.mem_bw = network.memory_bandwidth_bps
+        self.kv_free = list(network.kv_room)
         self.kv_peak = [0.0] * v
         self.alive = [True] * v
         self.epoch = [0] * v
@@ -309,19 +201,10 @@ class Simulator:
         self.ready: list[list[Any]] = [[] for _ in range(v)]
         self.active = [0] * v  # admitted requests whose route uses the node
         self.prefills = RecentPrefills(v)
-        self.block_flops = 2.0 * inst.params_per_block
         self.mean_hop_s = float(inst.route_latency_s.mean())
-        #: A typical request's context (prompt + half its output), for load estimates.
-        self.typical_context = typical_context(inst)
-        self.kvb = inst.kv_bytes_per_token_block
-        self.chains: list[_Chain] = []
-        self.chain_ids: dict[tuple[tuple[int, int], ...], int] = {}
-        #: The chain id of each of the plan's chains.
-        self.plan_chains = [
-            self._chain(tuple((k, plan.servers[k].start) for k in servers))
-            for servers in plan.chains
-        ]
-        self.planned = list(range(len(self.chains)))
+        #: Every route built so far (the plan's chains first), by id.
+        self.chains = network.routes
+        self.planned = list(network.plan_routes)
         # Per-request state.
         r = len(stream)
         self.arrival: list[float] = stream.arrival_s.tolist()
@@ -353,53 +236,7 @@ class Simulator:
         self.steps: list[tuple[int, int, int]] | None = None
         self.radio_energy = 0.0
 
-    # ------------------------------------------------------------------ chains
-    def _chain(self, segments: tuple[tuple[int, int], ...]) -> int:
-        """The id of the chain through ``segments`` (built once): each is a server and the
-        first of its blocks the chain uses (a plan's chains use whole servers; a Petals-style
-        route may enter a server part-way through its blocks)."""
-        known = self.chain_ids.get(segments)
-        if known is not None:
-            return known
-        inst = self.instance
-        stages = []
-        reserve: dict[int, float] = {}
-        nodes = [self.plan.servers[k].node for k, _ in segments]
-        for j, (k, start) in enumerate(segments):
-            server = self.plan.servers[k]
-            node = server.node
-            used = server.end - start
-            nxt = nodes[(j + 1) % len(nodes)]
-            bps = float(inst.route_bps[node, nxt]) if nxt != node else math.inf
-            last = j == len(segments) - 1
-            per_token_bits = TOKEN_ID_BITS if last else inst.activation_bits_per_token
-            flops = self.block_flops * used + (2.0 * inst.head_params if last else 0.0)
-            weight_bytes = used * inst.block_bytes + (self.head_bytes if last else 0.0)
-            stages.append(
-                _Stage(
-                    server=k,
-                    node=node,
-                    flops_per_token=flops,
-                    head_flops=2.0 * inst.head_params if last else 0.0,
-                    kv_bytes_per_token=used * self.kvb,
-                    weight_bytes=weight_bytes,
-                    hop_latency_s=float(inst.route_latency_s[node, nxt]) if nxt != node else 0.0,
-                    hop_s_per_token=per_token_bits / bps,
-                    next_node=nxt,
-                    last=last,
-                    compute_s_per_token=flops / self.flops[node],
-                    weight_read_s=weight_bytes / self.mem_bw[node],
-                    node_weight_read_s=self.read_bytes[node] / self.mem_bw[node],
-                    typical_kv_read_s=self.typical_context * used * self.kvb / self.mem_bw[node],
-                    overhead_s=used * self.overhead[node],
-                )
-            )
-            reserve[node] = reserve.get(node, 0.0) + used * self.kvb
-        self.chains.append(_Chain(segments, stages, reserve))
-        self.chain_ids[segments] = len(self.chains) - 1
-        return len(self.chains) - 1
-
-    def _hop(self, stage: _Stage, tokens: int) -> float:
+    def _hop(self, stage: Stage, tokens: int) -> float:
         return stage.hop_latency_s + tokens * stage.hop_s_per_token
 
     # ------------------------------------------------------------------ events
@@ -531,13 +368,13 @@ class Simulator:
                         if 0 < count <= max_batch:
                             ready[node] = []
                             stage = chains[item.chain].stages[item.stage]
-                            compute = count * stage.flops_per_token / flops[node]
-                            read = (
-                                stage.weight_bytes + item.kv_tokens * stage.kv_bytes_per_token
-                            ) / mem_bw[node]
-                            seconds = (
-                                compute if compute > read else read
-                            ) + count * stage.overhead_s
+                            seconds = step_seconds(
+                                count * stage.flops_per_token,
+                                stage.weight_bytes + item.kv_tokens * stage.kv_bytes_per_token,
+                                flops[node],
+                                mem_bw[node],
+                                count * stage.overhead_s,
+                            )
                             if self.steps is not None:
                                 self.steps.append((node, count, 0))
                             busy[node] = True
@@ -562,7 +399,7 @@ class Simulator:
         return self._report([])
 
     # ------------------------------------------------------------------ admission (tier 2)
-    def _estimate(self, chain: _Chain, rid: int, now: float) -> float:
+    def _estimate(self, chain: Route, rid: int, now: float) -> float:
         """Estimated seconds from ``now`` until request ``rid`` is answered on ``chain``: the
         wait for each stage's current step, the prefill of its context, then its remaining
         tokens at the decode period every stage would have with one more request (each stage's
@@ -584,7 +421,7 @@ class Simulator:
         latency = float(self.instance.route_latency_s[access, node])
         return latency + float(self.input_bits[rid]) / float(self.instance.route_bps[access, node])
 
-    def _answer_s(self, chain: _Chain, rid: int) -> float:
+    def _answer_s(self, chain: Route, rid: int) -> float:
         """Seconds from the last token to the user: a backhaul hop to the access node (if the
         last shard is elsewhere) and the radio download of the ``O`` token ids."""
         bits = self.output[rid] * TOKEN_ID_BITS
@@ -597,7 +434,7 @@ class Simulator:
             )
         return hop + bits / self.downlink[self.user[rid]]
 
-    def _fits(self, chain: _Chain, rid: int) -> bool:
+    def _fits(self, chain: Route, rid: int) -> bool:
         context = self.prompt[rid] + self.output[rid]
         return all(
             self.alive[node] and self.kv_free[node] >= context * per_token
@@ -613,7 +450,7 @@ class Simulator:
                 if all(self.alive[stage.node] for stage in self.chains[c].stages)
             ]
         path = self._shortest_path()
-        return [] if path is None else [self._chain(path)]
+        return [] if path is None else [self.network.route_id(path)]
 
     def _shortest_path(self) -> tuple[tuple[int, int], ...] | None:
         """Dijkstra over block positions, as a Petals client routes: a server holding blocks
@@ -634,17 +471,7 @@ class Simulator:
                 if not server.start <= position < server.end or not self.alive[server.node]:
                     continue
                 node = server.node
-                used = server.end - position
-                n = self.active[node] + 1
-                step = (
-                    max(
-                        n * self.block_flops * used / self.flops[node],
-                        used
-                        * (self.instance.block_bytes + n * self.typical_context * self.kvb)
-                        / self.mem_bw[node],
-                    )
-                    + n * used * self.overhead[node]
-                )
+                step = self.network.block_step_s(node, server.end - position, self.active[node] + 1)
                 total = cost + step + self.mean_hop_s
                 if total < best[server.end]:
                     best[server.end] = total
@@ -662,41 +489,23 @@ class Simulator:
         return tuple(reversed(path))
 
     def _admit(self, rid: int, now: float, failover: bool = False, waited: bool = False) -> str:
-        """Route and admit ``rid``: "admitted", "rejected" (with its reason) or "no room"
-        (every alive route lacks KV memory now; the caller queues it)."""
-        candidates = self._candidates()
-        if not candidates:
-            why = (
-                "a node failed and no replica route is alive"
-                if failover
-                else ("no alive route through every shard")
-            )
-            self._reject(rid, why, now)
+        """Route and admit ``rid`` by the rule of :func:`~mecllm.systems.inference.routing.admit`:
+        "admitted", "rejected" (with its reason) or "no room" (every alive route lacks KV
+        memory now; the caller queues it)."""
+        decision = admit(
+            self._candidates(),
+            lambda c: self._fits(self.chains[c], rid),
+            lambda c: self._estimate(self.chains[c], rid, now),
+            self.arrival[rid] + self.deadline[rid] - now,
+            failover=failover,
+            waited=waited,
+        )
+        if decision.outcome == "rejected":
+            self._reject(rid, decision.reason, now)
             return "rejected"
-        fitting = [c for c in candidates if self._fits(self.chains[c], rid)]
-        if not fitting:
-            if failover:
-                self._reject(rid, "a node failed and no replica route had room", now)
-                return "rejected"
+        if decision.outcome == "no room":
             return "no room"
-        estimates = sorted((self._estimate(self.chains[c], rid, now), c) for c in fitting)
-        estimate, chain = estimates[0]
-        if not failover and len(estimates) > 1:
-            # Best fit: the slowest route that still leaves SLACK_SHARE of the time left before
-            # the deadline, so that fast routes stay free for urgent requests.
-            budget = (self.arrival[rid] + self.deadline[rid] - now) * (1.0 - SLACK_SHARE)
-            fits = [(guess, -option) for guess, option in estimates if guess <= budget]
-            if fits:  # the slowest that fits; on a tie the first chain of the plan
-                estimate, negative = max(fits)
-                chain = -negative
-        if not failover and estimate > self.arrival[rid] + self.deadline[rid] - now:
-            why = (
-                "waited for memory past its deadline"
-                if waited
-                else ("deadline unreachable at admission")
-            )
-            self._reject(rid, why, now)
-            return "rejected"
+        chain = decision.route
         self._reserve(rid, chain)
         self.route[rid] = chain
         tokens = self.prompt[rid] + self.generated[rid]
@@ -815,9 +624,7 @@ class Simulator:
                 read[stage.server] = stage.weight_bytes
             if type(item) is _Prefill:
                 # Logits only for the prompt's last position: the next token.
-                prefill_flops += (
-                    item.tokens * (stage.flops_per_token - stage.head_flops) + stage.head_flops
-                )
+                prefill_flops += stage.prefill_flops(item.tokens)
                 memory += item.tokens * stage.kv_bytes_per_token
                 prefill_tokens += item.tokens
                 extra += stage.overhead_s
@@ -830,7 +637,7 @@ class Simulator:
         if prefill_flops > 0.0:
             flops += prefill_flops
             self.prefills.note(node, prefill_flops / self.flops[node], now)
-        seconds = max(flops / self.flops[node], memory / self.mem_bw[node]) + extra
+        seconds = step_seconds(flops, memory, self.flops[node], self.mem_bw[node], extra)
         if self.steps is not None:
             self.steps.append((node, decoding, prefill_tokens))
         self.busy[node] = True
@@ -997,7 +804,8 @@ class Simulator:
             tokens_per_s=tokens / span if finished else 0.0,
             node_utilisation=[b / span for b in self.busy_time],
             node_memory_peak_bytes=[
-                max(self.kv_peak[k], self.weights[k]) for k in range(self.instance.n_nodes)
+                max(self.kv_peak[k], self.network.weight_bytes[k])
+                for k in range(self.instance.n_nodes)
             ],
             energy_j=sum(p * b for p, b in zip(power, self.busy_time, strict=True))
             + self.radio_energy,

@@ -29,7 +29,7 @@ from mecllm.systems.protocol import (
 )
 
 #: ``mecllm generate`` options that have no meaning here.
-_NOT_APPLICABLE = ("--servers", "--weights", "--shadowing-db", "--count-idle")
+_NOT_APPLICABLE = ("--servers", "--weights")
 
 
 class InferenceSystem(System):
@@ -73,10 +73,7 @@ class InferenceSystem(System):
         return InferenceInstance.from_dict(data)
 
     def scenario_overrides(self, request: GenerateRequest) -> dict[str, Any]:
-        given = request.given()
-        for option in _NOT_APPLICABLE:
-            if option in given:
-                raise InvalidInputError(f"{option} does not apply to --system {KIND}")
+        request.refuse(_NOT_APPLICABLE, KIND)
         overrides = dict(request.overrides)
         if request.users is not None:
             overrides["n_users"] = request.users
@@ -113,7 +110,6 @@ class InferenceSystem(System):
         return simulate(mine, plan, draw(mine, np.random.default_rng(0)))
 
     def generate_command(self, request: GenerateRequest, output: Path, err: Console) -> None:
-        request.refuse_field(self.kind)
         name = request.preset or self.default_preset
         commands.generate_file(output, name, request.seed, self.scenario_overrides(request), err)
 

@@ -30,7 +30,7 @@ from mecllm.systems.secure.solution import SecurePlan, SecureResult
 
 #: ``mecllm generate`` options that have no meaning here (one server, no shadowing, no idle
 #: allocations).
-_NOT_APPLICABLE = ("--servers", "--shadowing-db", "--count-idle")
+_NOT_APPLICABLE = ("--servers",)
 
 
 class SecureSystem(System):
@@ -72,10 +72,7 @@ class SecureSystem(System):
         return SecureInstance.from_dict(data)
 
     def scenario_overrides(self, request: GenerateRequest) -> dict[str, Any]:
-        given = request.given()
-        for option in _NOT_APPLICABLE:
-            if option in given:
-                raise InvalidInputError(f"{option} does not apply to --system {KIND}")
+        request.refuse(_NOT_APPLICABLE, KIND)
         overrides = dict(request.overrides)
         if request.users is not None:
             overrides["n_users"] = request.users
@@ -105,7 +102,6 @@ class SecureSystem(System):
         return evaluate_secure(_mine(instance), plan)
 
     def generate_command(self, request: GenerateRequest, output: Path, err: Console) -> None:
-        request.refuse_field(self.kind)
         overrides = self.scenario_overrides(request)
         commands.generate_secure_file(output, request.preset, request.seed, overrides, err)
 
@@ -117,7 +113,6 @@ class SecureSystem(System):
     def evaluate_command(
         self, data: object, solution_path: Path, request: EvaluateRequest, out: Console
     ) -> bool:
-        request.refuse_stream_options(self.kind)
         return commands.evaluate_secure_file(data, solution_path, request.as_json, out)
 
     def compare_command(

@@ -1,1 +1,0 @@
-"""Solving a fine-tuning field by regions in parallel (docs/regions.md)."""

@@ -1,0 +1,184 @@
+"""Training and evaluation shared by the user and the server (same data, same schedule)."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from mecllm.models.encoder import AdaptedEncoder, TextTokenizer
+from mecllm.models.minilm import BertConfig, Tokenizer, load_pretrained
+from mecllm.models.minilm import model_dir as packaged_model_dir
+from mecllm.systems.finetune.run.pacing import Pace
+from mecllm.systems.finetune.run.task import CLASS_TEXTS, Example
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run trains: adapter bottleneck, sequence length, data sizes, schedule."""
+
+    bottleneck: int = 16
+    max_len: int = 24
+    n_train: int = 192
+    n_test: int = 160
+    batch: int = 16
+    epochs: int = 2
+    lr: float = 3e-3
+    #: Learning rate of split mode, where every parameter of the model trains (not adapters).
+    full_lr: float = 5e-5
+    seed: int = 0
+    #: A local model directory loaded through transformers/peft (LoRA of rank ``bottleneck``);
+    #: None: the packaged MiniLM with bottleneck adapters.
+    model_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    """Measured work of one side: seconds, tokens processed, when it ended, steps by size."""
+
+    seconds: float
+    tokens: int
+    #: When the training loop ended (``time.monotonic``).
+    ended_at: float = 0.0
+    #: CPU seconds of the training loop's thread (without the pacing's sleeps).
+    cpu_seconds: float = 0.0
+    #: (batch size, steps of that size), for :func:`count_flops`.
+    steps: tuple[tuple[int, int], ...] = ()
+
+
+def build(settings: Settings) -> tuple[AdaptedEncoder, TextTokenizer]:
+    """The model with its prototype head and the tokenizer."""
+    model: AdaptedEncoder
+    tok: TextTokenizer
+    if settings.model_dir is None:
+        model = load_pretrained(settings.bottleneck, seed=settings.seed)
+        tok = Tokenizer(settings.max_len)
+    else:
+        from mecllm.models.hf_model import HFTokenizer, load_hf
+
+        folder = Path(settings.model_dir)
+        model = load_hf(folder, settings.bottleneck, seed=settings.seed)
+        tok = HFTokenizer(folder, settings.max_len)
+    with torch.no_grad():
+        ids, att = tok(list(CLASS_TEXTS))
+        model.prototypes = model.embed(ids, att)
+    return model, tok
+
+
+def model_shape(settings: Settings) -> tuple[int, int]:
+    """``(blocks, width)`` of the run's model, from its config (nothing is loaded)."""
+    if settings.model_dir is None:
+        cfg = BertConfig.load(packaged_model_dir())
+        return cfg.num_hidden_layers, cfg.hidden_size
+    from mecllm.models.hf_model import config_shape
+
+    return config_shape(Path(settings.model_dir))
+
+
+def warm_up(model: AdaptedEncoder, tok: TextTokenizer, data: list[Example], batch: int) -> None:
+    """Pay PyTorch's one-off costs before anything is timed: the first optimiser of a process
+    takes about 0.9 s to build (lazy imports) and the model's first backward pass allocates
+    its buffers. One step on ``data`` with every adapter trainable; nothing is kept."""
+    params = model.train_only(range(model.n_blocks))
+    optimiser = torch.optim.AdamW([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    ids, att = tok([e.text for e in data[:batch]])
+    labels = torch.tensor([e.label for e in data[:batch]])
+    model.train()
+    F.cross_entropy(model(ids, att), labels).backward()  # type: ignore[no-untyped-call]
+    model.eval()
+    optimiser.zero_grad()
+    for p in params:
+        p.grad = None
+        p.requires_grad_(False)
+
+
+def evaluate(model: AdaptedEncoder, tok: TextTokenizer, data: list[Example]) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy on ``data``."""
+    model.eval()
+    ids, att = tok([e.text for e in data])
+    labels = torch.tensor([e.label for e in data])
+    with torch.no_grad():
+        logits = model(ids, att)
+        loss = float(F.cross_entropy(logits, labels))
+        accuracy = float((logits.argmax(-1) == labels).float().mean())
+    return loss, accuracy
+
+
+def train_layers(
+    model: AdaptedEncoder,
+    tok: TextTokenizer,
+    data: list[Example],
+    layers: range,
+    settings: Settings,
+    pace: Pace | None = None,
+) -> TrainStats:
+    """Train the adapters of ``layers`` (everything else frozen) on ``data``.
+
+    With ``pace``, every step is followed by the pause that holds the thread to its share
+    (:mod:`mecllm.systems.finetune.run.pacing`); ``seconds`` is then the paced wall time. FLOPs
+    are counted apart, by :func:`count_flops` (PyTorch's counter slows every operation it counts).
+    """
+    params = model.train_only(layers)
+    if not params:
+        return TrainStats(0.0, 0, time.monotonic())
+    optimiser = torch.optim.AdamW(params, lr=settings.lr)
+    generator = torch.Generator().manual_seed(settings.seed)
+    ids, att = tok([e.text for e in data])
+    labels = torch.tensor([e.label for e in data])
+    model.train()
+    tokens = 0
+    steps: dict[int, int] = {}  # batch size -> steps of that size
+    if pace is not None:
+        pace.restart()
+    started = time.perf_counter()
+    cpu_started = time.thread_time()
+    for _ in range(settings.epochs):
+        order = torch.randperm(len(data), generator=generator)
+        for start in range(0, len(data), settings.batch):
+            pick = order[start : start + settings.batch]
+            with pace.core if pace is not None else nullcontext():
+                loss = F.cross_entropy(model(ids[pick], att[pick]), labels[pick])
+                optimiser.zero_grad()
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimiser.step()
+            tokens += int(pick.numel()) * ids.shape[1]
+            steps[int(pick.numel())] = steps.get(int(pick.numel()), 0) + 1
+            if pace is not None:
+                pace.step()
+    seconds = time.perf_counter() - started
+    ended_at = time.monotonic()
+    cpu_seconds = time.thread_time() - cpu_started
+    model.eval()
+    return TrainStats(seconds, tokens, ended_at, cpu_seconds, tuple(sorted(steps.items())))
+
+
+def count_flops(
+    model: AdaptedEncoder,
+    tok: TextTokenizer,
+    data: list[Example],
+    layers: range,
+    steps: tuple[tuple[int, int], ...],
+) -> int:
+    """FLOPs of a training run that made ``steps`` (batch size, count) on the adapters of
+    ``layers``: one counted forward and backward pass per batch size (PyTorch's counter; the
+    FLOPs depend on shapes, not on values). Gradients are discarded, nothing else changes."""
+    params = model.train_only(layers)
+    if not params:
+        return 0
+    ids, att = tok([e.text for e in data])
+    labels = torch.tensor([e.label for e in data])
+    total = 0
+    for size, count in steps:
+        counter = FlopCounterMode(display=False)
+        with counter:
+            loss = F.cross_entropy(model(ids[:size], att[:size]), labels[:size])
+            loss.backward()  # type: ignore[no-untyped-call]
+        total += count * int(counter.get_total_flops())
+    for p in params:
+        p.grad = None
+    return total

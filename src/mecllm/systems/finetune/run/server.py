@@ -1,0 +1,264 @@
+"""The edge server process: trains the adapters a user did not, over gRPC on loopback.
+
+Started by ``mecllm train`` as ``python -m mecllm.systems.finetune.run.server --settings JSON``
+with the run's token in the environment variable ``MECLLM_TRAIN_TOKEN`` (never on the command
+line). It prints ``PORT <n>`` once it listens on 127.0.0.1 and serves, through
+:mod:`mecllm.transport.rpc` (deadlines, size limits, the token, an answer and a log line for
+every request):
+
+- ``Exchange`` (streaming, what ``mecllm train`` uses): the user's upload arrives in chunks
+  (paced by the user to its uplink rate); the server trains, holding the user's compute share
+  by time slicing (:mod:`mecllm.systems.finetune.run.pacing`), and sends the reply in chunks
+  paced to the downlink rate (:mod:`mecllm.transport.shaping`). Users are served at the same
+  time, each on its own copy of the adapters (the frozen base weights are shared).
+- ``Train`` (one message each way, unpaced): the same work, for a quick exchange and tests.
+- ``Health``.
+
+A request is a :mod:`mecllm.transport.tensors` message whose header says which user, how many
+leading adapter layers the user trained (``split``), the seed of the user's shared data and,
+optionally, its size (``examples``), the server's ``epochs``, the plan's ``server_flops`` and
+``down_rate_bps`` and the machine's ``machine_flops``; its tensors must be exactly those
+layers' adapters. The reply holds the other layers' adapters and, in its header, the server's
+measurements and its clock (``time.monotonic``, shared by the processes of one machine) when the
+upload was complete and when the reply began. It dies with its parent and stops cleanly on
+SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+
+import torch
+from torch.nn import functional as F
+
+from mecllm.models.encoder import AdaptedEncoder, TextTokenizer
+from mecllm.systems.finetune.run.loop import Settings, build, train_layers, warm_up
+from mecllm.systems.finetune.run.pacing import Pace
+from mecllm.systems.finetune.run.task import make_split
+from mecllm.transport.rpc import MAX_MESSAGE_BYTES, log, serve
+from mecllm.transport.service import serve_until_signal, service_token
+from mecllm.transport.shaping import framed_chunks, messages, paced_chunks
+from mecllm.transport.tensors import (
+    WireError,
+    decode,
+    encode,
+    expect,
+    positive_number,
+    whole_number,
+)
+
+TOKEN_ENV = "MECLLM_TRAIN_TOKEN"
+SERVICE = "mecllm.Train"
+#: Largest data size and epochs a request may ask the server to train on.
+MAX_EXAMPLES = 100_000
+MAX_EPOCHS = 100
+
+
+def _copy_sharing_base(model: AdaptedEncoder) -> AdaptedEncoder:
+    """A copy whose adapters are its own and whose frozen base tensors are the original's."""
+    adapters = set(model.adapter_names(range(model.n_blocks)))
+    shared = {id(p): p for name, p in model.named_parameters() if name not in adapters}
+    return copy.deepcopy(model, memo=shared)
+
+
+def trainer(
+    settings: Settings, base: AdaptedEncoder, tok: TextTokenizer
+) -> tuple[Callable[[bytes], bytes], Callable[..., Iterator[bytes]]]:
+    """The ``Train`` and ``Exchange`` methods bound to the loaded model ``base`` (each request
+    trains a copy of its adapters)."""
+    layers = base.n_blocks
+    core = (
+        threading.Lock()
+    )  # the users' steps take turns on one core (mecllm.systems.finetune.run.pacing)
+
+    def work(request: bytes, received_at: float, paced: bool) -> tuple[bytes, float]:
+        message = decode(request)
+        header = message.header
+        user = whole_number(header, "user")
+        split = whole_number(header, "split", 0, layers)
+        seed = whole_number(header, "data_seed", 0, 2**63 - 1)
+        examples = (
+            whole_number(header, "examples", 1, MAX_EXAMPLES)
+            if "examples" in header
+            else settings.n_train
+        )
+        epochs = (
+            whole_number(header, "epochs", 1, MAX_EPOCHS) if "epochs" in header else settings.epochs
+        )
+        down_rate = positive_number(header, "down_rate_bps", math.inf) if paced else math.inf
+        pace = None
+        if paced and "server_flops" in header:
+            pace = Pace(
+                positive_number(header, "server_flops"),
+                positive_number(header, "machine_flops"),
+                core=core,
+            )
+        model = _copy_sharing_base(base)
+        user_part = range(split)
+        shapes = {n: tuple(t.shape) for n, t in model.adapter_state(user_part).items()}
+        expect({n: t.shape for n, t in message.tensors.items()}, shapes)
+        model.load_adapters({n: torch.from_numpy(v) for n, v in message.tensors.items()})
+        train_set, _ = make_split(seed, examples, settings.n_test)
+        server_part = range(split, layers)
+        mine = dataclasses.replace(settings, n_train=examples, epochs=epochs)
+        stats = train_layers(model, tok, train_set, server_part, mine, pace)
+        log(f"user {user}: trained layers {split}..{layers - 1} in {stats.seconds:.2f} s")
+        reply, _ = encode(
+            {
+                "user": user,
+                "server_seconds": stats.seconds,
+                "server_tokens": stats.tokens,
+                "server_steps": [list(step) for step in stats.steps],
+                "server_cpu_seconds": stats.cpu_seconds,
+                "server_pace_reachable": pace.reachable if pace else True,
+                "received_at": received_at,
+                "trained_at": stats.ended_at,
+                "send_at": time.monotonic(),
+            },
+            {n: t.numpy() for n, t in model.adapter_state(server_part).items()},
+        )
+        return reply, down_rate
+
+    def train(request: bytes) -> bytes:
+        reply, _ = work(request, time.monotonic(), paced=False)
+        return reply
+
+    def exchange(chunks: Iterator[bytes]) -> Iterator[bytes]:
+        request = b"".join(chunks)
+        reply, rate = work(request, time.monotonic(), paced=True)
+        yield from paced_chunks(reply, rate)
+
+    return train, exchange
+
+
+#: Largest batch and sequence a split-mode message may carry.
+MAX_BATCH, MAX_SEQ = 1024, 512
+
+
+def splitter(settings: Settings, base: AdaptedEncoder) -> Callable[..., Iterator[bytes]]:
+    """The ``Split`` method: full-parameter split training (docs/train.md, "Split mode").
+
+    The stream's first message is a header (``user``, ``split`` k, optionally
+    ``server_flops``, ``machine_flops``, ``down_rate_bps``); every later message is one batch:
+    ``hidden`` (B, S, width), ``mask`` (B, S), ``labels`` (B) with a header ``kind`` of
+    ``train`` (the server runs blocks ``[k, L)`` and the head, steps its optimiser and returns
+    ``grad``, the loss's gradient with respect to ``hidden``, and the loss) or ``eval``
+    (returns ``logits``). Messages travel as frames (:func:`mecllm.transport.shaping.messages`);
+    replies are paced to the downlink rate.
+    """
+    layers, width = base.n_blocks, base.width
+    turn = threading.Lock()
+
+    def split(frames: Iterator[bytes]) -> Iterator[bytes]:
+        incoming = messages(frames, MAX_MESSAGE_BYTES)
+        try:
+            header = decode(next(incoming)).header
+        except StopIteration:
+            raise WireError("the stream ended before its header") from None
+        user = whole_number(header, "user")
+        k = whole_number(header, "split", 0, layers)
+        down_rate = positive_number(header, "down_rate_bps", math.inf)
+        pace = None
+        if "server_flops" in header:
+            pace = Pace(
+                positive_number(header, "server_flops"),
+                positive_number(header, "machine_flops"),
+                core=turn,
+            )
+        model = copy.deepcopy(base)
+        params = model.part_parameters(user=False, k=k)
+        optimiser = torch.optim.AdamW(params, lr=settings.full_lr) if params else None
+        model.train()
+        batches = 0
+        try:
+            for raw in incoming:
+                message = decode(raw)
+                kind = message.header.get("kind")
+                if kind not in ("train", "eval"):
+                    raise WireError(f"kind must be 'train' or 'eval', got {str(kind)[:20]!r}")
+                batch = whole_number(message.header, "batch", 1, MAX_BATCH)
+                seq = whole_number(message.header, "seq", 1, MAX_SEQ)
+                expect(
+                    {n: t.shape for n, t in message.tensors.items()},
+                    {"hidden": (batch, seq, width), "mask": (batch, seq), "labels": (batch,)},
+                )
+                mask = torch.from_numpy(message.tensors["mask"])
+                labels = torch.from_numpy(message.tensors["labels"]).long()
+                if not bool(((mask == 0) | (mask == 1)).all()) or labels.min() < 0:
+                    raise WireError("mask must hold 0 and 1 and labels must be classes")
+                hidden = torch.from_numpy(message.tensors["hidden"])
+                if kind == "eval":
+                    with torch.no_grad():
+                        logits = model.top(hidden, mask, k)
+                    reply, _ = encode({"user": user}, {"logits": logits.numpy()})
+                else:
+                    started = time.monotonic()
+                    if pace is not None:
+                        pace.restart()
+                    with pace.core if pace is not None else nullcontext():
+                        hidden.requires_grad_(True)
+                        loss = F.cross_entropy(model.top(hidden, mask, k), labels)
+                        if optimiser is not None:
+                            optimiser.zero_grad()
+                        loss.backward()  # type: ignore[no-untyped-call]
+                        if optimiser is not None:
+                            optimiser.step()
+                    if pace is not None:
+                        pace.step()
+                    assert hidden.grad is not None
+                    batches += 1
+                    reply, _ = encode(
+                        {
+                            "user": user,
+                            "loss": float(loss.detach()),
+                            "server_s": time.monotonic() - started,
+                        },
+                        {"grad": hidden.grad.numpy()},
+                    )
+                # Evaluation is not part of the plan: its replies go unpaced.
+                yield from framed_chunks(reply, down_rate if kind == "train" else math.inf)
+        except ValueError as exc:  # a malformed frame: the client's error
+            raise WireError(str(exc)) from None
+        log(f"user {user}: split at {k}, {batches} batches trained")
+
+    return split
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="mecllm edge-server training process")
+    parser.add_argument(
+        "--settings", required=True, help="JSON of mecllm.systems.finetune.run.loop.Settings"
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    token = service_token(TOKEN_ENV)
+    settings = Settings(**json.loads(args.settings))
+    torch.set_num_threads(1)  # one thread per user served: shares are slices of one core each
+    base, tok = build(settings)  # one model: each request trains its own copy
+    warm_up(base, tok, make_split(0, settings.batch, 0)[0], settings.batch)
+    train, exchange = trainer(settings, base, tok)
+    server = serve(
+        SERVICE,
+        {"Train": train},
+        token,
+        streams={"Exchange": exchange, "Split": splitter(settings, base)},
+        host=args.host,
+        port=args.port,
+        workers=8,
+    )
+    serve_until_signal(server)
+    log("stopping")
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
