@@ -16,20 +16,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.console import Console
 
+from mecllm.core.algorithms import AlgorithmRegistry
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.experiment import Claim, Experiment, Row, Summary, TrialSpec
 from mecllm.core.options import SolveOptions
 
 if TYPE_CHECKING:
     import numpy as np
-
-
-@dataclass(frozen=True)
-class AlgorithmInfo:
-    """A registered algorithm as the CLI lists it."""
-
-    name: str
-    description: str
 
 
 @dataclass(frozen=True)
@@ -126,8 +119,8 @@ class System(ABC):
 
     # ------------------------------------------------------------------ nouns
     @abstractmethod
-    def algorithms(self) -> Mapping[str, AlgorithmInfo]:
-        """The registered algorithms, by name."""
+    def algorithms(self) -> AlgorithmRegistry[Any, Any]:
+        """The registered algorithms, by name (each has ``name`` and ``description``)."""
 
     @abstractmethod
     def load_instance(self, data: object) -> Any:
@@ -216,10 +209,5 @@ class System(ABC):
 
     def check_algorithms(self, names: Sequence[str]) -> None:
         """Refuse the first unknown name, listing the known ones."""
-        known = self.algorithms()
         for name in names:
-            if name.strip().lower() not in known:
-                raise InvalidInputError(
-                    f"algorithm must be one of {', '.join(known)} for {self.kind} instances, "
-                    f"got {name!r}"
-                )
+            self.algorithms().lookup(name)

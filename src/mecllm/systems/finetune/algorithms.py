@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from mecllm.core.errors import InvalidInputError
+from mecllm.core.algorithms import Algorithm, AlgorithmRegistry
+from mecllm.core.errors import InvalidInputError, SolverError
 from mecllm.core.options import SolveOptions
-from mecllm.systems.finetune.instance import Instance
+from mecllm.systems.finetune.instance import KIND, Instance
 from mecllm.systems.finetune.solution import SolveResult
 from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
 from mecllm.systems.finetune.solvers.association.simple import (
@@ -34,47 +34,19 @@ from mecllm.systems.finetune.solvers.steps import (
 
 Runner = Callable[[Instance, SolveOptions], SolveResult]
 
-
-@dataclass(frozen=True)
-class Algorithm:
-    """A registered algorithm: name, one-line description and the function that runs it."""
-
-    name: str
-    description: str
-    run: Runner
+#: The registered algorithms (``mecllm algorithms`` prints them).
+ALGORITHMS: AlgorithmRegistry[Instance, SolveResult] = AlgorithmRegistry(KIND)
+register = ALGORITHMS.register
 
 
-ALGORITHMS: dict[str, Algorithm] = {}
+def get_algorithm(name: str) -> Algorithm[Instance, SolveResult]:
+    """The algorithm of a name; unknown names list the known ones (a module-level function, so
+    that it travels to worker processes by name)."""
+    return ALGORITHMS.lookup(name)
 
 
-def register(name: str, description: str) -> Callable[[Runner], Runner]:
-    """Decorator adding ``run`` to :data:`ALGORITHMS` under ``name``; the registered runner
-    fixes the solve's deadline when it starts, so every stage shares one time budget."""
-
-    def add(run: Runner) -> Runner:
-        if name in ALGORITHMS:
-            raise ValueError(f"algorithm {name!r} registered twice")
-
-        def timed(instance: Instance, options: SolveOptions) -> SolveResult:
-            return run(instance, options.with_deadline())
-
-        ALGORITHMS[name] = Algorithm(name, description, timed)
-        return run
-
-    return add
-
-
-def get_algorithm(name: str) -> Algorithm:
-    """Look an algorithm up by name; unknown names list the known ones."""
-    key = name.strip().lower()
-    if key not in ALGORITHMS:
-        raise InvalidInputError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}")
-    return ALGORITHMS[key]
-
-
-def solve(instance: Instance, algorithm: str, options: SolveOptions | None = None) -> SolveResult:
-    """Solve ``instance`` with the named algorithm (the one entry point, scipy style)."""
-    return get_algorithm(algorithm).run(instance, options or SolveOptions())
+#: Solve an instance with the named algorithm (the one entry point, scipy style).
+solve = ALGORITHMS.solve
 
 
 HALF = 0.5
@@ -196,3 +168,47 @@ def _dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
     from mecllm.systems.finetune.solvers.search.multistart import dashf_plus  # CasADi
 
     return dashf_plus(instance, options)
+
+
+@register(
+    "dashf-regions",
+    "dashf-scale by regions of about 50 servers: servers cut by position, users priced into "
+    "regions, the slowest regions solved again at a higher delay price, the plans stitched "
+    "(for thousands of servers; options.extra: servers_per_region, delay_start, relax; "
+    "docs/regions.md)",
+)
+def _dashf_regions(instance: Instance, options: SolveOptions) -> SolveResult:
+    from mecllm.systems.finetune.regions import DELAY_START_FACTOR, InstanceScene, solve_regions
+
+    started = time.perf_counter()
+    extra = options.extra
+    per_region = extra.get("servers_per_region", 50)
+    if isinstance(per_region, bool) or not isinstance(per_region, int) or per_region < 1:
+        raise InvalidInputError(
+            f"solve option extra['servers_per_region'] must be a whole number >= 1, "
+            f"got {per_region!r}"
+        )
+    solved = solve_regions(
+        InstanceScene(instance),
+        get_algorithm,
+        servers_per_region=per_region,
+        options=options,
+        relax=bool(extra.get("relax", False)),
+        delay_start=float(extra.get("delay_start", DELAY_START_FACTOR)),
+    )
+    failed = [r for r in solved.results if r.status != "solved"]
+    if failed:
+        raise SolverError(
+            f"dashf-regions: {len(failed)} of {len(solved.results)} regions failed "
+            f"({failed[0].message})"
+        )
+    regions = len({r.region for r in solved.results})
+    return finish(
+        instance,
+        "dashf-regions",
+        solved.stitched.plan,
+        started,
+        status="converged",
+        message=f"{regions} regions of about {per_region} servers, stitched "
+        f"(regions solved in {solved.solve_s:.1f} s)",
+    )

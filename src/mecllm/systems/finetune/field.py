@@ -122,6 +122,31 @@ class Field:
         """sigma^2, W/Hz."""
         return dbm_per_hz_to_w_per_hz(self.settings.noise_dbm_per_hz)
 
+    @property
+    def user_max_power_w(self) -> FloatArray:
+        """(N,) p_max^(n), W."""
+        return np.full(self.n_users, self.settings.user_max_power_w)
+
+    @property
+    def server_bandwidth_hz(self) -> float:
+        """b_max^(m) of every server, Hz."""
+        return self.settings.bandwidth_hz
+
+    @property
+    def bits_per_param(self) -> float:
+        """omega_b."""
+        return self.settings.bits_per_param
+
+    @property
+    def weight_delay(self) -> float:
+        """omega_t, per s."""
+        return self.settings.weight_delay
+
+    @property
+    def weight_energy(self) -> float:
+        """omega_e, per J."""
+        return self.settings.weight_energy
+
     def gains(self, users: IntArray, servers: IntArray) -> FloatArray:
         """(len(users), len(servers)) linear power gains of the block."""
         users = np.asarray(users, dtype=np.int64)

@@ -4,11 +4,16 @@ Servers are cut into regions by position (recursive coordinate bisection: equal-
 compact regions); each user joins one region, chosen by price so that every region carries a
 share of the users in proportion to its servers (a user goes where its channel is best unless
 that region is full; the prices decide who crosses a boundary, see :func:`assign_users`).
-Each region is then an ordinary dense instance, solved on its own by any algorithm (in
-parallel: :mod:`mecllm.regions`), and the regional plans are stitched into one plan of the
-whole scenario. Every constraint of the model is per user or per server, so the stitched plan
-is feasible when every regional plan is; its service and energy are the regions' sums and its
-delay the largest region's.
+Each region is then an ordinary dense instance, solved on its own by any algorithm, and the
+regional plans are stitched into one plan of the whole scenario. :func:`solve_regions` holds
+the order of the rounds (first solves, re-solves of the slowest regions at a higher delay
+price, the optional relaxation, the stitch) with a plain serial map of each round's regions;
+the runner (:mod:`mecllm.systems.finetune.run.regions`) maps them on Dask or a process pool and
+saves every finished region. The scene is a :class:`~mecllm.systems.finetune.field.Field`
+(channels on demand, any size) or a dense instance (:class:`InstanceScene`; the registered
+algorithm ``dashf-regions``). Every constraint of the model is per user or per server, so the
+stitched plan is feasible when every regional plan is; its service and energy are the regions'
+sums and its delay the largest region's.
 
 A region solves the ratio of its own service to ``omega_t (N_r / N) T_r + omega_e E_r``: the
 delay weight is shared out in proportion to the users, so that, when every region ends at the
@@ -20,18 +25,23 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from mecllm.core.algorithms import Algorithm
 from mecllm.core.arrays import FloatArray, IntArray
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.options import SolveOptions
-from mecllm.systems.finetune.field import Field
 from mecllm.systems.finetune.instance import Instance
 from mecllm.systems.finetune.physics import evaluate, weighted_cost
 from mecllm.systems.finetune.solution import Plan, SolveResult
+
+#: Finds a registered algorithm by name (the system's ``get_algorithm``, passed in so that this
+#: module needs no registry; a module-level function, so that it travels to worker processes).
+Lookup = Callable[[str], Algorithm[Instance, SolveResult]]
 
 #: Regions each user is priced for (its best few by channel).
 NEAR_REGIONS = 4
@@ -88,6 +98,149 @@ PLAN_FIELDS = tuple(f.name for f in dataclasses.fields(Plan) if f.name != "assig
 RegionStatus = Literal["solved", "failed"]
 
 
+class Scene(Protocol):
+    """What solving by regions reads of a scenario: a field or a dense instance."""
+
+    @property
+    def n_users(self) -> int: ...
+    @property
+    def n_servers(self) -> int: ...
+    @property
+    def server_position_m(self) -> FloatArray: ...
+    @property
+    def adapter_params(self) -> FloatArray: ...
+    @property
+    def user_max_power_w(self) -> FloatArray: ...
+    @property
+    def server_bandwidth_hz(self) -> float: ...
+    @property
+    def bits_per_param(self) -> float: ...
+    @property
+    def noise_psd_w_per_hz(self) -> float: ...
+    @property
+    def weight_delay(self) -> float: ...
+    @property
+    def weight_energy(self) -> float: ...
+
+    def gains(self, users: IntArray, servers: IntArray) -> FloatArray:
+        """(len(users), len(servers)) linear power gains."""
+        ...
+
+    def instance(
+        self,
+        users: IntArray | None = None,
+        servers: IntArray | None = None,
+        weight_delay: float | None = None,
+    ) -> Instance:
+        """The dense instance of a block; ``weight_delay`` replaces omega_t."""
+        ...
+
+
+@dataclass(frozen=True)
+class InstanceScene:
+    """A dense instance seen as a scene: its blocks are sub-instances (users and servers kept,
+    their gains sliced). Its servers need positions (every generated instance has them)."""
+
+    whole: Instance
+
+    def __post_init__(self) -> None:
+        if self.whole.server_position_m is None:
+            raise InvalidInputError(
+                "solving by regions cuts the servers by position: the instance has no "
+                "servers.position_m (a generated instance has them)"
+            )
+        if self.whole.work_model != "paper":
+            raise InvalidInputError(
+                "solving by regions is for the paper's work model; a profiled instance "
+                "describes a small real run: solve it whole"
+            )
+
+    @property
+    def n_users(self) -> int:
+        return self.whole.n_users
+
+    @property
+    def n_servers(self) -> int:
+        return self.whole.n_servers
+
+    @property
+    def server_position_m(self) -> FloatArray:
+        assert self.whole.server_position_m is not None  # checked at construction
+        return self.whole.server_position_m
+
+    @property
+    def adapter_params(self) -> FloatArray:
+        return self.whole.adapter_params
+
+    @property
+    def user_max_power_w(self) -> FloatArray:
+        return self.whole.user_max_power_w
+
+    @property
+    def server_bandwidth_hz(self) -> float:
+        return float(np.mean(self.whole.bandwidth_hz))
+
+    @property
+    def bits_per_param(self) -> float:
+        return self.whole.bits_per_param
+
+    @property
+    def noise_psd_w_per_hz(self) -> float:
+        return self.whole.noise_psd_w_per_hz
+
+    @property
+    def weight_delay(self) -> float:
+        return self.whole.weight_delay
+
+    @property
+    def weight_energy(self) -> float:
+        return self.whole.weight_energy
+
+    def gains(self, users: IntArray, servers: IntArray) -> FloatArray:
+        out: FloatArray = self.whole.channel_gain[np.ix_(users, servers)]
+        return out
+
+    def instance(
+        self,
+        users: IntArray | None = None,
+        servers: IntArray | None = None,
+        weight_delay: float | None = None,
+    ) -> Instance:
+        whole = self.whole
+        u = np.arange(whole.n_users) if users is None else np.asarray(users, dtype=np.int64)
+        m = np.arange(whole.n_servers) if servers is None else np.asarray(servers, dtype=np.int64)
+        changes: dict[str, Any] = {
+            name: getattr(whole, name)[u]
+            for name in (
+                "adapter_params",
+                "flops_per_param",
+                "user_epochs",
+                "user_max_power_w",
+                "user_max_flops",
+                "user_kappa",
+            )
+        }
+        changes.update(
+            {
+                name: getattr(whole, name)[m]
+                for name in (
+                    "bandwidth_hz",
+                    "server_max_power_w",
+                    "server_max_flops",
+                    "server_kappa",
+                    "server_epochs",
+                )
+            }
+        )
+        changes["channel_gain"] = whole.channel_gain[np.ix_(u, m)]
+        changes["server_position_m"] = self.server_position_m[m]
+        if whole.user_position_m is not None:
+            changes["user_position_m"] = whole.user_position_m[u]
+        if weight_delay is not None:
+            changes["weight_delay"] = weight_delay
+        return whole.with_settings(**changes)
+
+
 def partition_servers(positions: FloatArray, regions: int) -> IntArray:
     """(M,) region of each server: ``regions`` compact groups of (nearly) equal size, by
     recursive bisection of the positions along their wider side.
@@ -119,7 +272,7 @@ def partition_servers(positions: FloatArray, regions: int) -> IntArray:
     return label
 
 
-def best_gains(field: Field, server_region: IntArray, regions: int) -> FloatArray:
+def best_gains(field: Scene, server_region: IntArray, regions: int) -> FloatArray:
     """(N, R) each user's largest channel gain to a server of each region (computed in chunks
     of users, so memory stays O(chunk x M + N x R))."""
     order = np.argsort(server_region, kind="stable")
@@ -132,7 +285,7 @@ def best_gains(field: Field, server_region: IntArray, regions: int) -> FloatArra
 
 
 def assign_users(
-    field: Field, server_region: IntArray, regions: int
+    field: Scene, server_region: IntArray, regions: int
 ) -> tuple[IntArray, dict[str, float]]:
     """(N,) region of each user, and a summary of the balancing.
 
@@ -142,13 +295,18 @@ def assign_users(
     region holds more than its share of the users (its share of the servers) and lowered
     otherwise; each user joins the region where its log need plus the price is least.
     """
-    s = field.settings
     gains = best_gains(field, server_region, regions)
     near = np.argsort(-gains, axis=1)[:, :NEAR_REGIONS]
     rows = np.arange(field.n_users)[:, None]
-    nominal_hz = s.bandwidth_hz * field.n_servers / field.n_users
-    snr = s.user_max_power_w * gains[rows, near] / (field.noise_psd_w_per_hz * nominal_hz)
-    log_need = np.log(field.adapter_params[:, None] * s.bits_per_param) - np.log(np.log2(1 + snr))
+    nominal_hz = field.server_bandwidth_hz * field.n_servers / field.n_users
+    snr = (
+        field.user_max_power_w[:, None]
+        * gains[rows, near]
+        / (field.noise_psd_w_per_hz * nominal_hz)
+    )
+    log_need = np.log(field.adapter_params[:, None] * field.bits_per_param) - np.log(
+        np.log2(1 + snr)
+    )
     servers = np.bincount(server_region, minlength=regions).astype(float)
     target = field.n_users * servers / servers.sum()
     price = np.zeros(regions)
@@ -217,7 +375,7 @@ def check_delay_start(factor: float) -> None:
 
 
 def plan_tasks(
-    field: Field,
+    field: Scene,
     servers_per_region: int,
     algorithm: str,
     options: SolveOptions,
@@ -247,7 +405,7 @@ def plan_tasks(
         servers = np.flatnonzero(server_region == r)
         if users.size == 0:
             continue
-        weight = field.settings.weight_delay * users.size / field.n_users
+        weight = field.weight_delay * users.size / field.n_users
         tasks.append(
             RegionTask(r, users, servers, weight, algorithm, options, delay_start=delay_start)
         )
@@ -255,10 +413,9 @@ def plan_tasks(
     return tasks, {"regions": float(regions), **summary}
 
 
-def solve_region(field: Field, task: RegionTask) -> RegionResult:
-    """Build the region's instance from the field and solve it (runs on a worker)."""
-    from mecllm.systems.finetune.algorithms import get_algorithm
-
+def solve_region(field: Scene, lookup: Lookup, task: RegionTask) -> RegionResult:
+    """Build the region's instance from the scene and solve it with the algorithm ``lookup``
+    finds (runs on a worker)."""
     started = time.perf_counter()
     instance = field.instance(task.users, task.servers, weight_delay=task.weight_delay)
     try:
@@ -277,7 +434,7 @@ def solve_region(field: Field, task: RegionTask) -> RegionResult:
         elif task.delay_start > 1.0 and task.algorithm == "dashf-scale":
             result = _solve_from_delay_start(task, instance)
         else:
-            result = get_algorithm(task.algorithm).run(instance, task.options)
+            result = lookup(task.algorithm).run(instance, task.options)
     except Exception as exc:  # a region's failure is reported, never hidden
         return RegionResult(
             task.region,
@@ -418,7 +575,7 @@ def relax_tasks(tasks: list[RegionTask], chosen: list[RegionResult]) -> list[Reg
 
 
 def choose_relaxed(
-    field: Field, chosen: list[RegionResult], relaxed: list[RegionResult]
+    field: Scene, chosen: list[RegionResult], relaxed: list[RegionResult]
 ) -> list[RegionResult]:
     """``chosen`` with each relaxed region swapped in where that raises the stitched SCR (one
     at a time, largest energy saving first)."""
@@ -436,7 +593,7 @@ def choose_relaxed(
     return [current[k] for k in sorted(current)]
 
 
-def choose(field: Field, results: list[RegionResult]) -> list[RegionResult]:
+def choose(field: Scene, results: list[RegionResult]) -> list[RegionResult]:
     """One result per region: the first solve, with later ones (of a higher round) swapped in
     where that raises the stitched plan's SCR.
 
@@ -467,20 +624,19 @@ def choose(field: Field, results: list[RegionResult]) -> list[RegionResult]:
     return [chosen[k] for k in sorted(chosen)]
 
 
-def _totals(field: Field, results: list[RegionResult]) -> tuple[float, float, float, float, float]:
+def _totals(field: Scene, results: list[RegionResult]) -> tuple[float, float, float, float, float]:
     """(service, energy J, delay s, cost, SCR) of the regions together: sums, the largest
     delay, and the SCR (0 if any region is not solved)."""
     service = float(sum(r.service for r in results))
     energy = float(sum(r.energy_j for r in results))
     delay = float(max(r.delay_s for r in results))
-    s = field.settings
-    cost = s.weight_delay * delay + s.weight_energy * energy
+    cost = field.weight_delay * delay + field.weight_energy * energy
     solved = all(r.status == "solved" for r in results)
     scr = service / cost if solved and math.isfinite(cost) and cost > 0 else 0.0
     return service, energy, delay, cost, scr
 
 
-def _scr(field: Field, results: list[RegionResult]) -> float:
+def _scr(field: Scene, results: list[RegionResult]) -> float:
     """The stitched SCR of ``results`` (0 if any region is not solved)."""
     return _totals(field, results)[4]
 
@@ -498,7 +654,7 @@ class Stitched:
     scr: float
 
 
-def stitch(field: Field, results: list[RegionResult]) -> Stitched:
+def stitch(field: Scene, results: list[RegionResult]) -> Stitched:
     """One plan from every region's (each user in exactly one region)."""
     n = field.n_users
     assignment = np.full(n, -1, dtype=np.int64)
@@ -514,3 +670,91 @@ def stitch(field: Field, results: list[RegionResult]) -> Stitched:
     scr = scr if feasible else 0.0
     plan = Plan(assignment=np.maximum(assignment, 0), **values)
     return Stitched(plan, feasible, service, energy, delay, cost, scr)
+
+
+#: Runs one round's tasks and returns their results and how many were reused (saved by an
+#: earlier run); ``what`` names the round for progress lines ("regions", "re-solves", ...).
+RoundRunner = Callable[[list[RegionTask], str], tuple[list[RegionResult], int]]
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Regional:
+    """What :func:`solve_regions` did: the stitched plan, every region's result (the chosen
+    ones), the balancing summary, the seconds spent cutting and solving, and how many region
+    solves were reused."""
+
+    stitched: Stitched
+    results: list[RegionResult]
+    balance: dict[str, float]
+    plan_s: float
+    solve_s: float
+    reused: int
+
+
+def serial_rounds(field: Scene, lookup: Lookup) -> RoundRunner:
+    """The default round runner: each task solved in turn, in this process."""
+
+    def run(tasks: list[RegionTask], what: str) -> tuple[list[RegionResult], int]:
+        del what
+        return [solve_region(field, lookup, task) for task in tasks], 0
+
+    return run
+
+
+def solve_regions(
+    field: Scene,
+    lookup: Lookup,
+    *,
+    servers_per_region: int = 50,
+    algorithm: str = "dashf-scale",
+    options: SolveOptions | None = None,
+    reprice: bool = True,
+    relax: bool = False,
+    delay_start: float = DELAY_START_FACTOR,
+    run_round: RoundRunner | None = None,
+    progress: Progress | None = None,
+) -> Regional:
+    """Cut ``field`` into regions, solve them (``run_round``; serially by default), re-solve the
+    slowest at a higher delay price (``reprice``), re-split the faster ones below the stitched
+    delay (``relax``) and stitch one plan (docs/regions.md).
+
+    Raises
+    ------
+    InvalidInputError
+        For a bad region size or delay start, before any work.
+    """
+    options = options or SolveOptions()
+    say = progress or (lambda text: None)
+    started = time.perf_counter()
+    runner = run_round or serial_rounds(field, lookup)
+    tasks, balance = plan_tasks(field, servers_per_region, algorithm, options, delay_start)
+    plan_s = time.perf_counter() - started
+    say(
+        f"{len(tasks)} regions of about {servers_per_region} servers and "
+        f"{field.n_users // max(len(tasks), 1)} users; users priced out of their best region: "
+        f"{balance.get('moved_from_best_region', 0.0):.1%} ({plan_s:.1f} s)"
+    )
+    solve_started = time.perf_counter()
+    results, reused = runner(tasks, "regions")
+    again = reprice_tasks(tasks, results) if reprice else []
+    if again:
+        say(
+            f"{len(again)} regions slower than the median by over "
+            f"{REPRICE_MARGIN:.0%} are solved again at a higher delay price"
+        )
+        second, reused_again = runner(again, "re-solves")
+        reused += reused_again
+        results = results + second
+    results = choose(field, results)
+    relaxing = relax_tasks(tasks, results) if relax else []
+    if relaxing:
+        say(
+            f"{len(relaxing)} regions faster than the stitched delay by over "
+            f"{RELAX_MARGIN:.0%} are re-split with it as a floor"
+        )
+        third, reused_third = runner(relaxing, "relaxations")
+        reused += reused_third
+        results = choose_relaxed(field, results, third)
+    solve_s = time.perf_counter() - solve_started
+    return Regional(stitch(field, results), results, balance, plan_s, solve_s, reused)

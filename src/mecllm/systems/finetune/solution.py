@@ -5,20 +5,17 @@ JSON form: docs/formats.md. Per-user values refer to the user's own server.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import numpy as np
 
 from mecllm.core import checks
 from mecllm.core.arrays import FloatArray, IntArray
 from mecllm.core.errors import InvalidInputError
-from mecllm.core.fileio import atomic_write_text
-from mecllm.core.status import SolveStatus
+from mecllm.core.result import Result, finite_or_none
+from mecllm.systems.finetune.instance import KIND
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,66 +107,30 @@ class Plan:
         return cls(assignment=np.array(raw, dtype=np.int64), **values)
 
 
-@dataclass(frozen=True, eq=False)
-class SolveResult:
-    """What a solver returns: the plan, its figures and how it was found (scipy style).
+@dataclass(frozen=True, eq=False, kw_only=True)
+class SolveResult(Result[Plan]):
+    """What a solver returns: the plan, its figures and how it was found
+    (:class:`~mecllm.core.result.Result`).
 
     Attributes
     ----------
-    algorithm : str
-        Registered name of the algorithm.
-    plan : Plan
-        The decision variables.
     scr, delay_s, energy_j, service : float
         Service-cost ratio, total delay (s), total energy (J) and total service score of the
         plan, as computed by :func:`mecllm.systems.finetune.physics.evaluate`.
-    status : str
-        One of :data:`mecllm.core.status.SolveStatus`.
-    message : str
-        A sentence on how the solve ended (fallbacks used, limits hit).
-    iterations : int
-        Outer (Dinkelbach) iterations; 0 for one-shot heuristics.
-    history : list of dict
-        One record per outer iteration (y, step times, inner iteration counts, ...).
-    wall_time_s : float
-        Wall-clock time of the solve, s.
     """
 
-    algorithm: str
-    plan: Plan
+    kind: ClassVar[str] = KIND
+
     scr: float
     delay_s: float
     energy_j: float
     service: float
-    status: SolveStatus = "heuristic"
-    message: str = ""
-    iterations: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    wall_time_s: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        """The full section-10 solution JSON form."""
-        out: dict[str, Any] = {"algorithm": self.algorithm}
-        out.update(self.plan.to_dict())
-        out.update(
-            {
-                "scr": _finite_or_none(self.scr),
-                "delay_s": _finite_or_none(self.delay_s),
-                "energy_j": _finite_or_none(self.energy_j),
-                "service": _finite_or_none(self.service),
-                "status": self.status,
-                "message": self.message,
-                "iterations": int(self.iterations),
-                "history": self.history,
-                "wall_time_s": float(self.wall_time_s),
-            }
-        )
-        return out
-
-    def save(self, path: str | Path) -> None:
-        """Write the solution JSON atomically."""
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
-
-
-def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
+    def figures(self) -> dict[str, Any]:
+        """The plan's figures (docs/formats.md section 10)."""
+        return {
+            "scr": finite_or_none(self.scr),
+            "delay_s": finite_or_none(self.delay_s),
+            "energy_j": finite_or_none(self.energy_j),
+            "service": finite_or_none(self.service),
+        }

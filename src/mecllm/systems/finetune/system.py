@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from rich.console import Console
 
+from mecllm.core.algorithms import AlgorithmRegistry
 from mecllm.core.commandline import needs_extra, say
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.experiment import Claim, Experiment, Row, Summary, TrialSpec
@@ -21,7 +22,6 @@ from mecllm.systems.finetune.physics import Evaluation, evaluate
 from mecllm.systems.finetune.scenario import PRESETS, generate, preset
 from mecllm.systems.finetune.solution import Plan, SolveResult
 from mecllm.systems.protocol import (
-    AlgorithmInfo,
     EvaluateRequest,
     GenerateRequest,
     OptionsFor,
@@ -55,8 +55,8 @@ class FinetuneSystem(System):
         f"(default {FIDELITY_SCENARIOS})",
     }
 
-    def algorithms(self) -> Mapping[str, AlgorithmInfo]:
-        return {a.name: AlgorithmInfo(a.name, a.description) for a in ALGORITHMS.values()}
+    def algorithms(self) -> AlgorithmRegistry[Any, Any]:
+        return ALGORITHMS
 
     def load_instance(self, data: object) -> Instance:
         return Instance.from_dict(data)

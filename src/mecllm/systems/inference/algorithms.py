@@ -6,53 +6,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from mecllm.core.errors import InvalidInputError
+from mecllm.core.algorithms import AlgorithmRegistry
 from mecllm.core.options import SolveOptions
 from mecllm.systems.inference import baselines
 from mecllm.systems.inference.chains import placement
-from mecllm.systems.inference.instance import InferenceInstance
+from mecllm.systems.inference.instance import KIND, InferenceInstance
 from mecllm.systems.inference.planner import plan_chains, unserved_note
 from mecllm.systems.inference.solution import InferenceResult, Placement
 
 Runner = Callable[[InferenceInstance, SolveOptions], InferenceResult]
 
 
-@dataclass(frozen=True)
-class Algorithm:
-    """A registered planner."""
-
-    name: str
-    description: str
-    run: Runner
-
-
-ALGORITHMS: dict[str, Algorithm] = {}
-
-
-def _register(name: str, description: str) -> Callable[[Runner], Runner]:
-    def add(run: Runner) -> Runner:
-        ALGORITHMS[name] = Algorithm(name, description, run)
-        return run
-
-    return add
-
-
-def get_algorithm(name: str) -> Algorithm:
-    """Look a planner up by name."""
-    key = name.strip().lower()
-    if key not in ALGORITHMS:
-        raise InvalidInputError(
-            f"algorithm must be one of {', '.join(ALGORITHMS)} for edge-inference instances, "
-            f"got {name!r}"
-        )
-    return ALGORITHMS[key]
-
-
-def solve(instance: InferenceInstance, algorithm: str, options: SolveOptions) -> InferenceResult:
-    """Plan ``instance`` with the named planner."""
-    return get_algorithm(algorithm).run(instance, options)
+#: The registered planners.
+ALGORITHMS: AlgorithmRegistry[InferenceInstance, InferenceResult] = AlgorithmRegistry(KIND)
+_register = ALGORITHMS.register
+#: The planner of a name; unknown names list the known ones.
+get_algorithm = ALGORITHMS.lookup
+#: Plan an instance with the named planner.
+solve = ALGORITHMS.solve
 
 
 def _simple(name: str, build: Callable[[InferenceInstance], Placement], message: str) -> Runner:
@@ -60,7 +32,12 @@ def _simple(name: str, build: Callable[[InferenceInstance], Placement], message:
         del options
         started = time.perf_counter()
         plan = build(instance)
-        return InferenceResult(name, plan, "heuristic", message, time.perf_counter() - started)
+        return InferenceResult(
+            algorithm=name,
+            plan=plan,
+            message=message,
+            wall_time_s=time.perf_counter() - started,
+        )
 
     return run
 
@@ -77,13 +54,13 @@ def _planner(replicas: int) -> Runner:
             for c in planned.chains
         )
         return InferenceResult(
-            name,
-            plan,
-            "optimal" if planned.status == "optimal" else "time_limit",
-            f"{len(planned.chains)} chains chosen of {planned.candidates} candidates "
+            algorithm=name,
+            plan=plan,
+            status="optimal" if planned.status == "optimal" else "time_limit",
+            message=f"{len(planned.chains)} chains chosen of {planned.candidates} candidates "
             f"(R = {replicas}): {chains}{unserved_note(planned)}",
-            time.perf_counter() - started,
-            {"candidates": planned.candidates, "unserved_share": planned.unserved},
+            wall_time_s=time.perf_counter() - started,
+            details={"candidates": planned.candidates, "unserved_share": planned.unserved},
         )
 
     return run
@@ -119,5 +96,8 @@ def _random(instance: InferenceInstance, options: SolveOptions) -> InferenceResu
     started = time.perf_counter()
     plan = baselines.random_plan(instance, options.rng())
     return InferenceResult(
-        "infer-random", plan, "heuristic", f"seed {options.seed}", time.perf_counter() - started
+        algorithm="infer-random",
+        plan=plan,
+        message=f"seed {options.seed}",
+        wall_time_s=time.perf_counter() - started,
     )

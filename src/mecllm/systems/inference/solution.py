@@ -10,17 +10,15 @@ every request is routed by Dijkstra over all servers (Petals-style).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from mecllm.core import checks
 from mecllm.core.errors import InvalidInputError
-from mecllm.core.fileio import atomic_write_text
-from mecllm.core.status import SolveStatus
+from mecllm.core.result import Result
+from mecllm.systems.inference.instance import KIND
 
 Routing = Literal["chains", "shortest-path"]
 
@@ -118,31 +116,16 @@ class Placement:
         return cls(tuple(servers), tuple(chains), tuple(fractions), routing)
 
 
-@dataclass(frozen=True)
-class InferenceResult:
-    """What a planner returns: the plan and how it was found (the simulator scores it)."""
+@dataclass(frozen=True, eq=False, kw_only=True)
+class InferenceResult(Result[Placement]):
+    """What a planner returns: the plan and how it was found (the simulator scores it;
+    :class:`~mecllm.core.result.Result`). ``details``: what the planner reports beyond its
+    message (candidates, unserved share)."""
 
-    algorithm: str
-    plan: Placement
-    status: SolveStatus = "heuristic"
-    message: str = ""
-    wall_time_s: float = 0.0
+    kind: ClassVar[str] = KIND
+
     details: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Solution JSON."""
-        out: dict[str, Any] = {"system": "edge-inference", "algorithm": self.algorithm}
-        out.update(self.plan.to_dict())
-        out.update(
-            {
-                "status": self.status,
-                "message": self.message,
-                "wall_time_s": self.wall_time_s,
-                "details": self.details,
-            }
-        )
-        return out
-
-    def save(self, path: str | Path) -> None:
-        """Write the solution JSON atomically."""
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
+    def figures(self) -> dict[str, Any]:
+        """The planner's details (the figures are the simulator's: ``mecllm evaluate``)."""
+        return {"details": self.details}

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 from rich.console import Console
 
+from mecllm.core.algorithms import AlgorithmRegistry
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.experiment import Claim, Experiment, Row, Summary, TrialSpec
 from mecllm.core.options import SolveOptions
@@ -21,7 +22,6 @@ from mecllm.systems.inference.scenario import PRESETS, generate, preset
 from mecllm.systems.inference.simulator import SimulationReport, simulate
 from mecllm.systems.inference.solution import InferenceResult, Placement
 from mecllm.systems.protocol import (
-    AlgorithmInfo,
     EvaluateRequest,
     GenerateRequest,
     OptionsFor,
@@ -66,8 +66,8 @@ class InferenceSystem(System):
     sweep_algorithms = studies.PLANNERS
     sweep_metrics = studies.METRICS
 
-    def algorithms(self) -> Mapping[str, AlgorithmInfo]:
-        return {a.name: AlgorithmInfo(a.name, a.description) for a in ALGORITHMS.values()}
+    def algorithms(self) -> AlgorithmRegistry[Any, Any]:
+        return ALGORITHMS
 
     def load_instance(self, data: object) -> InferenceInstance:
         return InferenceInstance.from_dict(data)

@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from mecllm.core.algorithms import AlgorithmRegistry
 from mecllm.core.dinkelbach import LoopOutcome, NamedStep, dinkelbach
 from mecllm.core.errors import InvalidInputError, SolverError
 from mecllm.core.options import SolveOptions
 from mecllm.core.status import SolveStatus
-from mecllm.systems.secure.instance import SecureInstance
+from mecllm.systems.secure.instance import KIND, SecureInstance
 from mecllm.systems.secure.physics import evaluate_secure, service_status, utility
 from mecllm.systems.secure.solution import SecurePlan, SecureResult
 from mecllm.systems.secure.subproblems import equal_resources, phi_step, resources_step
@@ -40,45 +40,13 @@ from mecllm.systems.secure.subproblems import equal_resources, phi_step, resourc
 SecureRunner = Callable[[SecureInstance, SolveOptions], SecureResult]
 
 
-@dataclass(frozen=True)
-class SecureAlgorithm:
-    """A registered secure algorithm."""
-
-    name: str
-    description: str
-    run: SecureRunner
-
-
-SECURE_ALGORITHMS: dict[str, SecureAlgorithm] = {}
-
-
-def _register(name: str, description: str) -> Callable[[SecureRunner], SecureRunner]:
-    def add(run: SecureRunner) -> SecureRunner:
-        def timed(instance: SecureInstance, options: SolveOptions) -> SecureResult:
-            return run(instance, options.with_deadline())
-
-        SECURE_ALGORITHMS[name] = SecureAlgorithm(name, description, timed)
-        return run
-
-    return add
-
-
-def get_secure_algorithm(name: str) -> SecureAlgorithm:
-    """Look a secure algorithm up by name."""
-    key = name.strip().lower()
-    if key not in SECURE_ALGORITHMS:
-        raise InvalidInputError(
-            f"algorithm must be one of {', '.join(SECURE_ALGORITHMS)} for a secure-offsite "
-            f"instance, got {name!r}"
-        )
-    return SECURE_ALGORITHMS[key]
-
-
-def solve_secure(
-    instance: SecureInstance, algorithm: str, options: SolveOptions | None = None
-) -> SecureResult:
-    """Solve a secure instance with the named algorithm."""
-    return get_secure_algorithm(algorithm).run(instance, options or SolveOptions())
+#: The registered algorithms of the secure system.
+SECURE_ALGORITHMS: AlgorithmRegistry[SecureInstance, SecureResult] = AlgorithmRegistry(KIND)
+_register = SECURE_ALGORITHMS.register
+#: The algorithm of a name; unknown names list the known ones.
+get_secure_algorithm = SECURE_ALGORITHMS.lookup
+#: Solve a secure instance with the named algorithm.
+solve_secure = SECURE_ALGORITHMS.solve
 
 
 def _check_positive_utility(instance: SecureInstance) -> None:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import numpy as np
 
 from mecllm.core import checks
 from mecllm.core.arrays import FloatArray
 from mecllm.core.errors import InvalidInputError
-from mecllm.core.fileio import atomic_write_text
+from mecllm.core.result import Result, finite_or_none
 from mecllm.core.status import SolveStatus
 from mecllm.systems.secure.instance import KIND, SecureInstance
 
@@ -63,16 +60,17 @@ class SecurePlan:
         )
 
 
-@dataclass(frozen=True)
-class SecureResult:
-    """What a secure solver returns: plan, figures (true instance), history.
+@dataclass(frozen=True, eq=False, kw_only=True)
+class SecureResult(Result[SecurePlan]):
+    """What a secure solver returns: plan, figures (true instance), history
+    (:class:`~mecllm.core.result.Result`).
 
     ``believed_ratio`` differs from ``ratio`` only for the security-blind baseline: it is the
     U/S the blind optimiser thought it reached (the eavesdropper ignored).
     """
 
-    algorithm: str
-    plan: SecurePlan
+    kind: ClassVar[str] = KIND
+
     ratio: float
     utility: float
     delay_s: float
@@ -80,38 +78,21 @@ class SecureResult:
     feasible: bool
     floor_violations: list[int]
     status: SolveStatus = "converged"
-    message: str = ""
-    iterations: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    wall_time_s: float = 0.0
     believed_ratio: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """Solution JSON."""
-        out: dict[str, Any] = {"system": KIND, "algorithm": self.algorithm}
-        out.update(self.plan.to_dict())
-        out.update(
-            {
-                "us_ratio": _num(self.ratio),
-                "utility": _num(self.utility),
-                "delay_s": _num(self.delay_s),
-                "energy_j": _num(self.energy_j),
-                "feasible": self.feasible,
-                "floor_violations": self.floor_violations,
-                "status": self.status,
-                "message": self.message,
-                "iterations": self.iterations,
-                "history": self.history,
-                "wall_time_s": self.wall_time_s,
-            }
-        )
+    def figures(self) -> dict[str, Any]:
+        """The plan's figures on the real instance."""
+        out: dict[str, Any] = {
+            "us_ratio": finite_or_none(self.ratio),
+            "utility": finite_or_none(self.utility),
+            "delay_s": finite_or_none(self.delay_s),
+            "energy_j": finite_or_none(self.energy_j),
+            "feasible": self.feasible,
+            "floor_violations": self.floor_violations,
+        }
         if self.believed_ratio is not None:
-            out["believed_us_ratio"] = _num(self.believed_ratio)
+            out["believed_us_ratio"] = finite_or_none(self.believed_ratio)
         return out
-
-    def save(self, path: str | Path) -> None:
-        """Write the solution JSON atomically."""
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=1) + "\n")
 
 
 def load_secure_plan(data: object, instance: SecureInstance) -> SecurePlan:
@@ -119,7 +100,3 @@ def load_secure_plan(data: object, instance: SecureInstance) -> SecurePlan:
     if not isinstance(data, Mapping):
         raise InvalidInputError("solution file must hold a JSON object")
     return SecurePlan.from_dict(data, instance.n_users)
-
-
-def _num(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None

@@ -9,11 +9,11 @@ from typing import Any, ClassVar
 import numpy as np
 from rich.console import Console
 
+from mecllm.core.algorithms import AlgorithmRegistry
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.experiment import Claim, Experiment, Row, Summary, TrialSpec
 from mecllm.core.options import SolveOptions
 from mecllm.systems.protocol import (
-    AlgorithmInfo,
     EvaluateRequest,
     GenerateRequest,
     OptionsFor,
@@ -65,8 +65,8 @@ class SecureSystem(System):
     sweep_algorithms = studies.ALGORITHM_NAMES
     sweep_metrics = ("us_ratio", "delay_s", "energy_j")
 
-    def algorithms(self) -> Mapping[str, AlgorithmInfo]:
-        return {a.name: AlgorithmInfo(a.name, a.description) for a in SECURE_ALGORITHMS.values()}
+    def algorithms(self) -> AlgorithmRegistry[Any, Any]:
+        return SECURE_ALGORITHMS
 
     def load_instance(self, data: object) -> SecureInstance:
         return SecureInstance.from_dict(data)

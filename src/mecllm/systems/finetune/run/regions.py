@@ -1,5 +1,7 @@
-"""Solve a field by regions, the regions in parallel (Dask or a local process pool), every
-finished region saved at once so that a killed run keeps it and a re-run skips it.
+"""The runner of the solve by regions: the system's rounds
+(:func:`~mecllm.systems.finetune.regions.solve_regions`) with each round's regions in parallel
+(Dask or a local process pool), every finished region saved at once so that a killed run keeps
+it and a re-run skips it.
 
 The output folder holds ``manifest.json`` (what is being solved), ``regions/region-R.npz``
 (one per finished region), and, at the end, ``plan.npz`` (the stitched plan, field indices)
@@ -14,7 +16,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,26 +28,20 @@ from mecllm.core.errors import InvalidInputError
 from mecllm.core.executors import check_backend, run_dask, run_local
 from mecllm.core.fileio import atomic_write_bytes, atomic_write_text
 from mecllm.core.options import SolveOptions
+from mecllm.systems.finetune.algorithms import get_algorithm
 from mecllm.systems.finetune.field import Field
 from mecllm.systems.finetune.regions import (
     DELAY_START_FACTOR,
     PLAN_FIELDS,
-    RELAX_MARGIN,
-    REPRICE_MARGIN,
+    Progress,
     RegionResult,
     RegionTask,
+    RoundRunner,
     Stitched,
     check_delay_start,
-    choose,
-    choose_relaxed,
-    plan_tasks,
-    relax_tasks,
-    reprice_tasks,
     solve_region,
-    stitch,
+    solve_regions,
 )
-
-Progress = Callable[[str], None]
 
 
 class PeakMemory:
@@ -185,6 +181,50 @@ def _load_region(folder: Path, task: RegionTask) -> RegionResult | None:
         )
 
 
+def _checkpointed_rounds(
+    fld: Field,
+    folder: Path,
+    backend: str,
+    workers: int,
+    scheduler: str | None,
+    say: Progress,
+    started: float,
+) -> RoundRunner:
+    """A round runner that skips the regions saved in ``folder``, solves the others on the
+    backend and saves each as it finishes."""
+    work = partial(solve_region, fld, get_algorithm)
+
+    def run_round(round_tasks: list[RegionTask], what: str) -> tuple[list[RegionResult], int]:
+        done: list[RegionResult] = []
+        pending: list[RegionTask] = []
+        for task in round_tasks:
+            saved = _load_region(folder, task)
+            if saved is not None and saved.status != "failed":
+                done.append(saved)
+            else:
+                pending.append(task)
+        if done:
+            say(f"{len(done)} {what} already solved in {folder}; {len(pending)} to go")
+        runner: Iterator[RegionResult] = iter(())
+        if pending and backend == "dask":
+            runner = run_dask(work, pending, workers, scheduler)
+        elif pending:
+            runner = run_local(work, pending, workers)
+        reused = len(done)
+        for result in runner:
+            _save_region(folder, result)
+            done.append(result)
+            say(
+                f"{what[:-1]} {result.region}: {result.users.size} users, "
+                f"{result.servers.size} servers, {result.status}, SCR {result.scr:.6g}, "
+                f"delay {result.delay_s:.4g} s, {result.wall_time_s:.1f} s "
+                f"({len(done)}/{len(round_tasks)} done, {time.perf_counter() - started:.0f} s)"
+            )
+        return done, reused
+
+    return run_round
+
+
 def solve_by_regions(
     fld: Field,
     out: Path,
@@ -200,9 +240,9 @@ def solve_by_regions(
     relax: bool = False,
     delay_start: float = DELAY_START_FACTOR,
 ) -> RegionsRun:
-    """Cut ``fld`` into regions, solve them in parallel, re-solve the slowest at a higher delay
-    price (``reprice``), re-split the faster ones below the stitched delay (``relax``), stitch,
-    write ``out`` (a folder).
+    """The system's solve by regions (:func:`~mecllm.systems.finetune.regions.solve_regions`)
+    with the regions in parallel on ``backend``, every finished region saved in ``out`` (a
+    folder) and skipped by a re-run; then the stitched plan and the summary written there.
 
     Raises
     ------
@@ -212,6 +252,7 @@ def solve_by_regions(
     options = options or SolveOptions()
     check_backend(backend, workers, scheduler)
     check_delay_start(delay_start)
+    get_algorithm(algorithm)  # an unknown name is refused before any work
     say = progress or (lambda text: None)
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
@@ -230,71 +271,32 @@ def solve_by_regions(
             )
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1) + "\n")
     with PeakMemory() as memory:
-        tasks, balance = plan_tasks(fld, servers_per_region, algorithm, options, delay_start)
-        plan_s = time.perf_counter() - started
-        say(
-            f"{len(tasks)} regions of about {servers_per_region} servers and "
-            f"{fld.n_users // max(len(tasks), 1)} users; users priced out of their best region: "
-            f"{balance.get('moved_from_best_region', 0.0):.1%} ({plan_s:.1f} s)"
+        solved = solve_regions(
+            fld,
+            get_algorithm,
+            servers_per_region=servers_per_region,
+            algorithm=algorithm,
+            options=options,
+            reprice=reprice,
+            relax=relax,
+            delay_start=delay_start,
+            run_round=_checkpointed_rounds(fld, folder, backend, workers, scheduler, say, started),
+            progress=say,
         )
-        solve_started = time.perf_counter()
-        work = partial(solve_region, fld)
-
-        def run_round(round_tasks: list[RegionTask], what: str) -> tuple[list[RegionResult], int]:
-            done: list[RegionResult] = []
-            pending: list[RegionTask] = []
-            for task in round_tasks:
-                saved = _load_region(folder, task)
-                if saved is not None and saved.status != "failed":
-                    done.append(saved)
-                else:
-                    pending.append(task)
-            if done:
-                say(f"{len(done)} {what} already solved in {folder}; {len(pending)} to go")
-            runner: Iterator[RegionResult] = iter(())
-            if pending and backend == "dask":
-                runner = run_dask(work, pending, workers, scheduler)
-            elif pending:
-                runner = run_local(work, pending, workers)
-            reused = len(done)
-            for result in runner:
-                _save_region(folder, result)
-                done.append(result)
-                say(
-                    f"{what[:-1]} {result.region}: {result.users.size} users, "
-                    f"{result.servers.size} servers, {result.status}, SCR {result.scr:.6g}, "
-                    f"delay {result.delay_s:.4g} s, {result.wall_time_s:.1f} s "
-                    f"({len(done)}/{len(round_tasks)} done, {time.perf_counter() - started:.0f} s)"
-                )
-            return done, reused
-
-        results, reused = run_round(tasks, "regions")
-        again = reprice_tasks(tasks, results) if reprice else []
-        if again:
-            say(
-                f"{len(again)} regions slower than the median by over "
-                f"{REPRICE_MARGIN:.0%} are solved again at a higher delay price"
-            )
-            second, reused_again = run_round(again, "re-solves")
-            reused += reused_again
-            results = results + second
-        results = choose(fld, results)
-        relaxing = relax_tasks(tasks, results) if relax else []
-        if relaxing:
-            say(
-                f"{len(relaxing)} regions faster than the stitched delay by over "
-                f"{RELAX_MARGIN:.0%} are re-split with it as a floor"
-            )
-            third, reused_third = run_round(relaxing, "relaxations")
-            reused += reused_third
-            results = choose_relaxed(fld, results, third)
-        solve_s = time.perf_counter() - solve_started
-        stitched = stitch(fld, results)
     wall = time.perf_counter() - started
-    run = RegionsRun(stitched, results, balance, wall, plan_s, solve_s, memory.peak_bytes, reused)
+    run = RegionsRun(
+        solved.stitched,
+        solved.results,
+        solved.balance,
+        wall,
+        solved.plan_s,
+        solved.solve_s,
+        memory.peak_bytes,
+        solved.reused,
+    )
     run.summary = summary_of(fld, run, manifest)
-    plan = {"assignment": stitched.plan.assignment}
-    plan.update({name: getattr(stitched.plan, name) for name in PLAN_FIELDS})
+    plan = {"assignment": solved.stitched.plan.assignment}
+    plan.update({name: getattr(solved.stitched.plan, name) for name in PLAN_FIELDS})
     atomic_write_bytes(out / "plan.npz", _npz(plan))
     atomic_write_text(out / "summary.json", json.dumps(run.summary, indent=1) + "\n")
     return run

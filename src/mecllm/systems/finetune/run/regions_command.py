@@ -10,7 +10,6 @@ from rich.table import Table
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.fileio import read_json
 from mecllm.core.options import SolveOptions
-from mecllm.systems.finetune.algorithms import get_algorithm
 from mecllm.systems.finetune.field import Field
 from mecllm.systems.finetune.regions import DELAY_START_FACTOR
 from mecllm.systems.finetune.run.regions import solve_by_regions
@@ -38,7 +37,6 @@ def solve_regions_file(
             "a dense instance is solved whole by `mecllm solve`"
         )
     fld = Field.from_dict(data)
-    get_algorithm(algorithm)  # an unknown name is refused before any work
     run = solve_by_regions(
         fld,
         out_dir,
