@@ -255,33 +255,18 @@ def demo_cmd(
 
 
 def _run_experiments(
-    experiments: list[Experiment],
-    trials: int,
-    out_dir: Path,
-    preset_name: str | None,
-    backend: str,
-    workers: int,
-    scheduler: str | None,
-    fresh: bool,
-    seed: int,
+    experiments: list[Experiment], trials: int, preset: str | None, **engine: Any
 ) -> None:
+    """Run (or resume) sweeps of trials and print their tables; ``engine``: the output folder,
+    backend, workers, scheduler, ``fresh`` and the base seed."""
     # Imported here: the engine pulls in matplotlib and the solvers, which the other commands
     # (and --help) need not load.
     from mecllm.experiments.report import run_tables
     from mecllm.experiments.runner import run_experiments
 
-    system = get_system(experiments[0].system)
+    default = get_system(experiments[0].system).default_preset
     counts, claims = run_experiments(
-        experiments,
-        trials=trials,
-        out=out_dir,
-        preset=preset_name or system.default_preset,
-        backend=backend,
-        workers=workers,
-        scheduler=scheduler,
-        fresh=fresh,
-        base_seed=seed,
-        console=err,
+        experiments, trials=trials, preset=preset or default, console=err, **engine
     )
     for table in run_tables(counts, claims, trials):
         out.print(table)
@@ -329,16 +314,16 @@ def reproduce_cmd(
             check_output_folder(out_dir, "--out")
             runner.reproduce_run(name, RunRequest(out_dir, seed, trials, fresh), out, err)
             return
+        engine = {"backend": backend, "workers": workers, "scheduler": scheduler}
+        trials_ = 10 if trials is None else trials
         _run_experiments(
             experiments_named(name),
-            10 if trials is None else trials,
-            out_dir,
+            trials_,
             preset_name,
-            backend,
-            workers,
-            scheduler,
-            fresh,
-            seed,
+            out=out_dir,
+            fresh=fresh,
+            base_seed=seed,
+            **engine,
         )
 
     guard(run)
@@ -366,16 +351,11 @@ def sweep_cmd(
         check_seed(seed)
         experiment, options = load_sweep(file)
         file_preset = options.get("preset")
+        engine = {"backend": backend, "workers": workers, "scheduler": scheduler}
+        trials_ = trials if trials is not None else int(options.get("trials", 10))
+        preset = preset_name or (str(file_preset) if file_preset is not None else None)
         _run_experiments(
-            [experiment],
-            trials if trials is not None else int(options.get("trials", 10)),
-            out_dir,
-            preset_name or (str(file_preset) if file_preset is not None else None),
-            backend,
-            workers,
-            scheduler,
-            fresh,
-            seed,
+            [experiment], trials_, preset, out=out_dir, fresh=fresh, base_seed=seed, **engine
         )
 
     guard(run)

@@ -225,7 +225,7 @@ def test_a_dense_instance_or_another_system_is_refused(tmp_path: Path) -> None:
     r = runner.invoke(
         app, ["generate", "--system", "edge-inference", "--field", "-o", str(tmp_path / "x.json")]
     )
-    assert r.exit_code != 0 and "--field is for edge-llm" in r.output
+    assert r.exit_code == 2 and "--field does not apply to edge-inference instances" in r.output
 
 
 def _descendants(pid: int) -> list[int]:
