@@ -29,7 +29,9 @@ from mecllm.cli import app
 from mecllm.models.causal import ShardModel, WorkItem
 from mecllm.systems.inference.serve.calibrate import Calibration
 from mecllm.systems.inference.serve.command import ServeRequest, serve_files
+from mecllm.systems.inference.serve.run import parse_kills
 from mecllm.systems.inference.serve.shard import SERVICE, TOKEN_ENV
+from mecllm.systems.inference.solution import Placement, Server
 from mecllm.transport.rpc import CLIENT_ERRORS, Client, TransferError
 from mecllm.transport.service import ServiceProcess
 from mecllm.transport.tensors import decode, encode
@@ -275,6 +277,9 @@ def test_stopping_mecllm_serve_leaves_no_process(
         (["--kill", "zero@1"], "--kill must look like SHARD@SECONDS"),
         (["--kill", "7@1"], "--kill shard must be a server index in 0..1"),
         (["--kill", "0@-2"], "--kill time must be seconds >= 0"),
+        (["--fail", "x@1"], "--fail must look like NODE@SECONDS"),
+        (["--fail", "9@1"], "--fail node must be in 0..2"),
+        (["--fail", "0@inf"], "--fail time must be a finite number of seconds >= 0"),
         (["--core-share", "1.5"], "--core-share must be in (0, 1]"),
         (["--requests", "0"], "--requests must be in 1.."),
         (["--rate", "-1"], "--rate must be in (0, 10000]"),
@@ -286,6 +291,16 @@ def test_bad_serve_options_are_refused_before_anything_starts(
 ) -> None:
     args = ["serve", str(files["instance"]), str(files["two-shards"]), *extra]
     assert message in one_line_error(runner.invoke(app, args))
+
+
+def test_a_failed_node_kills_every_shard_on_it_as_the_simulator_fails_it() -> None:
+    plan = Placement(
+        (Server(0, 0, 3), Server(1, 3, 6), Server(1, 0, 3), Server(2, 3, 6)),
+        ((0, 1), (2, 3)),
+        (0.5, 0.5),
+    )
+    kills = parse_kills(["3@2.5"], plan, ["1@4"], n_nodes=3)
+    assert sorted((k.server, k.at_s) for k in kills) == [(1, 4.0), (2, 4.0), (3, 2.5)]
 
 
 def test_plans_the_run_cannot_carry_out_are_refused(files: dict[str, Path]) -> None:
