@@ -93,6 +93,7 @@ def _small_mip() -> str:
     return result.status
 
 
+@pytest.mark.processes
 def test_a_child_forked_after_a_solve_can_solve() -> None:
     # HiGHS's thread scheduler does not survive a fork: without the reset the child spins.
     assert _small_mip() == "optimal"

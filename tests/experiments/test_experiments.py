@@ -73,6 +73,7 @@ def test_sweep_file_errors_are_invalid_input(tmp_path: Path) -> None:
     assert "algorithm must be one of" in result.stderr
 
 
+@pytest.mark.processes
 def test_resume_after_sigkill_recomputes_nothing(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep.toml"
     sweep.write_text(SWEEP)
@@ -145,6 +146,7 @@ def test_resume_after_sigkill_recomputes_nothing(tmp_path: Path) -> None:
     assert means(out) == means(clean)
 
 
+@pytest.mark.processes
 def test_dask_local_cluster_gives_the_same_rows_as_local(tmp_path: Path) -> None:
     pytest.importorskip("dask.distributed")
     sweep = tmp_path / "sweep.toml"
@@ -169,6 +171,7 @@ def test_dask_local_cluster_gives_the_same_rows_as_local(tmp_path: Path) -> None
     assert _trial_rows(tmp_path / "local", "area") == _trial_rows(tmp_path / "dask", "area")
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_a_killed_sweep_leaves_no_worker_behind(tmp_path: Path, how: signal.Signals) -> None:
     sweep = tmp_path / "sweep.toml"

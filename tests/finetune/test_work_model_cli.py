@@ -46,7 +46,7 @@ def test_generate_writes_a_profiled_instance_and_its_paper_twin(tmp_path: Path) 
     [
         (["--plan-model", "guess"], "--plan-model must be 'profiled' or 'paper'"),
         (["--field"], "--work-model writes a dense instance"),
-        (["--system", "secure-offsite"], "--work-model is for edge-llm scenarios"),
+        (["--system", "secure-offsite"], "--work-model does not apply to secure-offsite instances"),
     ],
 )
 def test_bad_work_model_options_are_refused(tmp_path: Path, extra: list[str], message: str) -> None:

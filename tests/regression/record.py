@@ -67,6 +67,7 @@ def main() -> None:
                 "us_ratio": s.ratio,
                 "delay_s": s.delay_s,
                 "energy_j": s.energy_j,
+                **({} if s.believed_ratio is None else {"believed_us_ratio": s.believed_ratio}),
             }
             print(label, algorithm, s.ratio, f"{s.wall_time_s:.1f}s", flush=True)
     file.write_text(json.dumps(out, indent=1) + "\n")

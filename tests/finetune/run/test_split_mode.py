@@ -25,6 +25,9 @@ from mecllm.transport.tensors import encode
 
 from factories import tiny_profiled_files
 
+#: Every test here starts processes (servers, users, workers) or may.
+pytestmark = pytest.mark.processes
+
 TINY = Settings(n_train=16, n_test=16, epochs=1, batch=8, max_len=16)
 TOKEN = "s" * 32
 

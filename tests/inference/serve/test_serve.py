@@ -38,6 +38,9 @@ from mecllm.transport.tensors import decode, encode
 from processes import alive, children
 from test_bad_input import one_line_error
 
+#: Every test here starts processes (servers, users, workers) or may.
+pytestmark = pytest.mark.processes
+
 runner = CliRunner()
 TOKEN = "s" * 32
 WHOLE = {"node": 1, "start": 0, "end": 6}

@@ -127,7 +127,7 @@ class SolveResult(Result[Plan]):
     service: float
 
     def figures(self) -> dict[str, Any]:
-        """The plan's figures (docs/formats.md section 10)."""
+        """The plan's figures (the solution JSON of docs/formats.md)."""
         return {
             "scr": finite_or_none(self.scr),
             "delay_s": finite_or_none(self.delay_s),
