@@ -126,6 +126,25 @@ def test_bad_run_options_are_refused_before_any_trial(
     assert not out.exists()
 
 
+def test_a_sweep_too_large_for_memory_is_refused_before_any_file(tmp_path: Path) -> None:
+    file = tmp_path / "big.toml"
+    file.write_text('name = "big"\ntrials = 1\n[base]\nn_servers = 100\n')
+    file.write_text(file.read_text() + "[sweep]\nn_users = [10, 10000000]\n")
+    out = tmp_path / "out"
+    line = one_line_error(runner.invoke(app, ["sweep", str(file), "--out", str(out)]))
+    assert "of memory" in line and "make it smaller" in line
+    assert not out.exists()
+
+
+def test_a_plot_is_written_only_under_a_png_name(tmp_path: Path) -> None:
+    instance = tmp_path / "i.json"
+    assert runner.invoke(app, ["generate", "--users", "3", "-o", str(instance)]).exit_code == 0
+    plot = tmp_path / "out.xyz"
+    args = ["compare", str(instance), "--algorithms", "gucaa", "--plot", str(plot)]
+    assert "--plot writes a PNG" in one_line_error(runner.invoke(app, args))
+    assert not plot.exists()
+
+
 def test_a_folder_as_sweep_file_is_refused(tmp_path: Path) -> None:
     line = one_line_error(runner.invoke(app, ["sweep", str(tmp_path)]))
     assert "is a folder" in line

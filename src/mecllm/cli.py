@@ -203,6 +203,10 @@ def compare_cmd(
         check_time_limit(time_limit)
         if plot is not None:
             check_output_file(plot, "--plot")
+            if plot.suffix.lower() != ".png":
+                raise InvalidInputError(
+                    f"--plot writes a PNG: give a name ending in .png, got {plot}"
+                )
         data = read_json(instance_path, "instance")
         system_of(data).compare_command(
             data,

@@ -91,6 +91,7 @@ class InferenceSystem(System):
     def normalise_settings(self, preset_name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         scenario = {k: v for k, v in overrides.items() if k not in studies.FAILURE_KEYS}
         settings = preset(preset_name, **scenario)
+        settings.validate()  # ranges and sizes too, before a run creates anything
         out = {key: getattr(settings, key) for key in scenario}
         for key in studies.FAILURE_KEYS:
             if key in overrides:

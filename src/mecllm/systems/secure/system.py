@@ -91,6 +91,7 @@ class SecureSystem(System):
 
     def normalise_settings(self, preset_name: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
         settings = secure_preset(preset_name, **overrides)
+        settings.validate()  # ranges and sizes too, before a run creates anything
         return {key: getattr(settings, key) for key in overrides}
 
     def solve(self, instance: Any, algorithm: str, options: SolveOptions) -> SecureResult:
