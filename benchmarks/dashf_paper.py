@@ -22,6 +22,8 @@ from mecllm.core.stats import mean_interval
 from mecllm.systems.finetune.algorithms import ALGORITHMS, solve
 from mecllm.systems.finetune.scenario import generate, preset
 
+from machine import calibration_line
+
 PAPER_ALGORITHMS = ("rucaa", "gucaa", "aauco", "gucro", "dashf")
 
 
@@ -119,4 +121,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(calibration_line(), flush=True)
     main()

@@ -26,6 +26,8 @@ from mecllm.systems.inference.requests import Stream, draw
 from mecllm.systems.inference.scenario import generate, preset
 from mecllm.systems.inference.simulator import TOKEN_ID_BITS, simulate
 
+from machine import calibration_line
+
 
 def best_case_latency_s(instance: InferenceInstance, stream: Stream) -> np.ndarray:
     """Each request's latency on ideal hardware with nothing else running, s (shape (R,))."""
@@ -64,4 +66,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(calibration_line(), flush=True)
     main()

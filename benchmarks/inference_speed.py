@@ -28,6 +28,8 @@ from mecllm.systems.inference.requests import draw
 from mecllm.systems.inference.scenario import generate, preset
 from mecllm.systems.inference.simulator import simulate
 
+from machine import calibration_line
+
 
 def _simulator_rows(requests: int, rates: list[float], seed: int) -> None:
     print(
@@ -95,4 +97,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(calibration_line(), flush=True)
     main()

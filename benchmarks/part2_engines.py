@@ -21,6 +21,8 @@ from mecllm.systems.finetune.scenario import generate, preset
 from mecllm.systems.finetune.solvers.allocation.engines import optimise_resources
 from mecllm.systems.finetune.solvers.steps import greedy_start
 
+from machine import calibration_line
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,4 +57,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(calibration_line(), flush=True)
     main()

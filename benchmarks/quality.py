@@ -36,6 +36,8 @@ from mecllm.systems.finetune.bound import certify
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.scenario import generate, preset
 
+from machine import calibration_line
+
 METHODS = ("dashf", "dashf-milp", "dashf-scale", "dashf-plus")
 
 
@@ -162,4 +164,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(calibration_line(), flush=True)
     main()

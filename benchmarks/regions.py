@@ -28,6 +28,8 @@ from mecllm.systems.finetune.regions import DELAY_START_FACTOR
 from mecllm.systems.finetune.run.regions import solve_by_regions
 from mecllm.systems.finetune.scenario import preset
 
+from machine import calibration_line
+
 
 def _size(text: str) -> tuple[int, int]:
     n, m = text.lower().split("x")
@@ -128,4 +130,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(calibration_line(), flush=True)
     main()

@@ -19,6 +19,8 @@ from mecllm.systems.finetune.solvers.association.milp import solve_milp
 from mecllm.systems.finetune.solvers.association.pricing import price_moves
 from mecllm.systems.finetune.solvers.association.relaxation import solve_relaxation
 
+from machine import calibration_line
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,4 +62,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(calibration_line(), flush=True)
     main()

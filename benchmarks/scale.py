@@ -45,6 +45,8 @@ from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.scenario import generate, preset
 from mecllm.systems.finetune.solvers.steps import greedy_start, part1_step, part2_step
 
+from machine import calibration_line
+
 VARIANTS = ("rucaa", "gucaa", "dashf-fullsdr", "dashf", "dashf-milp", "dashf-scale")
 PAPER_ROUTE = "dashf-fullsdr"
 
@@ -307,4 +309,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(calibration_line(), flush=True)
     main()

@@ -18,6 +18,8 @@ from mecllm.systems.secure.physics import evaluate_secure
 from mecllm.systems.secure.scenario import generate_secure, secure_preset
 from mecllm.systems.secure.subproblems import equal_resources
 
+from machine import calibration_line
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,4 +52,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(calibration_line(), flush=True)
     main()

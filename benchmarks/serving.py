@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from machine import calibration_line as machine_line
+
 FIGURES = (
     ("on_time_ratio", "on-time ratio", "{:.3f}"),
     ("p50_latency_s", "latency p50 (s)", "{:.3f}"),
@@ -211,4 +213,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    print(machine_line(), flush=True)
     main()

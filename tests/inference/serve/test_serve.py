@@ -278,8 +278,8 @@ def test_stopping_mecllm_serve_leaves_no_process(
     ("extra", "message"),
     [
         (["--kill", "zero@1"], "--kill must look like SHARD@SECONDS"),
-        (["--kill", "7@1"], "--kill shard must be a server index in 0..1"),
-        (["--kill", "0@-2"], "--kill time must be seconds >= 0"),
+        (["--kill", "7@1"], "--kill shard must be in 0..1"),
+        (["--kill", "0@-2"], "--kill time must be a finite number of seconds >= 0"),
         (["--fail", "x@1"], "--fail must look like NODE@SECONDS"),
         (["--fail", "9@1"], "--fail node must be in 0..2"),
         (["--fail", "0@inf"], "--fail time must be a finite number of seconds >= 0"),

@@ -91,6 +91,24 @@ def _frozen(values: FloatArray) -> FloatArray:
     return out
 
 
+#: The per-user vectors of an instance ((N,) each) and the per-server ones ((M,) each).
+USER_FIELDS = (
+    "adapter_params",
+    "flops_per_param",
+    "user_epochs",
+    "user_max_power_w",
+    "user_max_flops",
+    "user_kappa",
+)
+SERVER_FIELDS = (
+    "bandwidth_hz",
+    "server_max_power_w",
+    "server_max_flops",
+    "server_kappa",
+    "server_epochs",
+)
+
+
 @dataclass(frozen=True, eq=False)
 class Instance:
     """One scenario of N users and M edge servers (all SI units).
@@ -174,17 +192,8 @@ class Instance:
         if not _VALIDATED.get():
             Instance.from_dict(self.to_dict(), _build=False)
         for name in (
-            "adapter_params",
-            "flops_per_param",
-            "user_epochs",
-            "user_max_power_w",
-            "user_max_flops",
-            "user_kappa",
-            "bandwidth_hz",
-            "server_max_power_w",
-            "server_max_flops",
-            "server_kappa",
-            "server_epochs",
+            *USER_FIELDS,
+            *SERVER_FIELDS,
             "channel_gain",
             "user_position_m",
             "server_position_m",

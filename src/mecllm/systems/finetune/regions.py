@@ -35,7 +35,7 @@ from mecllm.core.algorithms import Algorithm
 from mecllm.core.arrays import FloatArray, IntArray
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.options import SolveOptions
-from mecllm.systems.finetune.instance import Instance
+from mecllm.systems.finetune.instance import SERVER_FIELDS, USER_FIELDS, Instance
 from mecllm.systems.finetune.physics import evaluate, weighted_cost
 from mecllm.systems.finetune.solution import Plan, SolveResult
 
@@ -209,29 +209,8 @@ class InstanceScene:
         whole = self.whole
         u = np.arange(whole.n_users) if users is None else np.asarray(users, dtype=np.int64)
         m = np.arange(whole.n_servers) if servers is None else np.asarray(servers, dtype=np.int64)
-        changes: dict[str, Any] = {
-            name: getattr(whole, name)[u]
-            for name in (
-                "adapter_params",
-                "flops_per_param",
-                "user_epochs",
-                "user_max_power_w",
-                "user_max_flops",
-                "user_kappa",
-            )
-        }
-        changes.update(
-            {
-                name: getattr(whole, name)[m]
-                for name in (
-                    "bandwidth_hz",
-                    "server_max_power_w",
-                    "server_max_flops",
-                    "server_kappa",
-                    "server_epochs",
-                )
-            }
-        )
+        changes: dict[str, Any] = {name: getattr(whole, name)[u] for name in USER_FIELDS}
+        changes.update({name: getattr(whole, name)[m] for name in SERVER_FIELDS})
         changes["channel_gain"] = whole.channel_gain[np.ix_(u, m)]
         changes["server_position_m"] = self.server_position_m[m]
         if whole.user_position_m is not None:

@@ -19,20 +19,30 @@ class Failure:
     time_s: float
 
 
+def parse_times(
+    items: Sequence[str], option: str, what: str, count: int
+) -> list[tuple[int, float]]:
+    """``INDEX@SECONDS`` items, ``INDEX`` in ``0..count - 1`` (``what``: NODE or SHARD), as
+    (index, seconds) pairs; the first bad one refused, naming ``option``."""
+    out = []
+    for item in items:
+        index_text, _, time_text = item.partition("@")
+        try:
+            index, when = int(index_text), float(time_text)
+        except ValueError:
+            raise InvalidInputError(
+                f"{option} must look like {what}@SECONDS, got {item!r}"
+            ) from None
+        if not 0 <= index < count:
+            raise checks.fail(f"{option} {what.lower()}", f"must be in 0..{count - 1}", index)
+        if not math.isfinite(when) or when < 0:
+            raise checks.fail(f"{option} time", "must be a finite number of seconds >= 0", when)
+        out.append((index, when))
+    return out
+
+
 def parse_failures(
     items: Sequence[str], n_nodes: int, option: str = "--fail"
 ) -> tuple[Failure, ...]:
     """``NODE@SECONDS`` items (``NODE`` in ``0..n_nodes - 1``) as failures."""
-    out = []
-    for item in items:
-        node_text, _, time_text = item.partition("@")
-        try:
-            node, when = int(node_text), float(time_text)
-        except ValueError:
-            raise InvalidInputError(f"{option} must look like NODE@SECONDS, got {item!r}") from None
-        if not 0 <= node < n_nodes:
-            raise checks.fail(f"{option} node", f"must be in 0..{n_nodes - 1}", node)
-        if not math.isfinite(when) or when < 0:
-            raise checks.fail(f"{option} time", "must be a finite number of seconds >= 0", when)
-        out.append(Failure(node, when))
-    return tuple(out)
+    return tuple(Failure(node, when) for node, when in parse_times(items, option, "NODE", n_nodes))

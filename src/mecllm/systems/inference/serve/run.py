@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mecllm.core.errors import InvalidInputError, SolverError
-from mecllm.systems.inference.failures import Failure, parse_failures
+from mecllm.systems.inference.failures import Failure, parse_failures, parse_times
 from mecllm.systems.inference.instance import InferenceInstance
 from mecllm.systems.inference.requests import Stream
 from mecllm.systems.inference.serve.calibrate import (
@@ -108,19 +108,7 @@ def parse_kills(
         for k, server in enumerate(plan.servers)
         if server.node == failure.node
     ]
-    for item in items:
-        server_text, _, time_text = item.partition("@")
-        try:
-            server, when = int(server_text), float(time_text)
-        except ValueError:
-            raise InvalidInputError(f"--kill must look like SHARD@SECONDS, got {item!r}") from None
-        if not 0 <= server < len(plan.servers):
-            raise InvalidInputError(
-                f"--kill shard must be a server index in 0..{len(plan.servers) - 1}, got {server}"
-            )
-        if not math.isfinite(when) or when < 0:
-            raise InvalidInputError(f"--kill time must be seconds >= 0, got {time_text!r}")
-        out.append(Kill(server, when))
+    out += [Kill(k, when) for k, when in parse_times(items, "--kill", "SHARD", len(plan.servers))]
     return out
 
 
