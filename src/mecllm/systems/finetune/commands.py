@@ -91,16 +91,32 @@ def solve_file(
         err.print(idle, highlight=False, markup=False)
 
 
+#: Users and servers an idle-allocation warning names before it summarises the rest.
+IDLE_SHOWN = 5
+
+
+def _some(values: list[Any]) -> str:
+    """The first :data:`IDLE_SHOWN` of ``values``, and how many more there are."""
+    shown = ", ".join(str(v) for v in values[:IDLE_SHOWN])
+    more = len(values) - IDLE_SHOWN
+    return f"{shown}, ... ({more} more)" if more > 0 else shown
+
+
 def idle_line(instance: Instance, result: SolveResult) -> str:
-    """One sentence on server resources held by users the server has no work for."""
+    """One sentence on server resources held by users the server has no work for: how many,
+    a few of them, the largest shares and how to switch the scoring (never a list of every
+    user)."""
     idle = evaluate(instance, result.plan).idle
     if idle is None:
         return ""
+    users = [int(u) for u in idle.users]
+    compute = np.asarray(idle.compute_share, dtype=float)
+    power = np.asarray(idle.power_share, dtype=float)
     return (
-        f"idle allocations: users {idle.users} have phi = 1 yet hold server resources "
-        f"(compute share per server {np.round(idle.compute_share, 3).tolist()}, power share "
-        f"{np.round(idle.power_share, 3).tolist()}); the paper's score rewards this, "
-        "service.count_idle = false forbids it"
+        f"idle allocations: {len(users)} of {instance.n_users} users have phi = 1 yet hold "
+        f"server resources (users {_some(users)}; at most {compute.max():.3g} of a server's "
+        f"compute and {power.max():.3g} of its power); the paper's score rewards this: "
+        "`mecllm generate --no-count-idle` (service.count_idle = false) forbids it"
     )
 
 
