@@ -47,6 +47,24 @@ def test_a_step_is_stretched_to_the_plan_speed() -> None:
     assert pace.reachable
 
 
+def test_a_step_of_counted_flops_takes_its_time_at_the_plan_speed_on_any_machine() -> None:
+    # The profile said 8 GFLOP/s, but this machine runs at 20: CPU stretching would finish
+    # in 0.4 of the plan's time; counting the work holds the plan's 2 GFLOP/s all the same.
+    clock = FakeClock()
+    pace = _pace(clock, speed=2e9, machine=8e9)
+    pace.restart()
+    for _ in range(3):
+        clock.compute(0.05)  # 1 GFLOP at 20 GFLOP/s
+        pace.step(1e9)
+    assert clock.wall - 100.0 == pytest.approx(3 * 1e9 / 2e9)
+    slow = FakeClock()  # a machine slower than the plan: never sped up, never slept
+    pace = _pace(slow, speed=2e9, machine=8e9)
+    pace.restart()
+    slow.compute(0.8)
+    pace.step(1e9)
+    assert slow.slept == [] and slow.wall - 100.0 == pytest.approx(0.8)
+
+
 def test_waiting_for_the_cpu_is_caught_up_afterwards() -> None:
     clock = FakeClock()
     pace = _pace(clock, speed=4e9, machine=8e9)

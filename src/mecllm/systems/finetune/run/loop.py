@@ -116,12 +116,15 @@ def train_layers(
     layers: range,
     settings: Settings,
     pace: Pace | None = None,
+    sequence_flops: float | None = None,
 ) -> TrainStats:
     """Train the adapters of ``layers`` (everything else frozen) on ``data``.
 
-    With ``pace``, every step is followed by the pause that holds the thread to its share
-    (:mod:`mecllm.systems.finetune.run.pacing`); ``seconds`` is then the paced wall time. FLOPs
-    are counted apart, by :func:`count_flops` (PyTorch's counter slows every operation it counts).
+    With ``pace``, every step is followed by the pause that holds the thread to its speed
+    (:mod:`mecllm.systems.finetune.run.pacing`): by the step's FLOPs when ``sequence_flops``
+    (:func:`flops_per_sequence`, counted before the run) is given, else by its CPU time;
+    ``seconds`` is then the paced wall time. The run's FLOPs are counted apart, by
+    :func:`count_flops` (PyTorch's counter slows every operation it counts).
     """
     params = model.train_only(layers)
     if not params:
@@ -149,12 +152,21 @@ def train_layers(
             tokens += int(pick.numel()) * ids.shape[1]
             steps[int(pick.numel())] = steps.get(int(pick.numel()), 0) + 1
             if pace is not None:
-                pace.step()
+                pace.step(None if sequence_flops is None else sequence_flops * int(pick.numel()))
     seconds = time.perf_counter() - started
     ended_at = time.monotonic()
     cpu_seconds = time.thread_time() - cpu_started
     model.eval()
     return TrainStats(seconds, tokens, ended_at, cpu_seconds, tuple(sorted(steps.items())))
+
+
+def flops_per_sequence(
+    model: AdaptedEncoder, tok: TextTokenizer, data: list[Example], layers: range
+) -> float:
+    """FLOPs of one sequence's training step on the adapters of ``layers``: a step of B
+    sequences costs B times this (every sequence is padded to the tokenizer's fixed length and
+    every counted operation is linear in the batch). Counted once, before a paced run."""
+    return float(count_flops(model, tok, data[:1], layers, ((1, 1),)))
 
 
 def count_flops(

@@ -1,11 +1,16 @@
 """Compute shares enforced by time slicing (docs/train.md, "Concurrent run").
 
-A plan gives a user ``f_n`` FLOP/s and a server's user ``s_n`` FLOP/s; this machine's thread
-runs at ``machine`` FLOP/s (``mecllm profile``'s measurement). A :class:`Pace` lets the calling
-thread compute at full speed and then sleep, after every training step, until the wall time is
-``cpu x machine / speed``: the thread holds a ``speed / machine`` share of a core, as a device
-of that speed would take. It can slow a thread down, never speed one up: a plan faster than the
-machine runs at the machine's speed (``reachable`` is then false).
+A plan gives a user ``f_n`` FLOP/s and a server's user ``s_n`` FLOP/s. A :class:`Pace` lets the
+calling thread compute at full speed and then sleep, after every training step, until the wall
+time is the work done so far at the plan's speed: ``FLOPs / speed``, the FLOPs counted by the
+run itself (:func:`~mecllm.systems.finetune.run.loop.flops_per_sequence`). This is calibration
+in service: the thread holds the plan's speed on whatever machine it runs, and whatever speed
+``mecllm profile`` measured there (a profile taken under other conditions once put every
+compute phase at 0.6 of the plan on another machine). Without the step's FLOPs the pace falls
+back to stretching the thread's CPU time by ``machine / speed`` (``machine``: the profile's
+FLOP/s of one thread), which holds only where the profile's speed is the run's. It can slow a
+thread down, never speed one up: a plan faster than the machine runs at the machine's speed
+(``reachable`` is then false, judged against the profile's speed).
 
 Threads that serve several users in one process (an edge server) share one ``core`` lock: a
 step computes only while it holds it, so the server's users take turns on one core, each
@@ -39,22 +44,31 @@ class Pace:
             )
         #: Held while a step computes: the threads that share it take turns on one core.
         self.core = core or threading.Lock()
+        self.speed_flops = speed_flops
         self.stretch = max(machine_flops / speed_flops, 1.0)
         self.reachable = speed_flops <= machine_flops
         self._cpu_clock, self._wall_clock, self._sleep = cpu_clock, wall_clock, sleep
         self._cpu0 = cpu_clock()
         self._wall0 = wall_clock()
+        self._flops = 0.0
         self.slept_s = 0.0
 
     def restart(self) -> None:
         """Count from now (call when the paced work begins)."""
         self._cpu0 = self._cpu_clock()
         self._wall0 = self._wall_clock()
+        self._flops = 0.0
         self.slept_s = 0.0
 
-    def step(self) -> None:
-        """Sleep until the wall time since :meth:`restart` is the stretched CPU time."""
-        due = (self._cpu_clock() - self._cpu0) * self.stretch
+    def step(self, flops: float | None = None) -> None:
+        """Sleep until the wall time since :meth:`restart` is the work done at the plan's
+        speed: this step's ``flops`` added to the count; without them, the stretched CPU
+        time."""
+        if flops is not None:
+            self._flops += flops
+            due = self._flops / self.speed_flops
+        else:
+            due = (self._cpu_clock() - self._cpu0) * self.stretch
         wait = due - (self._wall_clock() - self._wall0)
         if wait > 0:
             self._sleep(wait)

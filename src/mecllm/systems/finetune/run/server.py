@@ -40,7 +40,13 @@ import torch
 from torch.nn import functional as F
 
 from mecllm.models.encoder import AdaptedEncoder, TextTokenizer
-from mecllm.systems.finetune.run.loop import Settings, build, train_layers, warm_up
+from mecllm.systems.finetune.run.loop import (
+    Settings,
+    build,
+    flops_per_sequence,
+    train_layers,
+    warm_up,
+)
 from mecllm.systems.finetune.run.pacing import Pace
 from mecllm.systems.finetune.run.task import make_split
 from mecllm.transport.rpc import MAX_MESSAGE_BYTES, log, serve
@@ -78,6 +84,13 @@ def trainer(
     core = (
         threading.Lock()
     )  # the users' steps take turns on one core (mecllm.systems.finetune.run.pacing)
+    # One sequence's FLOPs for the server's part at every split, counted once at start-up (on
+    # a copy: counting marks adapters trainable), so that no request pays for counting.
+    probe, sample = copy.deepcopy(base), make_split(0, 1, 0)[0]
+    sequence_flops = [
+        flops_per_sequence(probe, tok, sample, range(k, layers)) for k in range(layers + 1)
+    ]
+    del probe
 
     def work(request: bytes, received_at: float, paced: bool) -> tuple[bytes, float]:
         message = decode(request)
@@ -109,7 +122,7 @@ def trainer(
         train_set, _ = make_split(seed, examples, settings.n_test)
         server_part = range(split, layers)
         mine = dataclasses.replace(settings, n_train=examples, epochs=epochs)
-        stats = train_layers(model, tok, train_set, server_part, mine, pace)
+        stats = train_layers(model, tok, train_set, server_part, mine, pace, sequence_flops[split])
         log(f"user {user}: trained layers {split}..{layers - 1} in {stats.seconds:.2f} s")
         reply, _ = encode(
             {

@@ -38,6 +38,7 @@ from mecllm.systems.finetune.run.loop import (
     build,
     count_flops,
     evaluate,
+    flops_per_sequence,
     train_layers,
     warm_up,
 )
@@ -94,10 +95,12 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
     paced = "machine_flops" in job
     pace = Pace(float(job["user_flops"]), float(job["machine_flops"])) if paced else None
     warm_up(model, tok, train, settings.batch)
+    # Counted before the common start: the pace holds the plan's speed by the run's own FLOPs.
+    sequence_flops = flops_per_sequence(model, tok, train, mine) if paced else None
     phase("waiting for the common start")
     go_at = wait_for_start(job)
     phase("local training")
-    local = train_layers(model, tok, train, mine, settings, pace)
+    local = train_layers(model, tok, train, mine, settings, pace, sequence_flops)
     trained_at = local.ended_at
     header: dict[str, Any] = {
         "user": job["user"],
