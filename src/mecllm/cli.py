@@ -117,8 +117,8 @@ def generate_cmd(
     def run() -> None:
         check_seed(seed)
         check_output_file(output, "--output")
-        kind = get_system(system).kind
-        check_extra(kind, "generate", extra)
+        target = get_system(system)
+        check_extra(target.kind, "generate", extra)
         request = GenerateRequest(
             preset=preset_name,
             seed=seed,
@@ -130,7 +130,7 @@ def generate_cmd(
             overrides=parse_settings(set_ or []),
             extra=extra,
         )
-        get_system(kind).generate_command(request, output, err)
+        target.generate_command(request, output, err)
 
     guard(run)
 
