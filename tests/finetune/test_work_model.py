@@ -11,7 +11,7 @@ from mecllm.systems.finetune.instance import Instance
 from mecllm.systems.finetune.physics import evaluate, phases
 from mecllm.systems.finetune.solvers.association.endpoints import snap_to_endpoints
 from mecllm.systems.finetune.solvers.steps import greedy_start
-from mecllm.systems.finetune.work_model import fit_profile
+from mecllm.systems.finetune.work_model import Profile, fit_profile
 
 from factories import profiled_instance_for_tests, small_instance, synthetic_cost
 
@@ -101,3 +101,16 @@ def test_profiled_plan_beats_paper_plan_under_profiled_costs() -> None:
     own = evaluate(profiled, solve(profiled, "dashf-scale").plan)
     other = evaluate(profiled, solve(paper, "dashf-scale").plan)
     assert own.scr > other.scr
+
+
+def test_the_profile_carries_its_conditions_into_the_instance() -> None:
+    recorded = {"cpu_model": "AMD EPYC", "cpus": 2, "usable_cpus": 2, "load_per_cpu": 0.05}
+    profile = fit_profile({**synthetic_cost(), "conditions": recorded}, np.array([100.0]))
+    assert profile.conditions is not None and profile.conditions.to_dict() == recorded
+    data = profile.to_dict()
+    assert data["conditions"] == recorded
+    again = Profile.from_dict(data, 1)
+    assert again.conditions == profile.conditions
+    assert fit_profile(synthetic_cost(), np.array([100.0])).conditions is None  # older files
+    with pytest.raises(InvalidInputError, match="profile.conditions.cpus"):
+        Profile.from_dict({**data, "conditions": {**recorded, "cpus": "two"}}, 1)

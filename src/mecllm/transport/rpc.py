@@ -285,6 +285,16 @@ class Client:
         self.service = service
         self.metadata = (("authorization", f"Bearer {token}"),)
 
+    def connect(self, timeout_s: float) -> None:
+        """Open the connection now (TCP and HTTP/2 set-up), so that a timed call that follows
+        pays only its own stream; raises :class:`TransferError` if it is not up in time."""
+        try:
+            grpc.channel_ready_future(self.channel).result(timeout=timeout_s)
+        except grpc.FutureTimeoutError:
+            raise TransferError(
+                grpc.StatusCode.UNAVAILABLE, f"could not connect within {timeout_s:g} s"
+            ) from None
+
     def call(self, method: str, request: bytes, timeout_s: float) -> bytes:
         """One request; raises :class:`TransferError` for anything but success."""
         stub = self.channel.unary_unary(f"/{self.service}/{method}")

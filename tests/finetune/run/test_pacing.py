@@ -63,6 +63,18 @@ def test_a_step_of_counted_flops_takes_its_time_at_the_plan_speed_on_any_machine
     slow.compute(0.8)
     pace.step(1e9)
     assert slow.slept == [] and slow.wall - 100.0 == pytest.approx(0.8)
+    assert pace.overrun == pytest.approx(0.8 / 0.5)  # measured in service: 1.6x the plan's time
+
+
+def test_a_thread_on_time_has_no_overrun() -> None:
+    clock = FakeClock()
+    pace = _pace(clock, speed=2e9, machine=8e9)
+    assert pace.overrun == 1.0  # before any step
+    pace.restart()
+    for _ in range(4):
+        clock.compute(0.1)
+        pace.step(1e9)
+    assert pace.overrun == 1.0
 
 
 def test_waiting_for_the_cpu_is_caught_up_afterwards() -> None:

@@ -29,6 +29,7 @@ import numpy as np
 
 from mecllm.core import checks
 from mecllm.core.arrays import FloatArray
+from mecllm.core.conditions import Conditions
 
 WorkModelName = Literal["paper", "profiled"]
 WORK_MODELS: tuple[WorkModelName, ...] = ("paper", "profiled")
@@ -40,6 +41,7 @@ _PROFILE_FIELDS = {
     "server_fixed_flops_per_token",
     "server_flops_per_token_per_share",
     "machine_flops_per_s",
+    "conditions",
     "blocks",
     "seq_len",
     "batch",
@@ -91,30 +93,36 @@ class Profile:
     #: PyTorch's FLOP counter does not count).
     split_block_flops_per_token: float | None = None
     split_embeddings_flops_per_token: float | None = None
+    #: Where and under what load the profile was measured (``mecllm train`` compares its own).
+    conditions: Conditions | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``profile`` section of an instance file."""
-        return {
-            "tokens_per_epoch": [float(v) for v in self.tokens_per_epoch],
-            "user_fixed_flops_per_token": self.user_fixed_flops_per_token,
-            "user_flops_per_token_per_phi": self.user_flops_per_token_per_phi,
-            "server_fixed_flops_per_token": self.server_fixed_flops_per_token,
-            "server_flops_per_token_per_share": self.server_flops_per_token_per_share,
-            "machine_flops_per_s": self.machine_flops_per_s,
-            "blocks": self.blocks,
-            "seq_len": self.seq_len,
-            "batch": self.batch,
-            "bottleneck": self.bottleneck,
-            "user_flops_per_token_by_split": list(self.user_flops_per_token_by_split),
-            "server_flops_per_token_by_split": list(self.server_flops_per_token_by_split),
-        } | {
-            key: value
-            for key, value in (
-                ("split_block_flops_per_token", self.split_block_flops_per_token),
-                ("split_embeddings_flops_per_token", self.split_embeddings_flops_per_token),
-            )
-            if value is not None
-        }
+        return (
+            {
+                "tokens_per_epoch": [float(v) for v in self.tokens_per_epoch],
+                "user_fixed_flops_per_token": self.user_fixed_flops_per_token,
+                "user_flops_per_token_per_phi": self.user_flops_per_token_per_phi,
+                "server_fixed_flops_per_token": self.server_fixed_flops_per_token,
+                "server_flops_per_token_per_share": self.server_flops_per_token_per_share,
+                "machine_flops_per_s": self.machine_flops_per_s,
+                "blocks": self.blocks,
+                "seq_len": self.seq_len,
+                "batch": self.batch,
+                "bottleneck": self.bottleneck,
+                "user_flops_per_token_by_split": list(self.user_flops_per_token_by_split),
+                "server_flops_per_token_by_split": list(self.server_flops_per_token_by_split),
+            }
+            | {
+                key: value
+                for key, value in (
+                    ("split_block_flops_per_token", self.split_block_flops_per_token),
+                    ("split_embeddings_flops_per_token", self.split_embeddings_flops_per_token),
+                )
+                if value is not None
+            }
+            | ({"conditions": self.conditions.to_dict()} if self.conditions else {})
+        )
 
     @classmethod
     def from_dict(cls, data: object, n_users: int) -> Profile:
@@ -173,6 +181,11 @@ class Profile:
             split_embeddings_flops_per_token=(
                 flops("split_embeddings_flops_per_token")
                 if "split_embeddings_flops_per_token" in data
+                else None
+            ),
+            conditions=(
+                Conditions.from_dict(data["conditions"], "profile.conditions")
+                if "conditions" in data
                 else None
             ),
         )
@@ -304,6 +317,11 @@ def fit_profile(cost: Mapping[str, Any], tokens_per_epoch: FloatArray) -> Profil
         server_flops_per_token_by_split=tuple(float(v) for v in server),
         split_block_flops_per_token=_equivalent(cost, "full_block", flops / seconds),
         split_embeddings_flops_per_token=_equivalent(cost, "embeddings", flops / seconds),
+        conditions=(
+            Conditions.from_dict(cost["conditions"], "cost file conditions")
+            if "conditions" in cost
+            else None
+        ),
     )
 
 

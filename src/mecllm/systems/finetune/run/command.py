@@ -9,6 +9,8 @@ from typing import Any
 
 from rich.console import Console
 
+from mecllm.core.conditions import Conditions
+from mecllm.core.conditions import measure as measure_conditions
 from mecllm.core.errors import InfeasiblePlanError, InvalidInputError, SolverError
 from mecllm.core.fileio import atomic_write_text, read_json
 from mecllm.systems.finetune.commands import load_solution
@@ -56,6 +58,9 @@ def train_files(
     def progress(text: str) -> None:
         err.print(text, highlight=False)
 
+    for line in condition_warnings(instance.profile.conditions if instance.profile else None):
+        err.print(line, style="yellow", highlight=False)
+
     if splits:
         sweep = split_sweep(instance, plan, settings, splits, log_dir=logs, progress=progress)
         if json_path is not None:
@@ -76,11 +81,52 @@ def train_files(
         atomic_write_text(json_path, json.dumps(run, indent=1) + "\n")
     records = run["users"]
     finished = [r for r in records if "error" not in r]
+    for line in overrun_warnings(finished):
+        err.print(line, style="yellow", highlight=False)
     for table in records_table(finished) if finished else []:
         out.print(table)
     if predict and finished:
         out.print(phases_table(run))
     _raise_failures(records)
+
+
+#: A paced thread this much behind its plan's time at its last step is reported.
+OVERRUN_REPORTED = 1.10
+
+
+def condition_warnings(recorded: Conditions | None, now: Conditions | None = None) -> list[str]:
+    """Lines saying how this moment differs from the profile's conditions (none if it does not
+    or nothing was recorded)."""
+    if recorded is None:
+        return []
+    found = recorded.differences(now or measure_conditions())
+    if not found:
+        return []
+    return [
+        "warning: the profile behind this plan was measured under other conditions: "
+        + "; ".join(found)
+        + ". The run paces itself by its own FLOPs, so a machine at least as fast holds the "
+        "plan; a slower or busier one runs behind it (each thread's overrun is reported)."
+    ]
+
+
+def overrun_warnings(records: list[dict[str, Any]]) -> list[str]:
+    """Lines naming the users whose paced training fell behind its planned speed."""
+    late = [
+        f"user {r['user']} ({side}) {r[f'{side}_pace_overrun']:.2f}x"
+        for r in records
+        for side in ("user", "server")
+        if float(r.get(f"{side}_pace_overrun", 1.0)) > OVERRUN_REPORTED
+    ]
+    if not late:
+        return []
+    return [
+        f"warning: {len(late)} paced training phase(s) ran behind the plan's speed ("
+        + ", ".join(late[:5])
+        + (f", {len(late) - 5} more" if len(late) > 5 else "")
+        + "): this machine, as loaded now, is slower than the plan assumes; "
+        "`mecllm profile` here and plan again"
+    ]
 
 
 def _raise_failures(records: list[dict[str, Any]]) -> None:

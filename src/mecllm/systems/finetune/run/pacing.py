@@ -52,6 +52,17 @@ class Pace:
         self._wall0 = wall_clock()
         self._flops = 0.0
         self.slept_s = 0.0
+        self._due_s = 0.0
+        self._elapsed_s = 0.0
+
+    @property
+    def overrun(self) -> float:
+        """Wall time to the plan's time at the last step (1.0: on time; 1.2: the thread ran
+        20 % behind its planned speed, because the machine is slower or busier than the plan
+        assumes). Measured in service, whatever the profile said."""
+        if self._due_s <= 0.0:
+            return 1.0
+        return max(self._elapsed_s / self._due_s, 1.0)
 
     def restart(self) -> None:
         """Count from now (call when the paced work begins)."""
@@ -59,6 +70,8 @@ class Pace:
         self._wall0 = self._wall_clock()
         self._flops = 0.0
         self.slept_s = 0.0
+        self._due_s = 0.0
+        self._elapsed_s = 0.0
 
     def step(self, flops: float | None = None) -> None:
         """Sleep until the wall time since :meth:`restart` is the work done at the plan's
@@ -69,7 +82,9 @@ class Pace:
             due = self._flops / self.speed_flops
         else:
             due = (self._cpu_clock() - self._cpu0) * self.stretch
-        wait = due - (self._wall_clock() - self._wall0)
+        elapsed = self._wall_clock() - self._wall0
+        self._due_s, self._elapsed_s = due, elapsed
+        wait = due - elapsed
         if wait > 0:
             self._sleep(wait)
             self.slept_s += wait

@@ -35,6 +35,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from mecllm.core.conditions import measure as measure_conditions
 from mecllm.core.fileio import atomic_write_text
 from mecllm.core.processes import die_with_parent
 from mecllm.core.timing import median_seconds
@@ -98,6 +99,7 @@ def profile(
     """Measure (see the module docstring); the cost file's content. ``model_dir``: a local
     model directory (through transformers/peft, LoRA of rank ``bottleneck``); None, the
     packaged MiniLM."""
+    conditions = measure_conditions()  # before any process of the profile's own runs
     torch.set_num_threads(1)
     settings = Settings(bottleneck=bottleneck, seed=seed, max_len=seq_len, model_dir=model_dir)
     model, tok = build(settings)
@@ -159,6 +161,7 @@ def profile(
         "full_block": {"flops": full_block.flops, "seconds": full_block.seconds},
         "embeddings": {"flops": embeddings.flops, "seconds": embeddings.seconds},
         "loaded": loaded,
+        "conditions": conditions.to_dict(),
         "machine": {
             "cpus": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),

@@ -132,6 +132,7 @@ def trainer(
                 "server_steps": [list(step) for step in stats.steps],
                 "server_cpu_seconds": stats.cpu_seconds,
                 "server_pace_reachable": pace.reachable if pace else True,
+                "server_pace_overrun": pace.overrun if pace else 1.0,
                 "received_at": received_at,
                 "trained_at": stats.ended_at,
                 "send_at": time.monotonic(),

@@ -132,9 +132,10 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
             down_rate_bps=float(job["down_rate_bps"]),
         )
     up_rate = float(job["up_rate_bps"]) if paced else math.inf
-    phase("waiting for the common start")
-    go_at = wait_for_start(job)
     with Client(job["server_address"], SERVICE, token) as client:
+        client.connect(EXCHANGE_TIMEOUT_S)  # before the start: the set-up is not a transfer
+        phase("waiting for the common start")
+        go_at = wait_for_start(job)
         link = SplitLink(client, up_rate)
         link.send(encode(header, {})[0])
         phase("evaluation before training")
