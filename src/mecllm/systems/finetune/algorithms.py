@@ -171,6 +171,18 @@ def _dashf_plus(instance: Instance, options: SolveOptions) -> SolveResult:
 
 
 @register(
+    "dashf-joint",
+    "dashf-scale's plan re-solved jointly (phi and every resource at once, sparse Dinkelbach "
+    "IPOPT, linear in N) from structured starts and seed associations, then moves re-solved "
+    "jointly (every single-user move up to 60 users, the priced short list above)",
+)
+def _dashf_joint(instance: Instance, options: SolveOptions) -> SolveResult:
+    from mecllm.systems.finetune.solvers.search.joint_scale import dashf_joint  # CasADi
+
+    return dashf_joint(instance, options)
+
+
+@register(
     "dashf-regions",
     "dashf-scale by regions of about 50 servers: servers cut by position, users priced into "
     "regions, the slowest regions solved again at a higher delay price, the plans stitched "

@@ -43,7 +43,7 @@ FLOOR = 1e-7
 SNAP = 1e-6
 _LN2 = math.log(2.0)
 #: Coefficients per user, in this order, in the parameter vector.
-_PER_USER = (
+PER_USER = (
     "gamma_up",
     "gamma_dn",
     "k1",
@@ -99,9 +99,9 @@ def _build(n_users: int, n_servers: int, count_idle: bool) -> _Nlp:
     x = ca.SX.sym("x", 6 * n + 1)
     beta, pi, kappa, phi, f, sigma = (x[k * n : (k + 1) * n] for k in range(6))
     tau = x[6 * n]
-    p = ca.SX.sym("p", len(_PER_USER) * n + n * m + 4)
-    c = {name: p[k * n : (k + 1) * n] for k, name in enumerate(_PER_USER)}
-    rest = len(_PER_USER) * n
+    p = ca.SX.sym("p", len(PER_USER) * n + n * m + 4)
+    c = {name: p[k * n : (k + 1) * n] for k, name in enumerate(PER_USER)}
+    rest = len(PER_USER) * n
     member = ca.reshape(p[rest : rest + n * m], m, n)  # member[j, i] = 1 if user i is on j
     norm, delay_price, energy_price, tiny = (p[rest + n * m + k] for k in range(4))
     rho_up = beta * ca.log1p(c["gamma_up"] * pi / beta) / _LN2
@@ -134,12 +134,13 @@ def _build(n_users: int, n_servers: int, count_idle: bool) -> _Nlp:
     )
 
 
-def _parameters(
+def coefficients(
     instance: Instance, assignment: IntArray, t_ref: float, v_ref: float, c_ref: float
-) -> FloatArray:
-    """The parameter vector of ``assignment`` (shares, T in units of ``t_ref``, the objective's
-    halves in units of ``v_ref`` and ``c_ref``)."""
-    n, m = instance.n_users, instance.n_servers
+) -> tuple[dict[str, FloatArray], list[float]]:
+    """Each user's coefficients on its server (``PER_USER``, (N,) each; shares, T in units of
+    ``t_ref``, the objective's halves in units of ``v_ref`` and ``c_ref``) and the four
+    scalars: the service norm, the delay and energy prices and the cost's floor."""
+    n = instance.n_users
     rows = np.arange(n)
     a = assignment
     bw = instance.bandwidth_hz[a]
@@ -149,7 +150,7 @@ def _parameters(
     # The relaxation is linear in phi: the work model's chord (docs/finetune.md section 12).
     user_work = instance.work.user_chord * instance.user_epochs
     server_work = instance.work.server_chord * instance.server_epochs[a]
-    coefficients = {
+    per_user = {
         "gamma_up": gain * instance.user_max_power_w / bw,
         "gamma_dn": gain * instance.server_max_power_w[a] / bw,
         "k1": user_work / instance.user_max_flops / t_ref,
@@ -162,8 +163,6 @@ def _parameters(
         "qmax": instance.server_max_power_w[a] * t_ref,
         "service": np.full(n, instance.service_scale / v_ref),
     }
-    member = np.zeros((m, n))
-    member[a, rows] = 1.0
     # Energies above are in joules (times t_ref for the transfers, which are in t_ref units).
     tail = [
         instance.service_norm,
@@ -171,12 +170,21 @@ def _parameters(
         instance.weight_energy / c_ref,
         1e-12,
     ]
-    return np.concatenate(
-        [*(coefficients[k] for k in _PER_USER), member.reshape(-1, order="F"), tail]
-    )
+    return per_user, tail
 
 
-def _shares(instance: Instance, plan: Plan) -> FloatArray:
+def _parameters(
+    instance: Instance, assignment: IntArray, t_ref: float, v_ref: float, c_ref: float
+) -> FloatArray:
+    """The parameter vector of ``assignment`` (see :func:`coefficients`)."""
+    n, m = instance.n_users, instance.n_servers
+    per_user, tail = coefficients(instance, assignment, t_ref, v_ref, c_ref)
+    member = np.zeros((m, n))
+    member[assignment, np.arange(n)] = 1.0
+    return np.concatenate([*(per_user[k] for k in PER_USER), member.reshape(-1, order="F"), tail])
+
+
+def shares(instance: Instance, plan: Plan) -> FloatArray:
     """The solver's variables at ``plan`` (without tau), clipped into the solver's box."""
     a = plan.assignment
     values = np.concatenate(
@@ -195,7 +203,7 @@ def _shares(instance: Instance, plan: Plan) -> FloatArray:
     return out
 
 
-def _to_plan(instance: Instance, assignment: IntArray, x: FloatArray, snap: bool) -> Plan:
+def to_plan(instance: Instance, assignment: IntArray, x: FloatArray, snap: bool) -> Plan:
     """SI plan of the solver's variables, clipped into every cap (solver tolerance)."""
     n = instance.n_users
     a = assignment
@@ -252,7 +260,7 @@ def solve_joint(instance: Instance, start: Plan, solver: str = "slsqp") -> Joint
     v_ref = max(reference.service, 1e-9)
     c_ref = max(reference.cost, 1e-9) if math.isfinite(reference.cost) else 1.0
     params = _parameters(instance, start.assignment, t_ref, v_ref, c_ref)
-    x0 = np.append(_shares(instance, start), _delay_at(instance, start) / t_ref)
+    x0 = np.append(shares(instance, start), delay_at(instance, start) / t_ref)
     lower = np.full(6 * n + 1, FLOOR)
     upper = np.ones(6 * n + 1)
     lower[3 * n : 4 * n] = 0.0
@@ -267,7 +275,7 @@ def solve_joint(instance: Instance, start: Plan, solver: str = "slsqp") -> Joint
     if reference.feasible:
         best = (reference.scr, start)
     for snap in (False, True):
-        plan = _to_plan(instance, start.assignment, x, snap)
+        plan = to_plan(instance, start.assignment, x, snap)
         report = evaluate(instance, plan)
         if report.feasible and report.scr > best[0]:
             best = (report.scr, plan)
@@ -316,9 +324,9 @@ def _slsqp(
     return np.clip(np.asarray(result.x, dtype=float), lower, upper), str(result.message)
 
 
-def _delay_at(instance: Instance, plan: Plan) -> float:
+def delay_at(instance: Instance, plan: Plan) -> float:
     """The system delay of ``plan`` clipped into the solver's box (the start's T)."""
-    report = evaluate(instance, _to_plan(instance, plan.assignment, _shares(instance, plan), False))
+    report = evaluate(instance, to_plan(instance, plan.assignment, shares(instance, plan), False))
     return report.delay_s if math.isfinite(report.delay_s) else 1.0
 
 
@@ -340,7 +348,7 @@ def structured_starts(
         x = equal.copy()
         x[3 * n : 4 * n] = phi
         x[5 * n : 6 * n] *= server_speed
-        return _to_plan(instance, a, np.clip(x, FLOOR, 1.0), snap=False)
+        return to_plan(instance, a, np.clip(x, FLOOR, 1.0), snap=False)
 
     # Strongest link per server: the user who can send its whole adapter up most cheaply.
     gain = instance.channel_gain[np.arange(n), a]
