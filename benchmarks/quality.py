@@ -35,6 +35,7 @@ from mecllm.systems.finetune.algorithms import solve
 from mecllm.systems.finetune.bound import certify
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.scenario import generate, preset
+from ratio_tables import print_summary, ratio_cells
 
 from machine import calibration_line
 
@@ -97,13 +98,7 @@ def report(rows: list[dict[str, Any]]) -> None:
         ratios: dict[str, list[float]] = {a: [] for a in columns}
         for r in part:
             best = max(r["scr"].values())
-            cells = []
-            for a in columns:
-                if a in r["scr"]:
-                    ratios[a].append(r["scr"][a] / best)
-                    cells.append(f"{r['scr'][a] / best:.3f}")
-                else:
-                    cells.append("")
+            cells = ratio_cells(r, columns, ratios)
             bound = r.get("bound")
             bound_cell = f"{bound:.5g}" if bound else ("none proven" if "bound" in r else "")
             gap = f"{best / bound:.3f}" if bound else ""
@@ -112,16 +107,7 @@ def report(rows: list[dict[str, Any]]) -> None:
                 + " | ".join(cells)
                 + f" | {best:.5g} | {bound_cell} | {gap} | {r['seconds']['dashf-plus']:.1f} |"
             )
-        print("\n| method | instances | median ratio to best | worst ratio | mean time (s) |")
-        print("|---|---|---|---|---|")
-        for a in columns:
-            if not ratios[a]:
-                continue
-            times = [r["seconds"][a] for r in part if a in r["seconds"]]
-            print(
-                f"| {a} | {len(ratios[a])} | {np.median(ratios[a]):.4f} | "
-                f"{min(ratios[a]):.4f} | {np.mean(times):.2f} |"
-            )
+        print_summary(part, columns, ratios)
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ from mecllm.systems.finetune.scenario import generate, preset
 from mecllm.systems.finetune.solvers.allocation.joint import structured_starts
 from mecllm.systems.finetune.solvers.allocation.joint_sparse import solve_joint_sparse
 from mecllm.systems.finetune.solvers.search.multistart import _moved
+from ratio_tables import print_summary, ratio_cells
 
 from machine import calibration_line
 
@@ -128,29 +129,14 @@ def report(rows: list[dict[str, Any]], methods: tuple[str, ...]) -> None:
         ratios: dict[str, list[float]] = {a: [] for a in columns}
         for r in part:
             best = max(r["scr"].values())
-            cells = []
-            for a in columns:
-                if a in r["scr"]:
-                    ratios[a].append(r["scr"][a] / best)
-                    cells.append(f"{r['scr'][a] / best:.3f}")
-                else:
-                    cells.append("")
+            cells = ratio_cells(r, columns, ratios)
             joint_s = r["seconds"].get("dashf-joint")
             print(
                 f"| {r['size']} | {r['preset']} | {r['seed']} | "
                 + " | ".join(cells)
                 + f" | {best:.5g} | {'' if joint_s is None else f'{joint_s:.1f}'} |"
             )
-        print("\n| method | instances | median ratio to best | worst ratio | mean time (s) |")
-        print("|---|---|---|---|---|")
-        for a in columns:
-            if not ratios[a]:
-                continue
-            times = [r["seconds"][a] for r in part if a in r["seconds"]]
-            print(
-                f"| {a} | {len(ratios[a])} | {np.median(ratios[a]):.4f} | "
-                f"{min(ratios[a]):.4f} | {np.mean(times):.2f} |"
-            )
+        print_summary(part, columns, ratios)
 
 
 def main() -> None:

@@ -86,24 +86,11 @@ class _Nlp:
     count_idle: bool
 
 
-@lru_cache(maxsize=32)
-def _build(n_users: int, n_servers: int, count_idle: bool) -> _Nlp:
-    """The problem of N users on M servers (association and coefficients as parameters).
-
-    Variables ``x = [beta, pi, kappa, phi, f', sigma, tau]`` (N each, then T / t_ref);
-    the objective is ``-(sum v / v_ref) / (cost / c_ref)``; the constraints, all ``<= 0``, are
-    each user's delay minus tau, each server's three sums of shares minus 1 and, with
-    ``count_idle: false``, ``kappa + phi - 1`` and ``sigma + phi - 1``.
-    """
-    n, m = n_users, n_servers
-    x = ca.SX.sym("x", 6 * n + 1)
+def symbolic_terms(x: Any, c: dict[str, Any], n: int, norm: Any) -> tuple[Any, Any, Any]:
+    """Each user's delay and energy (N-vectors) and the total service, as CasADi expressions
+    of the variables ``x = [beta, pi, kappa, phi, f', sigma, tau]`` and the per-user
+    coefficients ``c`` (``PER_USER``), in the scaled units of :func:`coefficients`."""
     beta, pi, kappa, phi, f, sigma = (x[k * n : (k + 1) * n] for k in range(6))
-    tau = x[6 * n]
-    p = ca.SX.sym("p", len(PER_USER) * n + n * m + 4)
-    c = {name: p[k * n : (k + 1) * n] for k, name in enumerate(PER_USER)}
-    rest = len(PER_USER) * n
-    member = ca.reshape(p[rest : rest + n * m], m, n)  # member[j, i] = 1 if user i is on j
-    norm, delay_price, energy_price, tiny = (p[rest + n * m + k] for k in range(4))
     rho_up = beta * ca.log1p(c["gamma_up"] * pi / beta) / _LN2
     rho_dn = beta * ca.log1p(c["gamma_dn"] * kappa / beta) / _LN2
     t2 = c["k2"] * phi / rho_up
@@ -116,6 +103,28 @@ def _build(n_users: int, n_servers: int, count_idle: bool) -> _Nlp:
         + c["qmax"] * kappa * t4
     )
     service = ca.sum1(c["service"] * ca.log1p(norm * (beta + kappa + sigma)))
+    return delay, energy, service
+
+
+@lru_cache(maxsize=32)
+def _build(n_users: int, n_servers: int, count_idle: bool) -> _Nlp:
+    """The problem of N users on M servers (association and coefficients as parameters).
+
+    Variables ``x = [beta, pi, kappa, phi, f', sigma, tau]`` (N each, then T / t_ref);
+    the objective is ``-(sum v / v_ref) / (cost / c_ref)``; the constraints, all ``<= 0``, are
+    each user's delay minus tau, each server's three sums of shares minus 1 and, with
+    ``count_idle: false``, ``kappa + phi - 1`` and ``sigma + phi - 1``.
+    """
+    n, m = n_users, n_servers
+    x = ca.SX.sym("x", 6 * n + 1)
+    beta, kappa, phi, sigma = (x[k * n : (k + 1) * n] for k in (0, 2, 3, 5))
+    tau = x[6 * n]
+    p = ca.SX.sym("p", len(PER_USER) * n + n * m + 4)
+    c = {name: p[k * n : (k + 1) * n] for k, name in enumerate(PER_USER)}
+    rest = len(PER_USER) * n
+    member = ca.reshape(p[rest : rest + n * m], m, n)  # member[j, i] = 1 if user i is on j
+    norm, delay_price, energy_price, tiny = (p[rest + n * m + k] for k in range(4))
+    delay, energy, service = symbolic_terms(x, c, n, norm)
     cost = delay_price * tau + energy_price * ca.sum1(energy) + tiny
     objective = -service / cost
     parts = [delay - tau]

@@ -30,13 +30,13 @@ from mecllm.systems.finetune.instance import Instance
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.solution import Plan
 from mecllm.systems.finetune.solvers.allocation.joint import (
-    _LN2,
     FLOOR,
     PER_USER,
     JointResult,
     coefficients,
     delay_at,
     shares,
+    symbolic_terms,
     to_plan,
 )
 
@@ -79,24 +79,13 @@ def _problem(
         return _cache[key]
     n = len(assignment)
     x = ca.SX.sym("x", 6 * n + 1)
-    beta, pi, kappa, phi, f, sigma = (x[k * n : (k + 1) * n] for k in range(6))
+    beta, kappa, phi, sigma = (x[k * n : (k + 1) * n] for k in (0, 2, 3, 5))
     tau = x[6 * n]
     p = ca.SX.sym("p", len(PER_USER) * n + 5)
     c = {name: p[k * n : (k + 1) * n] for k, name in enumerate(PER_USER)}
     rest = len(PER_USER) * n
     norm, delay_price, energy_price, _tiny, y = (p[rest + k] for k in range(5))
-    rho_up = beta * ca.log1p(c["gamma_up"] * pi / beta) / _LN2
-    rho_dn = beta * ca.log1p(c["gamma_dn"] * kappa / beta) / _LN2
-    t2 = c["k2"] * phi / rho_up
-    t4 = c["k4"] * (1 - phi) / rho_dn
-    delay = c["k1"] * phi / f + t2 + c["k3"] * (1 - phi) / sigma + t4
-    energy = (
-        c["eps1"] * phi * f**2
-        + c["pmax"] * pi * t2
-        + c["eps3"] * (1 - phi) * sigma**2
-        + c["qmax"] * kappa * t4
-    )
-    service = ca.sum1(c["service"] * ca.log1p(norm * (beta + kappa + sigma)))
+    delay, energy, service = symbolic_terms(x, c, n, norm)
     objective = -(service - y * (delay_price * tau + energy_price * ca.sum1(energy)))
     member = ca.DM(
         ca.Sparsity.triplet(n_servers, n, list(map(int, assignment)), list(range(n))),
