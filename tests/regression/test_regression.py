@@ -6,7 +6,7 @@ records every algorithm, or only those named). History: recorded before the layo
 2026-11; ``dashf-plus`` and ``exhaustive`` recorded again when they changed by design,
 ``dashf-scale`` when instances of up to 32 users moved to the NumPy build of the barrier's
 kernels (SCR -2.3e-10 and +2.1e-7), ``dashf-regions`` and ``secure-blind``'s believed ratio
-when they were added (2026-12).
+when they were added (2026-12), ``dashf-joint`` when it was added (2026-12).
 
 What each comparison may assume, and so its tolerance:
 
@@ -22,8 +22,8 @@ What each comparison may assume, and so its tolerance:
   that ends higher is better, not a regression. ``secure-blind`` optimises the ratio it
   believes in (eavesdroppers ignored), so that one is held, and its plan scored on the real
   instance only for consistency with the physics.
-- ``dashf-plus`` and ``exhaustive`` stop at a time budget, so a slower machine may end
-  elsewhere: feasibility and 1% of the record.
+- ``dashf-plus``, ``dashf-joint`` and ``exhaustive`` stop at a time budget, so a slower
+  machine may end elsewhere: feasibility and 1% of the record.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ BASELINE: dict[str, Any] = json.loads((Path(__file__).parent / "baseline.json").
 #: Slow on these instances (tens of seconds each): run with -m slow.
 SLOW = {"dashf-plus", "exhaustive"}
 #: Budget-bound (see the module docstring): held to 1% of the recorded SCR.
-BUDGETED = {"exhaustive", "dashf-plus"}
+BUDGETED = {"exhaustive", "dashf-plus", "dashf-joint"}
 #: No solver (see the module docstring): every figure to 1e-9 relative.
 ARITHMETIC = {"rucaa", "gucaa", "secure-equal"}
 #: How far below its record an optimiser may stop: the Dinkelbach loop's stopping tolerance.

@@ -10,15 +10,17 @@ interior-point solve inside, linear in N):
    strongest-channel and the cheap score's locally best associations.
 2. **Each seed association** is solved jointly from the known plan and the structured starts
    (equal split, everyone offloaded, everyone local, slow server compute, one local user per
-   server, random); the best is kept.
-3. **Moves**: up to :data:`MOVE_USERS` users, every single-user move is re-solved jointly from
-   the inherited plan (the mover with an equal share of its new server) and the best improving
-   move is taken, round after round (at most :data:`MOVE_ROUNDS`). Above, ``dashf-scale``'s
-   short list of moves (ranked by the part-1 prices, confirmed exactly) runs from the joint
-   plan, and the joint solve re-optimises its result.
+   server, random); the best two are chained (phi's LP, the sparse joint solve and, up to
+   :data:`SLSQP_USERS` users, the dense solve's SLSQP, until none improves).
+3. **Moves**: up to :data:`MOVE_USERS` users, single-user moves in a fixed cyclic order, each
+   solved quickly from the inherited plan (the mover with an equal share of its new server),
+   chained when it comes within :data:`CHAIN_WITHIN` of the incumbent and taken when it beats
+   it; until a full pass finds nothing or :data:`MOVE_PASSES` passes are spent. Above,
+   ``dashf-scale``'s short list of moves (ranked by the part-1 prices, confirmed exactly) runs
+   from the joint plan and its result is chained.
 
-The counts are fixed, not shares of a time budget, so a solve gives the same plan on any
-machine; ``--time-limit`` still stops it (with the best plan so far).
+It stops at :data:`BUDGET_S` (or ``--time-limit``, if lower) with the best plan so far; on
+medium instances the moves usually run into it, so the plan depends on the machine's speed.
 """
 
 from __future__ import annotations
@@ -63,12 +65,12 @@ MOVE_PASSES = 3
 ACCEPT = 1e-6
 #: A move whose quick solve (one Dinkelbach solve at the incumbent's ratio, few iterations)
 #: comes within this share of the incumbent is chained.
-CHAIN_WITHIN = 0.03
+CHAIN_WITHIN = 0.10
 #: Up to this many users the chain also runs the dense joint solve's SLSQP (an active-set
 #: method: it lands on the bounds an interior point only approaches; 0.08 s at 10 users).
 SLSQP_USERS = 20
 #: IPOPT's iterations in a move's quick solve.
-QUICK_ITERATIONS = 60
+QUICK_ITERATIONS = 100
 #: Joint solve + exact polish rounds at most in one chain.
 CHAIN_ROUNDS = 4
 #: phi LP + joint solve rounds of the polish at most.
