@@ -3,6 +3,7 @@ whether a pid is alive (from /proc, Linux)."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 
@@ -26,3 +27,11 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def interruptible() -> None:
+    """``preexec_fn`` of a command a test will stop with SIGINT: the default disposition back.
+    A shell that starts a job in the background (``.ci/run &``, ``nohup``) makes it ignore
+    SIGINT, every child inherits that, and Python then installs no KeyboardInterrupt
+    handler, so the command would (rightly) run on through the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

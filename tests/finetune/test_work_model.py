@@ -112,5 +112,5 @@ def test_the_profile_carries_its_conditions_into_the_instance() -> None:
     again = Profile.from_dict(data, 1)
     assert again.conditions == profile.conditions
     assert fit_profile(synthetic_cost(), np.array([100.0])).conditions is None  # older files
-    with pytest.raises(InvalidInputError, match="profile.conditions.cpus"):
+    with pytest.raises(InvalidInputError, match=r"profile\.conditions\.cpus"):
         Profile.from_dict({**data, "conditions": {**recorded, "cpus": "two"}}, 1)

@@ -35,7 +35,7 @@ from mecllm.systems.inference.solution import Placement, Server
 from mecllm.transport.rpc import CLIENT_ERRORS, Client, TransferError
 from mecllm.transport.service import ServiceProcess
 from mecllm.transport.tensors import decode, encode
-from processes import alive, children
+from processes import alive, children, interruptible
 from test_bad_input import one_line_error
 
 #: Every test here starts processes (servers, users, workers) or may.
@@ -251,7 +251,9 @@ def test_stopping_mecllm_serve_leaves_no_process(
     command = [sys.executable, "-m", "mecllm.cli", "serve", str(files["instance"])]
     command += [str(files["two-shards"]), "--trace", str(trace)]
     command += ["--calibration", str(files["calibration"]), "--logs", str(files["dir"] / how.name)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=interruptible
+    )
     started: list[int] = []
     deadline = time.time() + 60
     while time.time() < deadline and len(started) < 2 and process.poll() is None:
@@ -264,7 +266,8 @@ def test_stopping_mecllm_serve_leaves_no_process(
         time.sleep(0.2)  # serving, until the first request has finished
     os.kill(process.pid, how)
     process.wait(timeout=30)
-    assert process.returncode != 0
+    said = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    assert process.returncode != 0, said[-3000:]
     deadline = time.time() + 5
     while time.time() < deadline and any(alive(c) for c in started):
         time.sleep(0.1)
