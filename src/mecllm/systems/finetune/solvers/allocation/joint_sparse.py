@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any
 
 import casadi as ca
 import numpy as np
 
-from mecllm.core.arrays import FloatArray, IntArray
+from mecllm.core.arrays import IntArray
 from mecllm.systems.finetune.instance import Instance
 from mecllm.systems.finetune.physics import evaluate
 from mecllm.systems.finetune.solution import Plan
@@ -107,16 +106,6 @@ def _problem(
     return solver
 
 
-@dataclass(frozen=True)
-class _Scaled:
-    """One start's problem in solver units: the coefficients and the reference values."""
-
-    params: FloatArray
-    v_ref: float
-    c_ref: float
-    t_ref: float
-
-
 def solve_joint_sparse(
     instance: Instance, start: Plan, rounds: int = MAX_ROUNDS, iterations: int = MAX_ITERATIONS
 ) -> JointResult:
@@ -137,7 +126,7 @@ def solve_joint_sparse(
     v_ref = max(reference.service, 1e-9)
     c_ref = max(reference.cost, 1e-9) if math.isfinite(reference.cost) else 1.0
     per_user, tail = coefficients(instance, a, t_ref, v_ref, c_ref)
-    scaled = _Scaled(np.concatenate([*(per_user[k] for k in PER_USER), tail]), v_ref, c_ref, t_ref)
+    params = np.concatenate([*(per_user[k] for k in PER_USER), tail])
     lower = np.full(6 * n + 1, FLOOR)
     upper = np.ones(6 * n + 1)
     lower[3 * n : 4 * n] = 0.0
@@ -150,9 +139,7 @@ def solve_joint_sparse(
     y = reference.scr * c_ref / v_ref if reference.feasible else 0.0
     status = "not solved"
     for _ in range(rounds):
-        answer = solver(
-            x0=x, p=np.append(scaled.params, y), lbx=lower, ubx=upper, lbg=-np.inf, ubg=0.0
-        )
+        answer = solver(x0=x, p=np.append(params, y), lbx=lower, ubx=upper, lbg=-np.inf, ubg=0.0)
         status = str(solver.stats()["return_status"])
         x = np.clip(np.asarray(answer["x"], dtype=float).ravel(), lower, upper)
         improved = False

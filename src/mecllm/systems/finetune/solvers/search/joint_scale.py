@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -48,7 +47,11 @@ from mecllm.systems.finetune.solvers.association.simple import (
 )
 from mecllm.systems.finetune.solvers.result import finish
 from mecllm.systems.finetune.solvers.search.move_shortlist import with_shortlist_search
-from mecllm.systems.finetune.solvers.search.multistart import _moved, cheap_local_search
+from mecllm.systems.finetune.solvers.search.multistart import (
+    _Found,
+    _moved,
+    cheap_local_search,
+)
 from mecllm.systems.finetune.solvers.search.scale import dashf_scale
 from mecllm.systems.finetune.solvers.steps import phi_step
 
@@ -75,12 +78,6 @@ QUICK_ITERATIONS = 100
 CHAIN_ROUNDS = 4
 #: phi LP + joint solve rounds of the polish at most.
 POLISH_ROUNDS = 3
-
-
-@dataclass(frozen=True)
-class _Found:
-    scr: float
-    plan: Plan
 
 
 def _joint(

@@ -29,11 +29,10 @@ FINAL_TOLERANCE = 1e-9
 
 
 def dashf_scale(
-    instance: Instance, options: SolveOptions, start: Plan | None = None, moves: bool = True
+    instance: Instance, options: SolveOptions, start: Plan | None = None
 ) -> SolveResult:
     """DASHF for speed and scale (docs/algorithms.md, "dashf-scale"); from ``start`` (a
-    feasible plan) instead of the greedy start when one is given; without ``moves``, the
-    first Dinkelbach loop's plan (no search over single-user moves)."""
+    feasible plan) instead of the greedy start when one is given."""
     started = time.perf_counter()
     step = part1_step("auto", "keep", time_limit_s=min(60.0, options.seconds_left()))
     allocation = part2_step(
@@ -48,8 +47,6 @@ def dashf_scale(
         return dinkelbach(instance, "dashf-scale", start, step, allocation, once)
 
     first = loop(greedy_start(instance) if start is None else start)
-    if not moves:
-        return first
     # After moves, one AO iteration (association, phi, every resource) polishes the plan; the
     # move search that follows plays the role of the loop's convergence test. Where the
     # direct cone program applies, the final plan's resources are re-solved to tight
