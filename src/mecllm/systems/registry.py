@@ -29,6 +29,7 @@ SYSTEMS: dict[str, str] = {
     "edge-llm": "mecllm.systems.finetune",
     "secure-offsite": "mecllm.systems.secure",
     "edge-inference": "mecllm.systems.inference",
+    "edge-air": "mecllm.systems.air",
 }
 #: The kind of an instance file without a ``kind`` field, and of ``mecllm demo``.
 DEFAULT_KIND = next(iter(SYSTEMS))

@@ -112,7 +112,7 @@ def array_positions(rows: int, cols: int, wavelength: float) -> NDArray[np.float
 def subcarrier_offsets(settings: AirSettings) -> NDArray[np.float64]:
     """Baseband frequencies of the ``2K`` subcarriers (uplink then downlink), Hz."""
     total = 2 * settings.subcarriers
-    return (np.arange(total) - (total - 1) / 2) * settings.subcarrier_hz
+    return np.asarray((np.arange(total) - (total - 1) / 2) * settings.subcarrier_hz, dtype=float)
 
 
 def cdl_drops(

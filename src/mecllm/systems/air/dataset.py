@@ -54,7 +54,7 @@ def split_range(settings: AirSettings, split: Split) -> slice:
 
 
 def _meta(settings: AirSettings, seed: int) -> dict[str, object]:
-    return {"settings": settings.to_dict(), "seed": seed, "format": 1}
+    return {"settings": settings.data_dict(), "seed": seed, "format": 1}
 
 
 def materialise(
@@ -164,7 +164,7 @@ class AirData:
         n = self.rows(split).stop - self.rows(split).start
         if split == "train":
             rng = rng or np.random.default_rng([self.seed, 10])
-            return rng.uniform(s.train_snr_min_db, s.train_snr_max_db, n)
+            return np.asarray(rng.uniform(s.train_snr_min_db, s.train_snr_max_db, n), dtype=float)
         return np.full(n, s.test_snr_db)
 
     def history(
@@ -182,7 +182,7 @@ class AirData:
         snr = self.snr_db(split, rng or np.random.default_rng([self.seed, 10]))
         power = np.mean(np.abs(clean) ** 2, axis=(1, 2, 3))
         variance = power * 10.0 ** (-snr / 10.0)
-        noise = noise_rng.standard_normal(clean.shape + (2,), dtype=np.float32)
+        noise = noise_rng.standard_normal((*clean.shape, 2), dtype=np.float32)
         scale = np.sqrt(variance / 2).astype(np.float32)[:, None, None, None]
         noisy = clean + scale * (noise[..., 0] + 1j * noise[..., 1])
         return noisy.astype(np.complex64), variance

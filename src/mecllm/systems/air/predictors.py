@@ -106,7 +106,7 @@ class Wiener(Predictor):
         self.cross = (x.conj().T @ y) / x.shape[0]  # E[x y^T]  (P A, F A)
 
     def predict(self, history: ComplexArray, noise_var: FloatArray) -> ComplexArray:
-        n, p, a, k = history.shape
+        n, _p, a, k = history.shape
         f = self.settings.horizon
         out = np.empty((n, f, a, k), dtype=np.complex64)
         eye = np.eye(self.cov.shape[0])
@@ -166,8 +166,8 @@ def _yule_walker(series: ComplexArray, order: int, noise: float) -> NDArray[np.c
         for j in range(order):
             toeplitz[i, j] = r0 if i == j else (r[i - j] if i > j else r[j - i].conj())
     toeplitz += 1e-3 * r0 * np.eye(order)
-    coef: NDArray[np.complex128] = np.linalg.solve(toeplitz, r[1 : order + 1])
-    return stabilise(coef[None, :])[0]
+    coef = np.asarray(np.linalg.solve(toeplitz, r[1 : order + 1]), dtype=np.complex128)
+    return np.asarray(stabilise(coef[None, :])[0], dtype=np.complex128)
 
 
 def _kalman_forecast(
@@ -219,7 +219,7 @@ class AngleDelayProny(Predictor):
         s = self.settings
         dft_rows = np.fft.fft(np.eye(s.rows)) / np.sqrt(s.rows)
         dft_cols = np.fft.fft(np.eye(s.cols)) / np.sqrt(s.cols)
-        return np.kron(np.kron(dft_rows, dft_cols), np.eye(2))
+        return np.asarray(np.kron(np.kron(dft_rows, dft_cols), np.eye(2)), dtype=np.complex128)
 
     def predict(self, history: ComplexArray, noise_var: FloatArray) -> ComplexArray:
         to_delay, from_delay = self._bases()
@@ -245,7 +245,7 @@ class AngleDelayProny(Predictor):
             window = np.concatenate((nxt[:, None], window[:, :-1]), axis=1)
         ahead = np.moveaxis(preds.reshape(n, a, d, -1), -1, 1)  # (n, F, A, D)
         out = np.einsum("ab,nFbd,kd->nFak", dft.conj().T, ahead, from_delay, optimize=True)
-        return out.astype(np.complex64)
+        return np.asarray(out, dtype=np.complex64)
 
 
 #: The predictors of this module by name.

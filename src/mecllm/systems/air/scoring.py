@@ -27,16 +27,16 @@ WMMSE_TOLERANCE = 1e-4
 
 def nmse_db(true: ComplexArray, pred: ComplexArray) -> FloatArray:
     """NMSE per horizon step (dB): ``10 log10(sum |pred - true|^2 / sum |true|^2)`` over
-    drops, antennas and subcarriers; shape (F,)."""
+    drops, antennas and subcarriers, floored at -300 dB (an exact prediction); shape (F,)."""
     err = np.sum(np.abs(pred - true) ** 2, axis=(0, 2, 3))
     ref = np.sum(np.abs(true) ** 2, axis=(0, 2, 3))
-    return np.asarray(10 * np.log10(err / ref))
+    return np.asarray(10 * np.log10(np.maximum(err / ref, 1e-30)))
 
 
 def nmse_mean_db(true: ComplexArray, pred: ComplexArray) -> float:
     """NMSE over every step at once (dB)."""
     err = np.sum(np.abs(pred - true) ** 2)
-    return float(10 * np.log10(err / np.sum(np.abs(true) ** 2)))
+    return float(10 * np.log10(max(err / np.sum(np.abs(true) ** 2), 1e-30)))
 
 
 def nmse_by_speed(
@@ -82,7 +82,7 @@ def _cell_channels(h: ComplexArray, groups: NDArray[np.int64]) -> NDArray[np.com
 
 def _normalise(w: NDArray[np.complex128], power: float) -> NDArray[np.complex128]:
     norm = np.sqrt(np.sum(np.abs(w) ** 2, axis=(-2, -1), keepdims=True))
-    return w * np.sqrt(power) / np.maximum(norm, 1e-30)
+    return np.asarray(w * np.sqrt(power) / np.maximum(norm, 1e-30), dtype=np.complex128)
 
 
 def precoders(
@@ -184,9 +184,9 @@ def dft_codebook(rows: int, cols: int, oversampling: int = 2) -> NDArray[np.comp
     def grid(size: int) -> NDArray[np.complex128]:
         n = size * oversampling
         k = np.arange(size)[:, None] * np.arange(n)[None, :]
-        return np.exp(2j * np.pi * k / n) / np.sqrt(size)
+        return np.asarray(np.exp(2j * np.pi * k / n) / np.sqrt(size), dtype=np.complex128)
 
-    return np.kron(grid(rows), grid(cols))
+    return np.asarray(np.kron(grid(rows), grid(cols)), dtype=np.complex128)
 
 
 def beam_scores(
@@ -198,7 +198,7 @@ def beam_scores(
     book = dft_codebook(rows, cols)  # (E, B)
 
     def gains(h: ComplexArray) -> FloatArray:
-        n, f, a, k = h.shape
+        n, f, _a, k = h.shape
         per_pol = h.reshape(n, f, rows * cols, 2, k)
         proj = np.einsum("eb,nfepk->nfbpk", book.conj(), per_pol, optimize=True)
         return np.asarray(np.sum(np.abs(proj) ** 2, axis=(-2, -1)))  # (n, F, B)

@@ -57,6 +57,12 @@ class AirSettings:
         The target is the uplink band (tdd) or the downlink band next to it (fdd).
     users : int
         Users served at once in the multi-user beamforming score (drawn from test drops).
+    bf_snr_db : float, dB
+        An SNR of the multi-user score beside 0, 10 and 20 dB (the SNR sweep's axis).
+    epochs, batch, learning_rate, adapters :
+        Training of the neural predictors (at most ``epochs`` passes, ``batch`` drops a step,
+        Adam's rate; ``adapters``: ``lm``'s bottleneck adapters train too). They do not change
+        the data (:meth:`data_dict`).
     """
 
     generator: Generator = "numpy"
@@ -80,6 +86,11 @@ class AirSettings:
     test_snr_db: float = 18.0
     mode: Mode = "tdd"
     users: int = 4
+    bf_snr_db: float = 10.0
+    epochs: int = 30
+    batch: int = 32
+    learning_rate: float = 1e-3
+    adapters: bool = False
 
     @property
     def antennas(self) -> int:
@@ -123,12 +134,16 @@ class AirSettings:
             ("val_drops", 1),
             ("test_drops", 1),
             ("users", 1),
+            ("epochs", 1),
+            ("batch", 1),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise InvalidInputError(f"{name} must be an integer >= {low}, got {value!r}")
         if not 0 <= self.speed_min_kmh <= self.speed_max_kmh:
             raise InvalidInputError("need 0 <= speed_min_kmh <= speed_max_kmh")
+        if not 0 < self.learning_rate < 1:
+            raise InvalidInputError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
         if self.train_snr_min_db > self.train_snr_max_db:
             raise InvalidInputError("need train_snr_min_db <= train_snr_max_db")
         if self.users > self.test_drops:
@@ -144,6 +159,11 @@ class AirSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def data_dict(self) -> dict[str, Any]:
+        """The settings the channels depend on (what names a data folder)."""
+        training = {"epochs", "batch", "learning_rate", "adapters", "users", "bf_snr_db"}
+        return {k: v for k, v in asdict(self).items() if k not in training}
 
 
 #: The presets (docs/air.md section 3): ``tiny`` for unit tests without Sionna, ``small`` for

@@ -1,0 +1,1 @@
+"""The edge-air system: channel prediction for the air interface (docs/air.md)."""

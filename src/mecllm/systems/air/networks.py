@@ -1,0 +1,341 @@
+"""The neural channel predictors (docs/air.md section 4), trained with PyTorch on the CPU.
+
+Every network reads the noisy history one token per slot ("one sequence per drop": a token is
+the whole array's uplink band at one slot, ``2 A K`` real numbers), embeds it to width 384,
+runs its body over the 16 tokens, maps the 16 outputs to the ``F`` future steps with a linear
+layer over time and each step back to ``2 A K`` numbers with a linear layer over features, and
+adds the last observed slot (the network predicts the change from ``outdated``; the same for
+every network).
+
+``gru``, ``lstm``   2 recurrent layers of width 384, all weights trained.
+``transformer``     2 post-LN encoder layers of MiniLM's shape (width 384, 12 heads, FFN 1536),
+                    learned positions, all weights trained from scratch.
+``lm``              the packaged MiniLM-L6 (6 layers, pretrained): attention and feed-forward
+                    frozen; layer norms, position embeddings, the CSI embedding and the head
+                    trained; with ``adapters`` its bottleneck adapters train too.
+``lm-random``       ``lm`` with the same architecture and random frozen weights.
+
+Training: NMSE loss, Adam, fresh history noise every epoch (training SNR range), early stopping
+on the validation NMSE (patience 4), at most ``epochs`` epochs or the time budget. A checkpoint
+is written after every epoch (atomically) in the data folder's ``weights/`` by (method, seed):
+an interrupted training resumes there, a finished one is loaded instead of trained again.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from mecllm.core.fileio import atomic_write_bytes
+from mecllm.systems.air.cdl import ComplexArray
+from mecllm.systems.air.dataset import AirData
+from mecllm.systems.air.settings import AirSettings
+
+FitProgress = Callable[[int, int, str], None]
+WIDTH = 384
+PATIENCE = 4
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """How long and how to train.
+
+    Attributes
+    ----------
+    epochs : int
+        At most this many passes over the training drops.
+    time_limit_s : float, s
+        Training stops after the epoch that crosses this budget.
+    batch : int
+        Drops per step.
+    learning_rate : float
+    adapters : bool
+        ``lm`` / ``lm-random`` only: train the bottleneck adapters as well.
+    seed : int
+        Seeds the initial weights, the batch order and the training noise.
+    """
+
+    epochs: int = 30
+    time_limit_s: float = 600.0
+    batch: int = 32
+    learning_rate: float = 1e-3
+    adapters: bool = False
+    seed: int = 0
+
+
+def to_tokens(history: torch.Tensor) -> torch.Tensor:
+    """(n, P, A, K) complex -> (n, P, 2 A K) real."""
+    n, p = history.shape[:2]
+    flat = history.reshape(n, p, -1)
+    return torch.cat((flat.real, flat.imag), dim=-1)
+
+
+class Head(nn.Module):
+    """Linear over time (P -> F), then linear over features (WIDTH -> 2 A K)."""
+
+    def __init__(self, past: int, future: int, features: int) -> None:
+        super().__init__()
+        self.time = nn.Linear(past, future)
+        self.out = nn.Linear(WIDTH, features)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        steps = self.time(hidden.transpose(1, 2)).transpose(1, 2)  # (n, F, WIDTH)
+        out: torch.Tensor = self.out(steps)
+        return out
+
+
+class ChannelNet(nn.Module):
+    """Embedding, a body over the tokens, the head, plus the last slot."""
+
+    def __init__(self, settings: AirSettings, body: nn.Module) -> None:
+        super().__init__()
+        self.features = 2 * settings.antennas * settings.subcarriers
+        self.embed = nn.Linear(self.features, WIDTH)
+        self.body = body
+        self.head = Head(settings.history, settings.horizon, self.features)
+        self.shape = (settings.horizon, settings.antennas, settings.subcarriers)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(n, P, 2AK) -> (n, F, 2AK) real."""
+        hidden = self.body(self.embed(tokens))
+        out: torch.Tensor = self.head(hidden) + tokens[:, -1:, :]
+        return out
+
+
+class Recurrent(nn.Module):
+    def __init__(self, cell: type[nn.GRU] | type[nn.LSTM]) -> None:
+        super().__init__()
+        self.rnn = cell(WIDTH, WIDTH, num_layers=2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.rnn(x)[0]
+        return out
+
+
+class Scratch(nn.Module):
+    """Two encoder layers of MiniLM's shape with learned positions."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__()
+        self.position = nn.Parameter(torch.zeros(1, length, WIDTH))
+        layer = nn.TransformerEncoderLayer(WIDTH, 12, 1536, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.encoder(x + self.position)
+        return out
+
+
+class LanguageBody(nn.Module):
+    """MiniLM's position embeddings, embedding norm and blocks run on CSI tokens."""
+
+    def __init__(self, pretrained: bool, adapters: bool, seed: int) -> None:
+        super().__init__()
+        from mecllm.models.minilm import AdaptedMiniLM, BertConfig, load_pretrained, model_dir
+
+        if pretrained:
+            self.lm = load_pretrained(bottleneck=16, seed=seed)
+        else:
+            torch.manual_seed(seed)
+            self.lm = AdaptedMiniLM(BertConfig.load(model_dir()), 16)
+        for name, p in self.lm.named_parameters():
+            trained = (
+                "norm" in name or name.startswith("position") or (adapters and ".adapter." in name)
+            )
+            p.requires_grad_(trained)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(x.shape[1])
+        h: torch.Tensor = self.lm.embed_norm(x + self.lm.position(positions)[None])
+        mask = torch.zeros(x.shape[0], 1, 1, x.shape[1])
+        for block in self.lm.blocks:
+            h = block(h, mask)
+        return h
+
+
+def build(method: str, settings: AirSettings, plan: TrainingPlan) -> ChannelNet:
+    """The untrained network of ``method`` (seeded)."""
+    torch.manual_seed(plan.seed)
+    body: nn.Module
+    if method == "gru":
+        body = Recurrent(nn.GRU)
+    elif method == "lstm":
+        body = Recurrent(nn.LSTM)
+    elif method == "transformer":
+        body = Scratch(settings.history)
+    elif method in ("lm", "lm-random"):
+        body = LanguageBody(method == "lm", plan.adapters, plan.seed)
+    else:
+        raise ValueError(f"no network called {method!r}")
+    torch.manual_seed(plan.seed + 1)
+    return ChannelNet(settings, body)
+
+
+def _nmse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    loss: torch.Tensor = torch.sum((pred - target) ** 2) / torch.sum(target**2)
+    return loss
+
+
+def _complex(tokens: np.ndarray, shape: tuple[int, int, int]) -> ComplexArray:
+    half = tokens.shape[-1] // 2
+    out = tokens[..., :half] + 1j * tokens[..., half:]
+    return np.asarray(out.reshape(tokens.shape[0], *shape), dtype=np.complex64)
+
+
+class NetworkPredictor:
+    """A trained network behind the predictor interface of
+    :mod:`mecllm.systems.air.predictors`."""
+
+    def __init__(self, method: str, settings: AirSettings, plan: TrainingPlan) -> None:
+        self.name = method
+        self.settings = settings
+        self.plan = plan
+        self.net = build(method, settings, plan)
+        self.epochs = 0
+        self.fit_s = 0.0
+        self.best_val_db = math.inf
+
+    def parameters(self) -> tuple[int, int]:
+        """(all, trained) parameter counts."""
+        total = sum(p.numel() for p in self.net.parameters())
+        trained = sum(p.numel() for p in self.net.parameters() if p.requires_grad)
+        return total, trained
+
+    def checkpoint_path(self, folder: Path) -> Path:
+        suffix = "-adapters" if self.plan.adapters else ""
+        return folder / "weights" / f"{self.name}{suffix}-seed{self.plan.seed}.pt"
+
+    def fit(self, data: AirData, folder: Path, progress: FitProgress | None = None) -> None:
+        """Train on ``data`` (or load / resume the checkpoint in ``folder``)."""
+        path = self.checkpoint_path(folder)
+        trained = [p for p in self.net.parameters() if p.requires_grad]
+        optimiser = torch.optim.Adam(trained, lr=self.plan.learning_rate)
+        best_state = {k: v.clone() for k, v in self.net.state_dict().items()}
+        stale = 0
+        if path.exists():
+            saved = torch.load(path, weights_only=True)
+            self.net.load_state_dict(saved["model"])
+            best_state = saved["best"]
+            optimiser.load_state_dict(saved["optimiser"])
+            self.epochs, stale = int(saved["epochs"]), int(saved["stale"])
+            self.best_val_db, self.fit_s = float(saved["best_val_db"]), float(saved["fit_s"])
+            if bool(saved["finished"]):
+                self.net.load_state_dict(best_state)
+                return
+        val_history, _ = data.history("val")
+        val_x = to_tokens(torch.from_numpy(val_history))
+        val_y = to_tokens(torch.from_numpy(data.target("val")))
+        train_y = to_tokens(torch.from_numpy(data.target("train")))
+        n = train_y.shape[0]
+        started = time.perf_counter() - self.fit_s
+        finished = False
+        while not finished:
+            rng = np.random.default_rng([self.plan.seed, 1000 + self.epochs])
+            history, _ = data.history("train", rng)
+            train_x = to_tokens(torch.from_numpy(history))
+            order = torch.from_numpy(rng.permutation(n))
+            self.net.train()
+            for start in range(0, n, self.plan.batch):
+                rows = order[start : start + self.plan.batch]
+                optimiser.zero_grad()
+                loss = _nmse_loss(self.net(train_x[rows]), train_y[rows])
+                loss.backward()  # type: ignore[no-untyped-call]
+                optimiser.step()
+            self.epochs += 1
+            val_db = self.evaluate_db(val_x, val_y)
+            if val_db < self.best_val_db - 0.01:
+                self.best_val_db, stale = val_db, 0
+                best_state = {k: v.clone() for k, v in self.net.state_dict().items()}
+            else:
+                stale += 1
+            self.fit_s = time.perf_counter() - started
+            finished = (
+                stale >= PATIENCE
+                or self.epochs >= self.plan.epochs
+                or self.fit_s >= self.plan.time_limit_s
+            )
+            self._save(path, best_state, optimiser, stale, finished)
+            if progress is not None:
+                progress(
+                    self.epochs,
+                    self.plan.epochs,
+                    f"validation NMSE {val_db:.2f} dB (best {self.best_val_db:.2f}), "
+                    f"{self.fit_s:.0f} s",
+                )
+        self.net.load_state_dict(best_state)
+
+    def _save(
+        self,
+        path: Path,
+        best: dict[str, torch.Tensor],
+        optimiser: torch.optim.Optimizer,
+        stale: int,
+        finished: bool,
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        torch.save(
+            {
+                "model": self.net.state_dict(),
+                "best": best,
+                "optimiser": optimiser.state_dict(),
+                "epochs": self.epochs,
+                "stale": stale,
+                "best_val_db": self.best_val_db,
+                "fit_s": self.fit_s,
+                "finished": finished,
+            },
+            buffer,
+        )
+        atomic_write_bytes(path, buffer.getvalue())
+
+    @torch.no_grad()
+    def evaluate_db(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        self.net.eval()
+        err = 0.0
+        for start in range(0, x.shape[0], 256):
+            pred = self.net(x[start : start + 256])
+            err += float(torch.sum((pred - y[start : start + 256]) ** 2))
+        return 10 * math.log10(err / float(torch.sum(y**2)))
+
+    @torch.no_grad()
+    def predict(self, history: ComplexArray, noise_var: np.ndarray) -> ComplexArray:
+        self.net.eval()
+        x = to_tokens(torch.from_numpy(np.ascontiguousarray(history)))
+        parts = [self.net(x[s : s + 256]).numpy() for s in range(0, x.shape[0], 256)]
+        shape = (self.settings.horizon, self.settings.antennas, self.settings.subcarriers)
+        return _complex(np.concatenate(parts), shape)
+
+    @torch.no_grad()
+    def timing_ms(self, history: ComplexArray) -> tuple[float, float]:
+        """Milliseconds per drop at batch 1 and at batch 256 (or all drops if fewer)."""
+        self.net.eval()
+        x = to_tokens(torch.from_numpy(np.ascontiguousarray(history)))
+        one = x[:1]
+        self.net(one)
+        t = time.perf_counter()
+        for _ in range(5):
+            self.net(one)
+        single = (time.perf_counter() - t) / 5 * 1e3
+        batch = x[:256]
+        t = time.perf_counter()
+        self.net(batch)
+        many = (time.perf_counter() - t) / batch.shape[0] * 1e3
+        return single, many
+
+
+def threads() -> int:
+    """torch's intra-op threads (what timings were taken with)."""
+    return int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))
+
+
+NETWORKS: tuple[str, ...] = ("gru", "lstm", "transformer", "lm", "lm-random")
