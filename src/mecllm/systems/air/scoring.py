@@ -80,84 +80,99 @@ def _cell_channels(h: ComplexArray, groups: NDArray[np.int64]) -> NDArray[np.com
     return np.transpose(cell, (0, 2, 4, 1, 3)).astype(np.complex128)
 
 
-def _normalise(w: NDArray[np.complex128], power: float) -> NDArray[np.complex128]:
-    norm = np.sqrt(np.sum(np.abs(w) ** 2, axis=(-2, -1), keepdims=True))
-    return np.asarray(w * np.sqrt(power) / np.maximum(norm, 1e-30), dtype=np.complex128)
-
-
 def precoders(
     estimate: NDArray[np.complex128], kind: Precoder, noise: float, power: float = 1.0
 ) -> NDArray[np.complex128]:
-    """Precoders (..., A, U) from channel estimates (..., U, A) with total power ``power``."""
+    """Precoders (..., A, U) from channel estimates (..., U, A) with total power ``power``.
+
+    Every precoder here lies in the span of the estimated channels, ``w = H^H X`` with ``X``
+    of size U x U, so it is computed there (a user count, not an antenna count, sets the cost):
+    MRT ``X = I``, regularised ZF ``X = (H H^H + U noise / P I)^-1``, WMMSE iterated on ``X``.
+    """
     h_h = np.conj(np.swapaxes(estimate, -1, -2))  # (..., A, U)
-    if kind == "mrt":
-        return _normalise(h_h, power)
+    gram = estimate @ h_h  # (..., U, U)
     users = estimate.shape[-2]
-    reg = users * noise / power
-    gram = estimate @ h_h + reg * np.eye(users)
-    zf = _normalise(h_h @ np.linalg.inv(gram), power)
-    if kind == "zf":
-        return zf
-    return _wmmse(estimate, zf, noise, power)
+    eye = np.broadcast_to(np.eye(users), gram.shape)
+    if kind == "mrt":
+        x = _scaled(gram, eye.astype(np.complex128), power)
+    else:
+        x = _scaled(gram, np.linalg.inv(gram + users * noise / power * eye), power)
+        if kind == "wmmse":
+            x = _wmmse(gram, x, noise, power)
+    return np.asarray(h_h @ x, dtype=np.complex128)
 
 
-def _rates(h: NDArray[np.complex128], w: NDArray[np.complex128], noise: float) -> FloatArray:
-    """Per-user rates (..., U) of precoders ``w`` (..., A, U) on channels ``h`` (..., U, A)."""
-    g = np.abs(h @ w) ** 2  # (..., U, U): user row, stream column
-    signal = np.diagonal(g, axis1=-2, axis2=-1)
-    interference = np.sum(g, axis=-1) - signal
+def _power(gram: NDArray[np.complex128], x: NDArray[np.complex128]) -> FloatArray:
+    """Total power ``tr(X^H G X)`` of ``w = H^H X``."""
+    return np.asarray(np.real(np.einsum("...ji,...jk,...ki->...", x.conj(), gram, x)))
+
+
+def _scaled(
+    gram: NDArray[np.complex128], x: NDArray[np.complex128], power: float
+) -> NDArray[np.complex128]:
+    used = np.maximum(_power(gram, x), 1e-30)
+    return np.asarray(x * np.sqrt(power / used)[..., None, None], dtype=np.complex128)
+
+
+def _rates(g: NDArray[np.complex128], noise: float) -> FloatArray:
+    """Per-user rates (..., U) from the effective channel ``g = H w`` (..., U, U): user row,
+    stream column."""
+    gain = np.abs(g) ** 2
+    signal = np.diagonal(gain, axis1=-2, axis2=-1)
+    interference = np.sum(gain, axis=-1) - signal
     return np.asarray(np.log2(1 + signal / (interference + noise)))
 
 
+def _power_at(values: FloatArray, mass: FloatArray, mu: FloatArray) -> FloatArray:
+    """``sum_i L_i |B_i|^2 / (L_i + mu)^2`` (see :func:`_wmmse`)."""
+    denominator = (values + mu[..., None]) ** 2
+    terms = np.divide(values * mass, denominator, out=np.zeros_like(values), where=denominator > 0)
+    return np.asarray(np.sum(terms, axis=-1))
+
+
 def _wmmse(
-    h: NDArray[np.complex128], w: NDArray[np.complex128], noise: float, power: float
+    gram: NDArray[np.complex128], x: NDArray[np.complex128], noise: float, power: float
 ) -> NDArray[np.complex128]:
-    """WMMSE (Shi, Razaviyayn, Luo, He 2011) for the sum rate, single-antenna users, started
-    from ``w``; the power constraint met by bisection on the multiplier."""
-    a = h.shape[-1]
-    previous = np.sum(_rates(h, w, noise), axis=-1)
+    """WMMSE (Shi, Razaviyayn, Luo, He 2011) for the sum rate with single-antenna users,
+    started from ``x``: receive filters, MSE weights, then the precoder
+    ``X = (C G + mu I)^-1 D`` (C = diag(weight |u|^2), D = diag(weight u), G = H H^H) with
+    the smallest ``mu >= 0`` that keeps the power budget (bisection on a closed form)."""
+    previous = np.sum(_rates(gram @ x, noise), axis=-1)
     for _ in range(WMMSE_ITERATIONS):
-        hw = h @ w  # (..., U, U)
-        received = np.sum(np.abs(hw) ** 2, axis=-1) + noise  # (..., U)
-        u = np.diagonal(hw, axis1=-2, axis2=-1) / received  # receive filters
-        e = 1 - np.real(np.conj(u) * np.diagonal(hw, axis1=-2, axis2=-1))
+        hw = gram @ x  # H w: (..., U, U)
+        received = np.sum(np.abs(hw) ** 2, axis=-1) + noise
+        direct = np.diagonal(hw, axis1=-2, axis2=-1)
+        u = direct / received
+        e = 1 - np.real(np.conj(u) * direct)
         weight = 1 / np.maximum(e, 1e-12)
-        coef = weight * np.abs(u) ** 2  # (..., U)
-        h_h = np.conj(np.swapaxes(h, -1, -2))  # (..., A, U)
-        gram = (h_h * coef[..., None, :]) @ h  # (..., A, A)
-        rhs = h_h * (weight * u)[..., None, :]  # (..., A, U)
-        w = _power_bisection(gram, rhs, power, a)
-        current = np.sum(_rates(h, w, noise), axis=-1)
+        # X = (C G + mu I)^-1 D = C^1/2 V (L + mu)^-1 B with C^1/2 G C^1/2 = V L V^H and
+        # B = V^H C^-1/2 D; its power is sum_i L_i |B_i|^2 / (L_i + mu)^2, so mu is found by
+        # bisection on that closed form.
+        root = np.sqrt(np.maximum(weight * np.abs(u) ** 2, 1e-30))  # C^1/2
+        m = root[..., :, None] * gram * root[..., None, :]
+        values, vectors = np.linalg.eigh(m)
+        values = np.maximum(values, 0.0)
+        b = np.conj(np.swapaxes(vectors, -1, -2)) * ((weight * u) / root)[..., None, :]
+        mass = np.sum(np.abs(b) ** 2, axis=-1)  # (..., U)
+
+        fits = (values[..., 0] > 1e-12 * np.maximum(values[..., -1], 1e-30)) & (
+            _power_at(values, mass, np.zeros(values.shape[:-1])) <= power
+        )
+        low = np.zeros(values.shape[:-1])
+        high = np.sqrt(np.sum(values * mass, axis=-1) / power) + 1e-12
+        for _ in range(60):
+            mid = (low + high) / 2
+            over = _power_at(values, mass, mid) > power
+            low, high = np.where(over, mid, low), np.where(over, high, mid)
+        mu = np.where(fits, 0.0, high)
+        scaled = b / np.maximum(values + mu[..., None], 1e-300)[..., :, None]
+        x = root[..., :, None] * (vectors @ scaled)
+        current = np.sum(_rates(gram @ x, noise), axis=-1)
         change = np.max(np.abs(current - previous) / np.maximum(np.abs(previous), 1e-12))
         previous = current
         if change < WMMSE_TOLERANCE:
             break
-    return w
-
-
-def _power_bisection(
-    gram: NDArray[np.complex128], rhs: NDArray[np.complex128], power: float, a: int
-) -> NDArray[np.complex128]:
-    """``w = (gram + mu I)^-1 rhs`` with the smallest ``mu >= 0`` keeping the power budget,
-    through the eigendecomposition of ``gram``."""
-    values, vectors = np.linalg.eigh(gram)
-    proj = np.conj(np.swapaxes(vectors, -1, -2)) @ rhs  # (..., A, U)
-    mass = np.sum(np.abs(proj) ** 2, axis=-1)  # (..., A)
-
-    def used(mu: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.asarray(np.sum(mass / (values + mu[..., None]) ** 2, axis=-1))
-
-    low = np.zeros(gram.shape[:-2])
-    high = np.sqrt(np.sum(mass, axis=-1) / power) + 1e-12
-    free = (values[..., 0] > 1e-9) & (used(np.full(low.shape, 1e-12)) <= power)
-    for _ in range(60):
-        mid = (low + high) / 2
-        too_much = used(mid) > power
-        low = np.where(too_much, mid, low)
-        high = np.where(too_much, high, mid)
-    mu = np.where(free, 0.0, high)
-    scaled = proj / (values + mu[..., None])[..., None]
-    return np.asarray(vectors @ scaled)
+    return x
 
 
 def se_multiuser(
@@ -174,7 +189,7 @@ def se_multiuser(
     h = _cell_channels(true, groups)
     estimate = _cell_channels(pred, groups)
     w = precoders(estimate, kind, noise)
-    return float(np.mean(np.sum(_rates(h, w, noise), axis=-1)))
+    return float(np.mean(np.sum(_rates(h @ w, noise), axis=-1)))
 
 
 def dft_codebook(rows: int, cols: int, oversampling: int = 2) -> NDArray[np.complex128]:

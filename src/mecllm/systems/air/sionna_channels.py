@@ -23,6 +23,17 @@ from mecllm.systems.air.settings import AirSettings
 BATCH = 250
 
 
+def antenna_order(settings: AirSettings) -> NDArray[np.int64]:
+    """Sionna's antenna index of each antenna in this package's order (row, column,
+    polarisation): Sionna lists the first polarisation's elements column by column, then the
+    second's."""
+    r, c, p = np.meshgrid(
+        np.arange(settings.rows), np.arange(settings.cols), np.arange(2), indexing="ij"
+    )
+    order = p * settings.rows * settings.cols + c * settings.rows + r
+    return np.asarray(order.ravel(), dtype=np.int64)
+
+
 def sionna_drops(
     settings: AirSettings,
     count: int,
@@ -82,6 +93,7 @@ def sionna_drops(
             h = cir_to_ofdm_channel(freqs, a, tau, normalize=True)
             # h: [batch, rx, rx_ant, tx, tx_ant, time, subcarriers]
             grid = h[:, 0, :, 0, 0].permute(0, 2, 1, 3).cpu().numpy()  # (b, time, ant, k)
+            grid = grid[:, :, antenna_order(settings)]
             power = np.mean(np.abs(grid) ** 2, axis=(1, 2, 3), keepdims=True)
             out[done : done + size] = (grid / np.sqrt(power)).astype(np.complex64)
             speeds[done : done + size] = speed

@@ -1,0 +1,39 @@
+"""The NumPy CDL against Sionna's (skipped where Sionna is not installed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mecllm.systems.air.cdl import cdl_drops
+from mecllm.systems.air.settings import air_preset
+
+pytest.importorskip("sionna.phy", reason="Sionna is not installed (pip install -e '.[air]')")
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    num = abs(np.mean(a * b.conj()))
+    return float(num / np.sqrt(np.mean(abs(a) ** 2) * np.mean(abs(b) ** 2)))
+
+
+def _statistics(h: np.ndarray) -> np.ndarray:
+    grid = h.reshape(h.shape[0], h.shape[1], 4, 4, 2, h.shape[-1])
+    return np.array(
+        [
+            _correlation(h[:, 1:], h[:, :-1]),  # lag-1 in time
+            _correlation(h[..., 8:], h[..., :-8]),  # 8 subcarriers apart
+            _correlation(grid[:, :, :, 1:], grid[:, :, :, :-1]),  # horizontal neighbours
+            _correlation(grid[:, :, 1:], grid[:, :, :-1]),  # vertical neighbours
+        ]
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["C", "A", "D"])
+def test_numpy_cdl_matches_sionna(model: str) -> None:
+    from mecllm.systems.air.sionna_channels import sionna_drops
+
+    s = air_preset("small", cdl_model=model, subcarriers=24)
+    ours, _ = cdl_drops(s, 150, np.random.default_rng(1))
+    theirs, _ = sionna_drops(s, 150, np.random.default_rng(2))
+    assert np.allclose(_statistics(ours), _statistics(theirs), atol=0.03)
