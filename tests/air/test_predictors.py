@@ -89,7 +89,7 @@ def test_a_network_trains_caches_and_reloads(tiny: AirInstance) -> None:
 
     quick = replace(tiny, settings=replace(tiny.settings, epochs=2))
     first = solve_air(quick, "air-gru", SolveOptions(seed=3, time_limit_s=60))
-    weights = Path(quick.folder) / "weights" / "gru-seed3.pt"
+    weights = Path(quick.folder) / "weights" / "gru-drop-base-outdated-seed3.pt"
     assert weights.exists() and first.cost.epochs == 2
     again = solve_air(quick, "air-gru", SolveOptions(seed=3, time_limit_s=60))
     assert again.cost.fit_s == first.cost.fit_s  # loaded, not trained again

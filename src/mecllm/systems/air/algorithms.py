@@ -102,7 +102,7 @@ def _network_run(name: str) -> Callable[[AirInstance, SolveOptions], AirResult]:
         predictor.fit(data, instance.folder, epoch)
         history, noise = data.history("test")
         predictions = predictor.predict(history, noise)
-        single, many = predictor.timing_ms(history)
+        single, many = predictor.timing_ms(history, noise)
         total, trained = predictor.parameters()
         cost = PredictorCost(
             parameters=total,

@@ -17,9 +17,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.fileio import atomic_write_text
 from mecllm.systems.air.cdl import ComplexArray, cdl_drops
-from mecllm.systems.air.settings import AirSettings
+from mecllm.systems.air.settings import AirSettings, CdlModel
 
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
@@ -86,7 +86,10 @@ def materialise(
         start = rows.start
         while start < rows.stop:
             size = min(CHUNK, rows.stop - start)
-            block, block_speeds = _draw(settings, size, rng)
+            profile = settings
+            if split == "test" and settings.test_cdl_model:
+                profile = replace(settings, cdl_model=cast(CdlModel, settings.test_cdl_model))
+            block, block_speeds = _draw(profile, size, rng)
             channels[start : start + size] = block
             speeds[start : start + size] = block_speeds
             start += size
@@ -141,7 +144,11 @@ class AirData:
         return cls(settings, seed, channels, speeds)
 
     def rows(self, split: Split) -> slice:
-        return split_range(self.settings, split)
+        """The drops of ``split`` (for ``train``, the share predictors learn from)."""
+        rows = split_range(self.settings, split)
+        if split == "train":
+            return slice(rows.start, rows.start + self.settings.used_train_drops)
+        return rows
 
     def target(self, split: Split) -> ComplexArray:
         """Clean future channels, shape (n, horizon, antennas, K): the uplink band (tdd) or

@@ -64,8 +64,18 @@ def _sum_se(
     }
 
 
-def evaluate_air(instance: AirInstance, plan: AirPlan) -> AirEvaluation:
-    """Score ``plan`` on the true test channels of ``instance``."""
+def evaluate_air(
+    instance: AirInstance,
+    plan: AirPlan,
+    snrs: tuple[float, ...] | None = None,
+    bounds: bool = True,
+) -> AirEvaluation:
+    """Score ``plan`` on the true test channels of ``instance``.
+
+    ``snrs``: the SNRs of the multi-user score (default 0, 10, 20 dB and the settings'
+    ``bf_snr_db``); ``bounds=False`` skips the perfect and outdated bounds (left empty), as
+    the experiments' trials do (``air-perfect`` and ``air-outdated`` are trials of their own).
+    """
     s = instance.settings
     data = instance.data()
     true = data.target("test")
@@ -75,7 +85,7 @@ def evaluate_air(instance: AirInstance, plan: AirPlan) -> AirEvaluation:
     groups = scoring.user_groups(true.shape[0], s.users, np.random.default_rng([instance.seed, 5]))
     edges = np.linspace(s.speed_min_kmh, s.speed_max_kmh, SPEED_BINS + 1)
     top1, top3, loss = scoring.beam_scores(true, pred, s.rows, s.cols)
-    snrs = tuple(sorted({*SE_SNRS_DB, s.bf_snr_db}))
+    snrs = snrs or tuple(sorted({*SE_SNRS_DB, s.bf_snr_db}))
     return AirEvaluation(
         algorithm=plan.algorithm,
         nmse_db=[float(v) for v in scoring.nmse_db(true, pred)],
@@ -85,8 +95,8 @@ def evaluate_air(instance: AirInstance, plan: AirPlan) -> AirEvaluation:
         se_mrt=scoring.se_mrt(true, pred),
         se_mrt_perfect=scoring.se_mrt(true, true),
         se_sum=_sum_se(true, pred, groups, snrs),
-        se_sum_perfect=_sum_se(true, true, groups, snrs),
-        se_sum_outdated=_sum_se(true, outdated, groups, snrs),
+        se_sum_perfect=_sum_se(true, true, groups, snrs) if bounds else {},
+        se_sum_outdated=_sum_se(true, outdated, groups, snrs) if bounds else {},
         beam_top1=top1,
         beam_top3=top3,
         beam_gain_loss_db=loss,

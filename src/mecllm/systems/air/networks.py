@@ -1,11 +1,16 @@
 """The neural channel predictors (docs/air.md section 4), trained with PyTorch on the CPU.
 
-Every network reads the noisy history one token per slot ("one sequence per drop": a token is
-the whole array's uplink band at one slot, ``2 A K`` real numbers), embeds it to width 384,
-runs its body over the 16 tokens, maps the 16 outputs to the ``F`` future steps with a linear
-layer over time and each step back to ``2 A K`` numbers with a linear layer over features, and
-adds the last observed slot (the network predicts the change from ``outdated``; the same for
-every network).
+Every network reads the noisy history one token per slot, embeds it to width 384, runs its
+body over the 16 tokens, maps the 16 outputs to the ``F`` future steps with a linear layer over
+time and each step back to a token with a linear layer over features, and adds a base
+prediction: the network learns the correction to ``outdated`` (the last slot; default) or to
+``wiener`` (setting ``base``). The same for every network.
+
+Token layouts (setting ``token_layout``): ``drop`` (one sequence per drop, a token is the whole
+array's band at one slot, ``2 A K`` numbers) or ``antenna`` (LLM4CP's: one sequence per
+antenna, a token is that antenna's ``K`` subcarriers, ``2 K`` numbers; A times more, shorter
+sequences). With ``preprocessor`` a token also carries its band in the delay domain (an inverse
+DFT over the subcarriers; LLM4CP feeds both domains).
 
 ``gru``, ``lstm``   2 recurrent layers of width 384, all weights trained.
 ``transformer``     2 post-LN encoder layers of MiniLM's shape (width 384, 12 heads, FFN 1536),
@@ -38,6 +43,7 @@ from torch import nn
 from mecllm.core.fileio import atomic_write_bytes
 from mecllm.systems.air.cdl import ComplexArray
 from mecllm.systems.air.dataset import AirData
+from mecllm.systems.air.predictors import Outdated, Predictor, Wiener
 from mecllm.systems.air.settings import AirSettings
 
 FitProgress = Callable[[int, int, str], None]
@@ -72,11 +78,29 @@ class TrainingPlan:
     seed: int = 0
 
 
-def to_tokens(history: torch.Tensor) -> torch.Tensor:
-    """(n, P, A, K) complex -> (n, P, 2 A K) real."""
-    n, p = history.shape[:2]
-    flat = history.reshape(n, p, -1)
-    return torch.cat((flat.real, flat.imag), dim=-1)
+def to_tokens(h: ComplexArray, layout: str, delay: bool = False) -> torch.Tensor:
+    """(n, T, A, K) complex -> real tokens: (n, T, 2 A K) for ``drop``, (n A, T, 2 K) for
+    ``antenna``; with ``delay`` the delay-domain copy is appended (twice the features)."""
+    z = torch.from_numpy(np.ascontiguousarray(h))
+    if layout == "antenna":
+        n, t, a, k = z.shape
+        z = z.permute(0, 2, 1, 3).reshape(n * a, t, 1, k)
+    parts = [z]
+    if delay:
+        parts.append(torch.fft.ifft(z, dim=-1, norm="ortho"))
+    flat = torch.cat([p.reshape(p.shape[0], p.shape[1], -1) for p in parts], dim=-1)
+    return torch.cat((flat.real, flat.imag), dim=-1).float()
+
+
+def from_tokens(y: np.ndarray, layout: str, shape: tuple[int, int, int]) -> ComplexArray:
+    """Inverse of :func:`to_tokens` (frequency part only): (n, F, A, K) complex."""
+    f, a, k = shape
+    half = y.shape[-1] // 2
+    z = y[..., :half] + 1j * y[..., half:]
+    if layout == "antenna":
+        n = z.shape[0] // a
+        return np.asarray(z.reshape(n, a, f, k).transpose(0, 2, 1, 3), dtype=np.complex64)
+    return np.asarray(z.reshape(z.shape[0], f, a, k), dtype=np.complex64)
 
 
 class Head(nn.Module):
@@ -94,20 +118,23 @@ class Head(nn.Module):
 
 
 class ChannelNet(nn.Module):
-    """Embedding, a body over the tokens, the head, plus the last slot."""
+    """Embedding, a body over the tokens, the head, plus the base prediction."""
 
     def __init__(self, settings: AirSettings, body: nn.Module) -> None:
         super().__init__()
-        self.features = 2 * settings.antennas * settings.subcarriers
-        self.embed = nn.Linear(self.features, WIDTH)
+        per_slot = settings.subcarriers * (
+            settings.antennas if settings.token_layout == "drop" else 1
+        )
+        self.outputs = 2 * per_slot
+        self.inputs = self.outputs * (2 if settings.preprocessor else 1)
+        self.embed = nn.Linear(self.inputs, WIDTH)
         self.body = body
-        self.head = Head(settings.history, settings.horizon, self.features)
-        self.shape = (settings.horizon, settings.antennas, settings.subcarriers)
+        self.head = Head(settings.history, settings.horizon, self.outputs)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(n, P, 2AK) -> (n, F, 2AK) real."""
+    def forward(self, tokens: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+        """Tokens (n, P, inputs) and the base prediction (n, F, outputs) -> (n, F, outputs)."""
         hidden = self.body(self.embed(tokens))
-        out: torch.Tensor = self.head(hidden) + tokens[:, -1:, :]
+        out: torch.Tensor = self.head(hidden) + base
         return out
 
 
@@ -185,12 +212,6 @@ def _nmse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-def _complex(tokens: np.ndarray, shape: tuple[int, int, int]) -> ComplexArray:
-    half = tokens.shape[-1] // 2
-    out = tokens[..., :half] + 1j * tokens[..., half:]
-    return np.asarray(out.reshape(tokens.shape[0], *shape), dtype=np.complex64)
-
-
 class NetworkPredictor:
     """A trained network behind the predictor interface of
     :mod:`mecllm.systems.air.predictors`."""
@@ -203,6 +224,7 @@ class NetworkPredictor:
         self.epochs = 0
         self.fit_s = 0.0
         self.best_val_db = math.inf
+        self.base: Predictor = (Wiener if settings.base == "wiener" else Outdated)(settings)
 
     def parameters(self) -> tuple[int, int]:
         """(all, trained) parameter counts."""
@@ -211,11 +233,24 @@ class NetworkPredictor:
         return total, trained
 
     def checkpoint_path(self, folder: Path) -> Path:
-        suffix = "-adapters" if self.plan.adapters else ""
-        return folder / "weights" / f"{self.name}{suffix}-seed{self.plan.seed}.pt"
+        s = self.settings
+        parts = [self.name, s.token_layout, f"base-{s.base}"]
+        if s.preprocessor:
+            parts.append("pre")
+        if self.plan.adapters:
+            parts.append("adapters")
+        parts.append(f"seed{self.plan.seed}")
+        return folder / "weights" / ("-".join(parts) + ".pt")
+
+    def _tokens(self, history: ComplexArray) -> torch.Tensor:
+        return to_tokens(history, self.settings.token_layout, self.settings.preprocessor)
+
+    def _base(self, history: ComplexArray, noise: np.ndarray) -> torch.Tensor:
+        return to_tokens(self.base.predict(history, noise), self.settings.token_layout)
 
     def fit(self, data: AirData, folder: Path, progress: FitProgress | None = None) -> None:
         """Train on ``data`` (or load / resume the checkpoint in ``folder``)."""
+        self.base.fit(data)
         path = self.checkpoint_path(folder)
         trained = [p for p in self.net.parameters() if p.requires_grad]
         optimiser = torch.optim.Adam(trained, lr=self.plan.learning_rate)
@@ -231,27 +266,30 @@ class NetworkPredictor:
             if bool(saved["finished"]):
                 self.net.load_state_dict(best_state)
                 return
-        val_history, _ = data.history("val")
-        val_x = to_tokens(torch.from_numpy(val_history))
-        val_y = to_tokens(torch.from_numpy(data.target("val")))
-        train_y = to_tokens(torch.from_numpy(data.target("train")))
+        layout = self.settings.token_layout
+        val_history, val_noise = data.history("val")
+        val_x, val_base = self._tokens(val_history), self._base(val_history, val_noise)
+        val_y = to_tokens(data.target("val"), layout)
+        train_y = to_tokens(data.target("train"), layout)
         n = train_y.shape[0]
+        step = self.plan.batch * (self.settings.antennas if layout == "antenna" else 1)
         started = time.perf_counter() - self.fit_s
         finished = False
         while not finished:
             rng = np.random.default_rng([self.plan.seed, 1000 + self.epochs])
-            history, _ = data.history("train", rng)
-            train_x = to_tokens(torch.from_numpy(history))
+            history, noise = data.history("train", rng)
+            train_x, train_base = self._tokens(history), self._base(history, noise)
             order = torch.from_numpy(rng.permutation(n))
             self.net.train()
-            for start in range(0, n, self.plan.batch):
-                rows = order[start : start + self.plan.batch]
+            for start in range(0, n, step):
+                rows = order[start : start + step]
                 optimiser.zero_grad()
-                loss = _nmse_loss(self.net(train_x[rows]), train_y[rows])
+                pred = self.net(train_x[rows], train_base[rows])
+                loss = _nmse_loss(pred, train_y[rows])
                 loss.backward()  # type: ignore[no-untyped-call]
                 optimiser.step()
             self.epochs += 1
-            val_db = self.evaluate_db(val_x, val_y)
+            val_db = self.evaluate_db(val_x, val_base, val_y)
             if val_db < self.best_val_db - 0.01:
                 self.best_val_db, stale = val_db, 0
                 best_state = {k: v.clone() for k, v in self.net.state_dict().items()}
@@ -299,37 +337,34 @@ class NetworkPredictor:
         atomic_write_bytes(path, buffer.getvalue())
 
     @torch.no_grad()
-    def evaluate_db(self, x: torch.Tensor, y: torch.Tensor) -> float:
+    def _run(self, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         self.net.eval()
-        err = 0.0
-        for start in range(0, x.shape[0], 256):
-            pred = self.net(x[start : start + 256])
-            err += float(torch.sum((pred - y[start : start + 256]) ** 2))
+        size = 256 * (self.settings.antennas if self.settings.token_layout == "antenna" else 1)
+        return torch.cat(
+            [self.net(x[s : s + size], base[s : s + size]) for s in range(0, x.shape[0], size)]
+        )
+
+    def evaluate_db(self, x: torch.Tensor, base: torch.Tensor, y: torch.Tensor) -> float:
+        err = float(torch.sum((self._run(x, base) - y) ** 2))
         return 10 * math.log10(err / float(torch.sum(y**2)))
 
-    @torch.no_grad()
     def predict(self, history: ComplexArray, noise_var: np.ndarray) -> ComplexArray:
-        self.net.eval()
-        x = to_tokens(torch.from_numpy(np.ascontiguousarray(history)))
-        parts = [self.net(x[s : s + 256]).numpy() for s in range(0, x.shape[0], 256)]
-        shape = (self.settings.horizon, self.settings.antennas, self.settings.subcarriers)
-        return _complex(np.concatenate(parts), shape)
+        out = self._run(self._tokens(history), self._base(history, noise_var)).numpy()
+        s = self.settings
+        return from_tokens(out, s.token_layout, (s.horizon, s.antennas, s.subcarriers))
 
-    @torch.no_grad()
-    def timing_ms(self, history: ComplexArray) -> tuple[float, float]:
-        """Milliseconds per drop at batch 1 and at batch 256 (or all drops if fewer)."""
-        self.net.eval()
-        x = to_tokens(torch.from_numpy(np.ascontiguousarray(history)))
-        one = x[:1]
-        self.net(one)
+    def timing_ms(self, history: ComplexArray, noise_var: np.ndarray) -> tuple[float, float]:
+        """Milliseconds per drop at batch 1 and at batch 256 (or all drops if fewer),
+        the base prediction included."""
+        self.predict(history[:1], noise_var[:1])
         t = time.perf_counter()
         for _ in range(5):
-            self.net(one)
+            self.predict(history[:1], noise_var[:1])
         single = (time.perf_counter() - t) / 5 * 1e3
-        batch = x[:256]
+        batch = min(256, history.shape[0])
         t = time.perf_counter()
-        self.net(batch)
-        many = (time.perf_counter() - t) / batch.shape[0] * 1e3
+        self.predict(history[:batch], noise_var[:batch])
+        many = (time.perf_counter() - t) / batch * 1e3
         return single, many
 
 

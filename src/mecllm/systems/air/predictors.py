@@ -109,14 +109,22 @@ class Wiener(Predictor):
         n, _p, a, k = history.shape
         f = self.settings.horizon
         out = np.empty((n, f, a, k), dtype=np.complex64)
-        eye = np.eye(self.cov.shape[0])
         for value in np.unique(noise_var):
             rows = np.flatnonzero(noise_var == value)
-            weights = np.linalg.solve(self.cov + value * eye, self.cross)  # (P A, F A)
+            weights = self._weights(float(value))
             x = _space_time(history[rows])
             y = (x @ weights).reshape(rows.size, k, f, a)
             out[rows] = np.transpose(y, (0, 2, 3, 1))
         return out
+
+
+    def _weights(self, noise: float) -> NDArray[np.complex128]:
+        """``(C + noise I)^-1 C_xy``, (P A, F A), kept per noise level."""
+        cache: dict[float, NDArray[np.complex128]] = self.__dict__.setdefault("_cache", {})
+        if noise not in cache:
+            eye = np.eye(self.cov.shape[0])
+            cache[noise] = np.linalg.solve(self.cov + noise * eye, self.cross)
+        return cache[noise]
 
 
 class ArKalman(Predictor):

@@ -152,7 +152,10 @@ def _wmmse(
         m = root[..., :, None] * gram * root[..., None, :]
         values, vectors = np.linalg.eigh(m)
         values = np.maximum(values, 0.0)
-        b = np.conj(np.swapaxes(vectors, -1, -2)) * ((weight * u) / root)[..., None, :]
+        b = (
+            np.conj(np.swapaxes(vectors, -1, -2))
+            * (np.sqrt(weight) * u / np.abs(u).clip(1e-15))[..., None, :]
+        )
         mass = np.sum(np.abs(b) ** 2, axis=-1)  # (..., U)
 
         fits = (values[..., 0] > 1e-12 * np.maximum(values[..., -1], 1e-30)) & (
@@ -165,9 +168,15 @@ def _wmmse(
             over = _power_at(values, mass, mid) > power
             low, high = np.where(over, mid, low), np.where(over, high, mid)
         mu = np.where(fits, 0.0, high)
-        scaled = b / np.maximum(values + mu[..., None], 1e-300)[..., :, None]
-        x = root[..., :, None] * (vectors @ scaled)
-        current = np.sum(_rates(gram @ x, noise), axis=-1)
+        scale = np.divide(1.0, values + mu[..., None], out=np.zeros_like(values),
+                          where=values + mu[..., None] > 0)  # fmt: skip
+        candidate = root[..., :, None] * (vectors @ (b * scale[..., :, None]))
+        current = np.sum(_rates(gram @ candidate, noise), axis=-1)
+        # WMMSE never lowers the sum rate; a step that does (round-off) or is not finite is
+        # not taken for that problem.
+        better = np.isfinite(current) & (current >= previous)
+        x = np.where(better[..., None, None], candidate, x)
+        current = np.where(better, current, previous)
         change = np.max(np.abs(current - previous) / np.maximum(np.abs(previous), 1e-12))
         previous = current
         if change < WMMSE_TOLERANCE:

@@ -14,12 +14,16 @@ from mecllm.core.errors import InvalidInputError
 from mecllm.core.settings import replace_settings
 
 Generator = Literal["numpy", "sionna"]
+TokenLayout = Literal["drop", "antenna"]
+Base = Literal["outdated", "wiener"]
 Mode = Literal["tdd", "fdd"]
 CdlModel = Literal["A", "B", "C", "D", "E"]
 
 GENERATORS: tuple[Generator, ...] = ("numpy", "sionna")
 MODES: tuple[Mode, ...] = ("tdd", "fdd")
 CDL_MODELS: tuple[CdlModel, ...] = ("A", "B", "C", "D", "E")
+TOKEN_LAYOUTS: tuple[TokenLayout, ...] = ("drop", "antenna")
+BASES: tuple[Base, ...] = ("outdated", "wiener")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,9 @@ class AirSettings:
         (``pip install 'mecllm[air]'``).
     cdl_model : "A" .. "E"
         The 38.901 CDL profile (C: NLOS, the training default).
+    test_cdl_model : "" or "A" .. "E"
+        Another profile for the test drops only (zero-shot: train on one, test on another);
+        empty: the same as ``cdl_model``.
     delay_spread_ns : float, ns
         The RMS delay spread the normalised CDL delays are scaled by.
     carrier_hz : float, Hz
@@ -57,16 +64,23 @@ class AirSettings:
         The target is the uplink band (tdd) or the downlink band next to it (fdd).
     users : int
         Users served at once in the multi-user beamforming score (drawn from test drops).
+    train_fraction : float
+        The share of the training drops predictors learn from (the first ones; few-shot: 0.1).
     bf_snr_db : float, dB
         An SNR of the multi-user score beside 0, 10 and 20 dB (the SNR sweep's axis).
     epochs, batch, learning_rate, adapters :
         Training of the neural predictors (at most ``epochs`` passes, ``batch`` drops a step,
         Adam's rate; ``adapters``: ``lm``'s bottleneck adapters train too). They do not change
         the data (:meth:`data_dict`).
+    token_layout, preprocessor, base :
+        How the networks read the history and what they correct (docs/air.md section 4):
+        ``drop`` or ``antenna`` tokens, the delay-domain copy of each token, and the base
+        prediction the network's output is added to (``outdated`` or ``wiener``).
     """
 
     generator: Generator = "numpy"
     cdl_model: CdlModel = "C"
+    test_cdl_model: str = ""
     delay_spread_ns: float = 300.0
     carrier_hz: float = 2.4e9
     subcarrier_hz: float = 180e3
@@ -86,11 +100,15 @@ class AirSettings:
     test_snr_db: float = 18.0
     mode: Mode = "tdd"
     users: int = 4
+    train_fraction: float = 1.0
     bf_snr_db: float = 10.0
     epochs: int = 30
     batch: int = 32
     learning_rate: float = 1e-3
     adapters: bool = False
+    token_layout: TokenLayout = "drop"
+    preprocessor: bool = False
+    base: Base = "outdated"
 
     @property
     def antennas(self) -> int:
@@ -101,6 +119,11 @@ class AirSettings:
     def slots(self) -> int:
         """Slots per drop: history then horizon."""
         return self.history + self.horizon
+
+    @property
+    def used_train_drops(self) -> int:
+        """Training drops the predictors learn from (``train_fraction`` of them, at least 2)."""
+        return max(2, round(self.train_fraction * self.train_drops))
 
     @property
     def drops(self) -> int:
@@ -142,6 +165,12 @@ class AirSettings:
                 raise InvalidInputError(f"{name} must be an integer >= {low}, got {value!r}")
         if not 0 <= self.speed_min_kmh <= self.speed_max_kmh:
             raise InvalidInputError("need 0 <= speed_min_kmh <= speed_max_kmh")
+        if self.test_cdl_model not in ("", *CDL_MODELS):
+            raise InvalidInputError(
+                f"test_cdl_model must be empty or one of {', '.join(CDL_MODELS)}"
+            )
+        if not 0 < self.train_fraction <= 1:
+            raise InvalidInputError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if not 0 < self.learning_rate < 1:
             raise InvalidInputError(f"learning_rate must be in (0, 1), got {self.learning_rate}")
         if self.train_snr_min_db > self.train_snr_max_db:
@@ -162,7 +191,10 @@ class AirSettings:
 
     def data_dict(self) -> dict[str, Any]:
         """The settings the channels depend on (what names a data folder)."""
-        training = {"epochs", "batch", "learning_rate", "adapters", "users", "bf_snr_db"}
+        training = {
+            "epochs", "batch", "learning_rate", "adapters", "users", "bf_snr_db",
+            "token_layout", "preprocessor", "base", "train_fraction",
+        }  # fmt: skip
         return {k: v for k, v in asdict(self).items() if k not in training}
 
 
@@ -192,6 +224,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "generator": GENERATORS,
     "cdl_model": CDL_MODELS,
     "mode": MODES,
+    "token_layout": TOKEN_LAYOUTS,
+    "test_cdl_model": ("", *CDL_MODELS),
+    "base": BASES,
 }
 
 
