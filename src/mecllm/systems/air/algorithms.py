@@ -146,6 +146,7 @@ def _result(
         nmse_db_mean=nmse_mean_db(target, predictions),
         cost=cost,
         status="heuristic" if cost.epochs == 0 else "converged",
+        iterations=cost.epochs,
         wall_time_s=time.perf_counter() - started,
     )
 

@@ -117,7 +117,6 @@ class Wiener(Predictor):
             out[rows] = np.transpose(y, (0, 2, 3, 1))
         return out
 
-
     def _weights(self, noise: float) -> NDArray[np.complex128]:
         """``(C + noise I)^-1 C_xy``, (P A, F A), kept per noise level."""
         cache: dict[float, NDArray[np.complex128]] = self.__dict__.setdefault("_cache", {})

@@ -13,13 +13,13 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.fileio import atomic_write_bytes, atomic_write_text, read_json
-from mecllm.core.status import SolveStatus
+from mecllm.core.result import Result
 from mecllm.systems.air.cdl import ComplexArray
 from mecllm.systems.air.instance import KIND, AirInstance
 
@@ -60,42 +60,41 @@ class AirPlan:
     algorithm: str
     predictions: ComplexArray
 
+    def to_dict(self) -> dict[str, Any]:
+        """The plan's part of the solution JSON (the array itself goes to its own file)."""
+        return {"shape": list(self.predictions.shape)}
 
-@dataclass(frozen=True, eq=False)
-class AirResult:
-    """A solve's outcome: the plan, its NMSE per step (dB), costs and status."""
 
-    algorithm: str
-    plan: AirPlan
-    nmse_db: list[float]
-    nmse_db_mean: float
-    cost: PredictorCost
-    status: SolveStatus = "converged"
-    message: str = ""
-    wall_time_s: float = 0.0
-    notes: list[str] = field(default_factory=list)
+@dataclass(frozen=True, eq=False, kw_only=True)
+class AirResult(Result[AirPlan]):
+    """A solve's outcome (:class:`~mecllm.core.result.Result`): the plan, its NMSE per step
+    and over all steps (dB), and the predictor's costs."""
 
-    def save(self, path: Path) -> None:
-        """Write ``path`` (JSON) and the predictions beside it (``.npy``)."""
+    kind: ClassVar[str] = KIND
+
+    nmse_db: list[float] = field(default_factory=list)
+    nmse_db_mean: float = 0.0
+    cost: PredictorCost = field(default_factory=PredictorCost)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "nmse_db": self.nmse_db,
+            "nmse_db_mean": self.nmse_db_mean,
+            "cost": self.cost.to_dict(),
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write the predictions beside ``path`` (``.npy``), then the solution JSON naming
+        them with their SHA-256."""
+        path = Path(path)
         array_path = path.with_suffix(".npy")
         buffer = io.BytesIO()
         np.save(buffer, np.asarray(self.plan.predictions, dtype=np.complex64))
         raw = buffer.getvalue()
         atomic_write_bytes(array_path, raw)
-        payload = {
-            "kind": KIND,
-            "algorithm": self.algorithm,
-            "status": self.status,
-            "message": self.message,
-            "predictions": array_path.name,
-            "shape": list(self.plan.predictions.shape),
-            "sha256": hashlib.sha256(raw).hexdigest(),
-            "nmse_db": self.nmse_db,
-            "nmse_db_mean": self.nmse_db_mean,
-            "cost": self.cost.to_dict(),
-            "wall_time_s": self.wall_time_s,
-            "notes": self.notes,
-        }
+        payload = self.to_dict()
+        payload["predictions"] = array_path.name
+        payload["sha256"] = hashlib.sha256(raw).hexdigest()
         atomic_write_text(path, json.dumps(payload, indent=1) + "\n")
 
 
@@ -103,7 +102,7 @@ def load_air_plan(path: Path, instance: AirInstance) -> AirPlan:
     """Read a solution and its predictions, checking the file's digest and the shape the
     instance implies."""
     stored = read_json(path, "solution")
-    if not isinstance(stored, dict) or stored.get("kind") != KIND:
+    if not isinstance(stored, dict) or stored.get("system") != KIND:
         raise InvalidInputError(f"{path} is not an {KIND} solution")
     name = stored.get("predictions")
     if not isinstance(name, str):
