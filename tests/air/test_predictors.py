@@ -108,3 +108,36 @@ def test_lm_freezes_the_backbone(tiny: AirInstance) -> None:
     frozen = [n for n, p in lm.net.named_parameters() if not p.requires_grad]
     assert any("query" in n for n in frozen) and any("ff_in" in n for n in frozen)
     del replace
+
+
+@pytest.mark.parametrize("layout", ["drop", "antenna"])
+def test_tokens_round_trip(tiny_data: AirData, layout: str) -> None:
+    from mecllm.systems.air.networks import from_tokens, to_tokens
+
+    target = tiny_data.target("test")
+    _, f, a, k = target.shape
+    with_delay = to_tokens(target, layout, delay=True)
+    assert with_delay.shape[-1] == (4 * a * k if layout == "drop" else 4 * k)
+    plain = to_tokens(target, layout).numpy()
+    assert np.allclose(from_tokens(plain, layout, (f, a, k)), target, atol=1e-6)
+
+
+def test_few_shot_uses_the_first_share_of_the_training_drops(tiny: AirInstance) -> None:
+    from dataclasses import replace
+
+    few = replace(tiny, settings=replace(tiny.settings, train_fraction=0.1))
+    data = few.data()
+    assert data.target("train").shape[0] == 16
+    assert np.array_equal(data.target("train"), tiny.data().target("train")[:16])
+    assert np.array_equal(data.target("test"), tiny.data().target("test"))
+
+
+def test_zero_shot_draws_only_the_test_drops_from_the_other_profile(tmp_path: Path) -> None:
+    from mecllm.systems.air.settings import air_preset
+
+    base = air_preset("tiny", train_drops=4, val_drops=2, test_drops=4)
+    other = air_preset("tiny", train_drops=4, val_drops=2, test_drops=4, test_cdl_model="A")
+    a = AirInstance(settings=base, seed=1, data_dir=str(tmp_path / "a")).data()
+    b = AirInstance(settings=other, seed=1, data_dir=str(tmp_path / "b")).data()
+    assert np.array_equal(a.target("train"), b.target("train"))
+    assert not np.allclose(a.target("test"), b.target("test"))
