@@ -37,3 +37,15 @@ def test_numpy_cdl_matches_sionna(model: str) -> None:
     ours, _ = cdl_drops(s, 150, np.random.default_rng(1))
     theirs, _ = sionna_drops(s, 150, np.random.default_rng(2))
     assert np.allclose(_statistics(ours), _statistics(theirs), atol=0.03)
+
+
+@pytest.mark.slow
+def test_uma_users_carry_their_large_scale_gain(tmp_path: object) -> None:
+    from mecllm.systems.air.sionna_channels import sionna_uma_drops
+
+    s = air_preset("uma-cell", subcarriers=8)
+    h, speeds, gains = sionna_uma_drops(s, 20, np.random.default_rng(3))
+    assert h.shape == (20, 20, 32, 16)
+    assert np.allclose(np.mean(np.abs(h) ** 2, axis=(1, 2, 3)), 1.0, rtol=1e-3)
+    assert np.all((gains > -180) & (gains < -60)) and np.std(gains) > 3
+    assert np.all((speeds >= 10 - 1e-3) & (speeds <= 100 + 1e-3))

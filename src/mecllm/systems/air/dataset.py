@@ -5,6 +5,8 @@ Layout of a data folder::
 
     channels.npy   complex64 (drops, slots, antennas, 2K): train, then validation, then test
     speeds.npy     float64 (drops,), km/h
+    gains_db.npy   float64 (drops,), dB: each drop's large-scale gain before its channels were
+                   scaled to unit mean power (0 for CDL drops)
     meta.json      the settings and seed the files were made from (checked on every load)
 
 Each split is drawn from its own seed stream (``[seed, split]``), so the test drops of a larger
@@ -79,6 +81,7 @@ def materialise(
     partial = folder / "channels.npy.partial"
     channels = np.lib.format.open_memmap(partial, mode="w+", dtype=np.complex64, shape=shape)
     speeds = np.empty(settings.drops)
+    gains = np.zeros(settings.drops)
     done = 0
     for index, split in enumerate(SPLITS):
         rows = split_range(settings, split)
@@ -89,17 +92,19 @@ def materialise(
             profile = settings
             if split == "test" and settings.test_cdl_model:
                 profile = replace(settings, cdl_model=cast(CdlModel, settings.test_cdl_model))
-            block, block_speeds = _draw(profile, size, rng)
+            block, block_speeds, block_gains = _draw(profile, size, rng)
             channels[start : start + size] = block
             speeds[start : start + size] = block_speeds
+            gains[start : start + size] = block_gains
             start += size
             done += size
             if progress is not None:
                 progress(done, settings.drops)
     channels.flush()
     del channels
-    np.save(folder / "speeds.npy.partial.npy", speeds)
-    os.replace(folder / "speeds.npy.partial.npy", folder / "speeds.npy")
+    for name, values in (("speeds", speeds), ("gains_db", gains)):
+        np.save(folder / f"{name}.partial.npy", values)
+        os.replace(folder / f"{name}.partial.npy", folder / f"{name}.npy")
     os.replace(partial, folder / "channels.npy")
     atomic_write_text(meta_path, json.dumps(want, indent=1) + "\n")
     return folder
@@ -107,12 +112,20 @@ def materialise(
 
 def _draw(
     settings: AirSettings, size: int, rng: np.random.Generator
-) -> tuple[ComplexArray, NDArray[np.float64]]:
+) -> tuple[ComplexArray, NDArray[np.float64], NDArray[np.float64]]:
+    """Channels, speeds (km/h) and large-scale gains (dB; 0 for the CDL generators, whose
+    channels carry no path loss)."""
+    if settings.generator == "sionna-uma":
+        from mecllm.systems.air.sionna_channels import sionna_uma_drops
+
+        return sionna_uma_drops(settings, size, rng)
     if settings.generator == "sionna":
         from mecllm.systems.air.sionna_channels import sionna_drops
 
-        return sionna_drops(settings, size, rng)
-    return cdl_drops(settings, size, rng)
+        channels, speeds = sionna_drops(settings, size, rng)
+    else:
+        channels, speeds = cdl_drops(settings, size, rng)
+    return channels, speeds, np.zeros(size)
 
 
 @dataclass(frozen=True)
@@ -125,12 +138,14 @@ class AirData:
     seed : int
     channels : complex64 memory map, shape (drops, slots, antennas, 2K)
     speeds_kmh : float array, shape (drops,)
+    gains_db : float array, shape (drops,)
     """
 
     settings: AirSettings
     seed: int
     channels: ComplexArray
     speeds_kmh: NDArray[np.float64]
+    gains_db: NDArray[np.float64]
 
     @classmethod
     def open(cls, settings: AirSettings, seed: int, folder: Path) -> AirData:
@@ -141,7 +156,10 @@ class AirData:
             raise InvalidInputError(f"{folder} holds channels of other settings or seed")
         channels = np.load(folder / "channels.npy", mmap_mode="r")
         speeds = np.load(folder / "speeds.npy")
-        return cls(settings, seed, channels, speeds)
+        gains_path = folder / "gains_db.npy"
+        # Folders made before gains were recorded hold CDL drops only: 0 dB.
+        gains = np.load(gains_path) if gains_path.exists() else np.zeros(speeds.size)
+        return cls(settings, seed, channels, speeds, gains)
 
     def rows(self, split: Split) -> slice:
         """The drops of ``split`` (for ``train``, the share predictors learn from)."""

@@ -13,13 +13,13 @@ from typing import Any, Literal
 from mecllm.core.errors import InvalidInputError
 from mecllm.core.settings import replace_settings
 
-Generator = Literal["numpy", "sionna"]
+Generator = Literal["numpy", "sionna", "sionna-uma"]
 TokenLayout = Literal["drop", "antenna"]
 Base = Literal["outdated", "wiener"]
 Mode = Literal["tdd", "fdd"]
 CdlModel = Literal["A", "B", "C", "D", "E"]
 
-GENERATORS: tuple[Generator, ...] = ("numpy", "sionna")
+GENERATORS: tuple[Generator, ...] = ("numpy", "sionna", "sionna-uma")
 MODES: tuple[Mode, ...] = ("tdd", "fdd")
 CDL_MODELS: tuple[CdlModel, ...] = ("A", "B", "C", "D", "E")
 TOKEN_LAYOUTS: tuple[TokenLayout, ...] = ("drop", "antenna")
@@ -32,9 +32,10 @@ class AirSettings:
 
     Attributes
     ----------
-    generator : "numpy" or "sionna"
-        The NumPy CDL of this package (no extra install) or Sionna's 38.901 CDL
-        (``pip install 'mecllm[air]'``).
+    generator : "numpy", "sionna" or "sionna-uma"
+        The NumPy CDL of this package (no extra install), Sionna's 38.901 CDL, or users of
+        Sionna's 38.901 UMa sectors with their large-scale gains (``pip install
+        'mecllm[air]'`` for both Sionna ones).
     cdl_model : "A" .. "E"
         The 38.901 CDL profile (C: NLOS, the training default).
     test_cdl_model : "" or "A" .. "E"
@@ -207,6 +208,9 @@ PRESETS: dict[str, AirSettings] = {
     "small": AirSettings(train_drops=1600, val_drops=200, test_drops=200, generator="sionna"),
     "small-numpy": AirSettings(train_drops=1600, val_drops=200, test_drops=200, generator="numpy"),
     "default": AirSettings(train_drops=8000, val_drops=1000, test_drops=1000, generator="sionna"),
+    "uma-cell": AirSettings(
+        train_drops=1600, val_drops=200, test_drops=200, generator="sionna-uma"
+    ),
 }
 
 

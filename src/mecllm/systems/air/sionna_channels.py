@@ -45,28 +45,13 @@ def sionna_drops(
         import sionna.phy as sn
         import torch
         from sionna.phy.channel import cir_to_ofdm_channel, subcarrier_frequencies
-        from sionna.phy.channel.tr38901 import CDL, PanelArray
+        from sionna.phy.channel.tr38901 import CDL
     except ImportError as exc:
         raise InvalidInputError(
             "generator 'sionna' needs Sionna: pip install -c requirements/constraints.txt "
             "-e '.[air]' (or use --set generator=numpy)"
         ) from exc
-    bs = PanelArray(
-        num_rows_per_panel=settings.rows,
-        num_cols_per_panel=settings.cols,
-        polarization="dual",
-        polarization_type="cross",
-        antenna_pattern="38.901",
-        carrier_frequency=settings.carrier_hz,
-    )
-    ut = PanelArray(
-        num_rows_per_panel=1,
-        num_cols_per_panel=1,
-        polarization="single",
-        polarization_type="V",
-        antenna_pattern="omni",
-        carrier_frequency=settings.carrier_hz,
-    )
+    bs, ut = _arrays(settings)
     freqs = subcarrier_frequencies(2 * settings.subcarriers, settings.subcarrier_hz)
     out = np.empty(
         (count, settings.slots, settings.antennas, 2 * settings.subcarriers), dtype=np.complex64
@@ -101,3 +86,100 @@ def sionna_drops(
             if progress is not None:
                 progress(size)
     return out, speeds
+
+
+#: Users dropped per sector in a ``sionna-uma`` data set (a drop is one user of one sector).
+UMA_USERS_PER_SECTOR = 10
+
+
+def sionna_uma_drops(
+    settings: AirSettings,
+    count: int,
+    rng: np.random.Generator,
+) -> tuple[ComplexArray, NDArray[np.float64], NDArray[np.float64]]:
+    """Draw ``count`` users of 3GPP UMa sectors (Sionna's ``UMa`` with path loss and shadow
+    fading, ``gen_single_sector_topology``, 10 users a sector, O2I loss "low").
+
+    Returns the channels (unit mean power per drop, as the CDL generators), the speeds (km/h)
+    and each user's large-scale gain (dB): the mean channel power per antenna and subcarrier
+    before the scaling (path loss, shadowing, antenna gains).
+    """
+    try:
+        import sionna.phy as sn
+        import torch
+        from sionna.phy.channel import (
+            cir_to_ofdm_channel,
+            gen_single_sector_topology,
+            subcarrier_frequencies,
+        )
+        from sionna.phy.channel.tr38901 import UMa
+    except ImportError as exc:
+        raise InvalidInputError(
+            "generator 'sionna-uma' needs Sionna: pip install -c requirements/constraints.txt "
+            "-e '.[air]'"
+        ) from exc
+    bs, ut = _arrays(settings)
+    freqs = subcarrier_frequencies(2 * settings.subcarriers, settings.subcarrier_hz)
+    out = np.empty(
+        (count, settings.slots, settings.antennas, 2 * settings.subcarriers), dtype=np.complex64
+    )
+    speeds = np.empty(count)
+    gains = np.empty(count)
+    done = 0
+    per = UMA_USERS_PER_SECTOR
+    with torch.no_grad():
+        while done < count:
+            sectors = min(max(1, BATCH // per), -(-(count - done) // per))
+            sn.config.seed = int(rng.integers(2**31 - 1))
+            topology = gen_single_sector_topology(
+                sectors,
+                per,
+                "uma",
+                min_ut_velocity=settings.speed_min_kmh / 3.6,
+                max_ut_velocity=settings.speed_max_kmh / 3.6,
+            )
+            model = UMa(settings.carrier_hz, "low", ut, bs, "uplink")
+            model.set_topology(*topology)
+            a, tau = model(settings.slots, 1.0 / settings.slot_s)
+            # a: [sectors, rx=1, rx_ant, tx=users, tx_ant=1, paths, time]
+            h = cir_to_ofdm_channel(freqs, a, tau, normalize=False)
+            # h: [sectors, 1, ant, users, 1, time, k] -> (sectors users, time, ant, k)
+            grid = (
+                h[:, 0, :, :, 0]
+                .permute(0, 2, 3, 1, 4)
+                .reshape(sectors * per, settings.slots, settings.antennas, -1)
+                .cpu()
+                .numpy()
+            )
+            grid = grid[:, :, antenna_order(settings)]
+            power = np.mean(np.abs(grid) ** 2, axis=(1, 2, 3))
+            velocity = topology[4].reshape(sectors * per, 3).cpu().numpy()
+            take = min(sectors * per, count - done)
+            scaled = grid / np.sqrt(np.maximum(power, 1e-300))[:, None, None, None]
+            out[done : done + take] = scaled[:take].astype(np.complex64)
+            gains[done : done + take] = 10 * np.log10(np.maximum(power[:take], 1e-300))
+            speeds[done : done + take] = np.linalg.norm(velocity[:take], axis=1) * 3.6
+            done += take
+    return out, speeds, gains
+
+
+def _arrays(settings: AirSettings) -> tuple[object, object]:
+    from sionna.phy.channel.tr38901 import PanelArray
+
+    bs = PanelArray(
+        num_rows_per_panel=settings.rows,
+        num_cols_per_panel=settings.cols,
+        polarization="dual",
+        polarization_type="cross",
+        antenna_pattern="38.901",
+        carrier_frequency=settings.carrier_hz,
+    )
+    ut = PanelArray(
+        num_rows_per_panel=1,
+        num_cols_per_panel=1,
+        polarization="single",
+        polarization_type="V",
+        antenna_pattern="omni",
+        carrier_frequency=settings.carrier_hz,
+    )
+    return bs, ut
