@@ -141,3 +141,21 @@ def test_zero_shot_draws_only_the_test_drops_from_the_other_profile(tmp_path: Pa
     b = AirInstance(settings=other, seed=1, data_dir=str(tmp_path / "b")).data()
     assert np.array_equal(a.target("train"), b.target("train"))
     assert not np.allclose(a.target("test"), b.target("test"))
+
+
+def test_lora_starts_as_the_frozen_model_and_trains_only_its_update(tiny: AirInstance) -> None:
+    from dataclasses import replace
+
+    import torch
+
+    from mecllm.systems.air.networks import LoRALinear, NetworkPredictor, TrainingPlan
+
+    plain = NetworkPredictor("lm", tiny.settings, TrainingPlan(epochs=1, seed=4))
+    lora = NetworkPredictor("lm", replace(tiny.settings, lora_rank=4), TrainingPlan(seed=4))
+    block = lora.net.body.lm.blocks[0]
+    assert isinstance(block.query, LoRALinear) and not block.query.base.weight.requires_grad
+    assert block.query.up.weight.requires_grad
+    x = torch.randn(3, tiny.settings.history, plain.net.inputs)
+    base = torch.zeros(3, tiny.settings.horizon, plain.net.outputs)
+    assert torch.allclose(plain.net(x, base), lora.net(x, base), atol=1e-5)
+    assert lora.parameters()[1] > plain.parameters()[1]

@@ -17,7 +17,8 @@ DFT over the subcarriers; LLM4CP feeds both domains).
                     learned positions, all weights trained from scratch.
 ``lm``              the packaged MiniLM-L6 (6 layers, pretrained): attention and feed-forward
                     frozen; layer norms, position embeddings, the CSI embedding and the head
-                    trained; with ``adapters`` its bottleneck adapters train too.
+                    trained; with ``adapters`` its bottleneck adapters train too, with
+                    ``lora_rank`` > 0 a LoRA update of every query and value projection.
 ``lm-random``       ``lm`` with the same architecture and random frozen weights.
 
 Training: NMSE loss, Adam, fresh history noise every epoch (training SNR range), early stopping
@@ -162,10 +163,26 @@ class Scratch(nn.Module):
         return out
 
 
+class LoRALinear(nn.Module):
+    """A frozen linear layer plus a trained low-rank update ``B A x`` (``B`` starts at zero,
+    so the layer starts as the frozen one)."""
+
+    def __init__(self, base: nn.Linear, rank: int) -> None:
+        super().__init__()
+        self.base = base
+        self.down = nn.Linear(base.in_features, rank, bias=False)
+        self.up = nn.Linear(rank, base.out_features, bias=False)
+        nn.init.zeros_(self.up.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.base(x) + self.up(self.down(x))
+        return out
+
+
 class LanguageBody(nn.Module):
     """MiniLM's position embeddings, embedding norm and blocks run on CSI tokens."""
 
-    def __init__(self, pretrained: bool, adapters: bool, seed: int) -> None:
+    def __init__(self, pretrained: bool, adapters: bool, seed: int, lora_rank: int = 0) -> None:
         super().__init__()
         from mecllm.models.minilm import AdaptedMiniLM, BertConfig, load_pretrained, model_dir
 
@@ -179,6 +196,13 @@ class LanguageBody(nn.Module):
                 "norm" in name or name.startswith("position") or (adapters and ".adapter." in name)
             )
             p.requires_grad_(trained)
+        if lora_rank > 0:
+            torch.manual_seed(seed + 2)
+            for block in self.lm.blocks:
+                for name in ("query", "value"):
+                    layer = getattr(block, name)
+                    if isinstance(layer, nn.Linear):
+                        setattr(block, name, LoRALinear(layer, lora_rank))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(x.shape[1])
@@ -200,7 +224,7 @@ def build(method: str, settings: AirSettings, plan: TrainingPlan) -> ChannelNet:
     elif method == "transformer":
         body = Scratch(settings.history)
     elif method in ("lm", "lm-random"):
-        body = LanguageBody(method == "lm", plan.adapters, plan.seed)
+        body = LanguageBody(method == "lm", plan.adapters, plan.seed, settings.lora_rank)
     else:
         raise ValueError(f"no network called {method!r}")
     torch.manual_seed(plan.seed + 1)
@@ -239,6 +263,8 @@ class NetworkPredictor:
             parts.append("pre")
         if self.plan.adapters:
             parts.append("adapters")
+        if s.lora_rank:
+            parts.append(f"lora{s.lora_rank}")
         parts.append(f"seed{self.plan.seed}")
         return folder / "weights" / ("-".join(parts) + ".pt")
 

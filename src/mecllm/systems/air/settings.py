@@ -73,6 +73,9 @@ class AirSettings:
         Training of the neural predictors (at most ``epochs`` passes, ``batch`` drops a step,
         Adam's rate; ``adapters``: ``lm``'s bottleneck adapters train too). They do not change
         the data (:meth:`data_dict`).
+    lora_rank : int
+        ``lm`` / ``lm-random``: rank of a trained LoRA update of every block's query and value
+        projections (0: none).
     token_layout, preprocessor, base :
         How the networks read the history and what they correct (docs/air.md section 4):
         ``drop`` or ``antenna`` tokens, the delay-domain copy of each token, and the base
@@ -107,6 +110,7 @@ class AirSettings:
     batch: int = 32
     learning_rate: float = 1e-3
     adapters: bool = False
+    lora_rank: int = 0
     token_layout: TokenLayout = "drop"
     preprocessor: bool = False
     base: Base = "outdated"
@@ -160,6 +164,7 @@ class AirSettings:
             ("users", 1),
             ("epochs", 1),
             ("batch", 1),
+            ("lora_rank", 0),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -194,7 +199,7 @@ class AirSettings:
         """The settings the channels depend on (what names a data folder)."""
         training = {
             "epochs", "batch", "learning_rate", "adapters", "users", "bf_snr_db",
-            "token_layout", "preprocessor", "base", "train_fraction",
+            "token_layout", "preprocessor", "base", "train_fraction", "lora_rank",
         }  # fmt: skip
         return {k: v for k, v in asdict(self).items() if k not in training}
 
