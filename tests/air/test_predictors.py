@@ -110,14 +110,16 @@ def test_lm_freezes_the_backbone(tiny: AirInstance) -> None:
     del replace
 
 
-@pytest.mark.parametrize("layout", ["drop", "antenna"])
+@pytest.mark.parametrize("layout", ["drop", "antenna", "subcarrier"])
 def test_tokens_round_trip(tiny_data: AirData, layout: str) -> None:
     from mecllm.systems.air.networks import from_tokens, to_tokens
 
     target = tiny_data.target("test")
     _, f, a, k = target.shape
     with_delay = to_tokens(target, layout, delay=True)
-    assert with_delay.shape[-1] == (4 * a * k if layout == "drop" else 4 * k)
+    assert (
+        with_delay.shape[-1] == {"drop": 4 * a * k, "antenna": 4 * k, "subcarrier": 4 * a}[layout]
+    )
     plain = to_tokens(target, layout).numpy()
     assert np.allclose(from_tokens(plain, layout, (f, a, k)), target, atol=1e-6)
 

@@ -16,6 +16,8 @@ from mecllm.systems.air.settings import air_preset
 #: The predictors of the sweeps (the networks are named explicitly in a TOML sweep: they
 #: train for minutes each).
 ALGORITHM_NAMES = ("air-outdated", "air-ls-ar", "air-wiener", "air-ar-kalman", "air-pad")
+#: The large model's comparison (``mecllm reproduce air-lm``: minutes of training per trial).
+NETWORK_COMPARISON = ("air-ls-ar", "air-wiener", "air-transformer", "air-lm-random", "air-lm")
 _SNRS = (0.0, 5.0, 10.0, 15.0, 20.0)
 _SPEEDS = ((10.0, 30.0), (30.0, 50.0), (50.0, 70.0), (70.0, 90.0), (90.0, 110.0))
 
@@ -80,12 +82,28 @@ def _builtin() -> dict[str, Experiment]:
             kind="bars",
             system=KIND,
         ),
+        "air-networks": Experiment(
+            name="air-networks",
+            title="Does the large model help? lm against ls-ar, wiener, a transformer and "
+            "lm with random weights, with all and 10% of the training drops",
+            settings=(
+                Setting("full", {}, 1.0),
+                Setting("10%", {"train_fraction": 0.1}, 0.1),
+            ),
+            algorithms=NETWORK_COMPARISON,
+            metrics=("nmse_mean_db", "nmse_step1_db", "se_zf", "fit_s"),
+            kind="bars",
+            system=KIND,
+        ),
     }
 
 
 #: The built-in experiments; ``mecllm reproduce air`` runs every one.
 EXPERIMENTS: dict[str, Experiment] = _builtin()
-GROUPS: dict[str, tuple[str, ...]] = {"air": tuple(EXPERIMENTS)}
+GROUPS: dict[str, tuple[str, ...]] = {
+    "air": tuple(e for e in EXPERIMENTS if e != "air-networks"),
+    "air-lm": ("air-networks",),
+}
 
 
 def run_trial(spec: TrialSpec, rng: np.random.Generator) -> Row:
@@ -115,9 +133,44 @@ def run_trial(spec: TrialSpec, rng: np.random.Generator) -> Row:
     }
 
 
+def _beats(rows: list[Row], ours: str, other: str, setting: str) -> tuple[int, int]:
+    """(seeds where ``ours`` has the lower mean NMSE, seeds with both) in one setting."""
+    by = {(r["algorithm"], r["seed"]): r for r in rows if r["setting"] == setting}
+    seeds = sorted({s for _, s in by})
+    pairs = [(by.get((ours, s)), by.get((other, s))) for s in seeds]
+    both = [(a, b) for a, b in pairs if a is not None and b is not None]
+    return sum(1 for a, b in both if a["nmse_mean_db"] < b["nmse_mean_db"]), len(both)
+
+
+def _network_claims(rows: list[Row]) -> list[Claim]:
+    """LLM4CP's claim (the language model beats every baseline, full and few-shot) and its
+    ablation (pretraining matters), per seed."""
+    claims = []
+    for setting in ("full", "10%"):
+        for other, text in (
+            ("air-ls-ar", "beats the least-squares AR predictor"),
+            ("air-wiener", "beats the space-time Wiener predictor"),
+            ("air-transformer", "beats a transformer trained from scratch"),
+            ("air-lm-random", "beats itself with random frozen weights (pretraining matters)"),
+        ):
+            wins, total = _beats(rows, "air-lm", other, setting)
+            claims.append(
+                Claim(
+                    "air-networks",
+                    f"lm {text} ({setting} of the training drops, mean NMSE)",
+                    total > 0 and wins == total,
+                    f"{wins}/{total} seeds",
+                )
+            )
+    return claims
+
+
 def check_claims(experiment: Experiment, rows: list[Row], summary: list[Summary]) -> list[Claim]:
-    """Checks of the anchors' baselines: a fitted linear predictor beats no prediction."""
+    """Checks of the anchors' claims: a fitted linear predictor beats no prediction; the
+    language model beats the rest."""
     del summary
+    if experiment.name == "air-networks":
+        return _network_claims(rows)
     if experiment.name != "air-methods":
         return []
     by = {(r["algorithm"], r["seed"]): r for r in rows}

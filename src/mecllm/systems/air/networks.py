@@ -81,14 +81,19 @@ class TrainingPlan:
 
 def to_tokens(h: ComplexArray, layout: str, delay: bool = False) -> torch.Tensor:
     """(n, T, A, K) complex -> real tokens: (n, T, 2 A K) for ``drop``, (n A, T, 2 K) for
-    ``antenna``; with ``delay`` the delay-domain copy is appended (twice the features)."""
+    ``antenna``, (n K, T, 2 A) for ``subcarrier``; with ``delay`` a transformed copy is
+    appended (twice the features): the delay domain (an inverse DFT over the subcarriers), or
+    for ``subcarrier`` tokens the angle domain (a DFT over the antennas)."""
     z = torch.from_numpy(np.ascontiguousarray(h))
+    n, t, a, k = z.shape
     if layout == "antenna":
-        n, t, a, k = z.shape
         z = z.permute(0, 2, 1, 3).reshape(n * a, t, 1, k)
+    elif layout == "subcarrier":
+        z = z.permute(0, 3, 1, 2).reshape(n * k, t, 1, a)
     parts = [z]
     if delay:
-        parts.append(torch.fft.ifft(z, dim=-1, norm="ortho"))
+        transform = torch.fft.fft if layout == "subcarrier" else torch.fft.ifft
+        parts.append(transform(z, dim=-1, norm="ortho"))
     flat = torch.cat([p.reshape(p.shape[0], p.shape[1], -1) for p in parts], dim=-1)
     return torch.cat((flat.real, flat.imag), dim=-1).float()
 
@@ -101,7 +106,17 @@ def from_tokens(y: np.ndarray, layout: str, shape: tuple[int, int, int]) -> Comp
     if layout == "antenna":
         n = z.shape[0] // a
         return np.asarray(z.reshape(n, a, f, k).transpose(0, 2, 1, 3), dtype=np.complex64)
+    if layout == "subcarrier":
+        n = z.shape[0] // k
+        return np.asarray(z.reshape(n, k, f, a).transpose(0, 2, 3, 1), dtype=np.complex64)
     return np.asarray(z.reshape(z.shape[0], f, a, k), dtype=np.complex64)
+
+
+def sequences_per_drop(settings: AirSettings) -> int:
+    """How many token sequences one drop makes in the settings' layout."""
+    return {"drop": 1, "antenna": settings.antennas, "subcarrier": settings.subcarriers}[
+        settings.token_layout
+    ]
 
 
 class Head(nn.Module):
@@ -123,9 +138,11 @@ class ChannelNet(nn.Module):
 
     def __init__(self, settings: AirSettings, body: nn.Module) -> None:
         super().__init__()
-        per_slot = settings.subcarriers * (
-            settings.antennas if settings.token_layout == "drop" else 1
-        )
+        per_slot = {
+            "drop": settings.antennas * settings.subcarriers,
+            "antenna": settings.subcarriers,
+            "subcarrier": settings.antennas,
+        }[settings.token_layout]
         self.outputs = 2 * per_slot
         self.inputs = self.outputs * (2 if settings.preprocessor else 1)
         self.embed = nn.Linear(self.inputs, WIDTH)
@@ -261,6 +278,8 @@ class NetworkPredictor:
         parts = [self.name, s.token_layout, f"base-{s.base}"]
         if s.preprocessor:
             parts.append("pre")
+        if s.epoch_sequences:
+            parts.append(f"epoch{s.epoch_sequences}")
         if self.plan.adapters:
             parts.append("adapters")
         if s.lora_rank:
@@ -298,16 +317,17 @@ class NetworkPredictor:
         val_y = to_tokens(data.target("val"), layout)
         train_y = to_tokens(data.target("train"), layout)
         n = train_y.shape[0]
-        step = self.plan.batch * (self.settings.antennas if layout == "antenna" else 1)
+        step = self.plan.batch * sequences_per_drop(self.settings)
+        per_epoch = self.settings.epoch_sequences or n
         started = time.perf_counter() - self.fit_s
         finished = False
         while not finished:
             rng = np.random.default_rng([self.plan.seed, 1000 + self.epochs])
             history, noise = data.history("train", rng)
             train_x, train_base = self._tokens(history), self._base(history, noise)
-            order = torch.from_numpy(rng.permutation(n))
+            order = torch.from_numpy(rng.permutation(n)[:per_epoch])
             self.net.train()
-            for start in range(0, n, step):
+            for start in range(0, order.shape[0], step):
                 rows = order[start : start + step]
                 optimiser.zero_grad()
                 pred = self.net(train_x[rows], train_base[rows])
@@ -365,7 +385,7 @@ class NetworkPredictor:
     @torch.no_grad()
     def _run(self, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         self.net.eval()
-        size = 256 * (self.settings.antennas if self.settings.token_layout == "antenna" else 1)
+        size = 256 * sequences_per_drop(self.settings)
         return torch.cat(
             [self.net(x[s : s + size], base[s : s + size]) for s in range(0, x.shape[0], size)]
         )

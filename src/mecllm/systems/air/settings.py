@@ -14,7 +14,7 @@ from mecllm.core.errors import InvalidInputError
 from mecllm.core.settings import replace_settings
 
 Generator = Literal["numpy", "sionna", "sionna-uma"]
-TokenLayout = Literal["drop", "antenna"]
+TokenLayout = Literal["drop", "antenna", "subcarrier"]
 Base = Literal["outdated", "wiener"]
 Mode = Literal["tdd", "fdd"]
 CdlModel = Literal["A", "B", "C", "D", "E"]
@@ -22,7 +22,7 @@ CdlModel = Literal["A", "B", "C", "D", "E"]
 GENERATORS: tuple[Generator, ...] = ("numpy", "sionna", "sionna-uma")
 MODES: tuple[Mode, ...] = ("tdd", "fdd")
 CDL_MODELS: tuple[CdlModel, ...] = ("A", "B", "C", "D", "E")
-TOKEN_LAYOUTS: tuple[TokenLayout, ...] = ("drop", "antenna")
+TOKEN_LAYOUTS: tuple[TokenLayout, ...] = ("drop", "antenna", "subcarrier")
 BASES: tuple[Base, ...] = ("outdated", "wiener")
 
 
@@ -76,10 +76,12 @@ class AirSettings:
     lora_rank : int
         ``lm`` / ``lm-random``: rank of a trained LoRA update of every block's query and value
         projections (0: none).
+    epoch_sequences : int
+        Token sequences a network trains on per epoch, drawn afresh each epoch (0: all).
     token_layout, preprocessor, base :
         How the networks read the history and what they correct (docs/air.md section 4):
-        ``drop`` or ``antenna`` tokens, the delay-domain copy of each token, and the base
-        prediction the network's output is added to (``outdated`` or ``wiener``).
+        ``drop``, ``antenna`` or ``subcarrier`` tokens, a transformed copy of each token, and
+        the base prediction the network's output is added to (``outdated`` or ``wiener``).
     """
 
     generator: Generator = "numpy"
@@ -111,6 +113,7 @@ class AirSettings:
     learning_rate: float = 1e-3
     adapters: bool = False
     lora_rank: int = 0
+    epoch_sequences: int = 0
     token_layout: TokenLayout = "drop"
     preprocessor: bool = False
     base: Base = "outdated"
@@ -165,6 +168,7 @@ class AirSettings:
             ("epochs", 1),
             ("batch", 1),
             ("lora_rank", 0),
+            ("epoch_sequences", 0),
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -200,6 +204,7 @@ class AirSettings:
         training = {
             "epochs", "batch", "learning_rate", "adapters", "users", "bf_snr_db",
             "token_layout", "preprocessor", "base", "train_fraction", "lora_rank",
+            "epoch_sequences",
         }  # fmt: skip
         return {k: v for k, v in asdict(self).items() if k not in training}
 
