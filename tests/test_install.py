@@ -35,3 +35,12 @@ def test_the_readme_and_ci_install_from_the_constraints_file() -> None:
     assert len(commands) == 2
     assert all("-c requirements/constraints.txt" in command for command in commands)
     assert "-c requirements/constraints.txt" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_installed_torch_is_the_cpu_build() -> None:
+    # Sionna (the [air] extra) asks for torch too: the constraints file must keep pip on the
+    # CPU build this kind of machine has, never a multi-GB CUDA one (docs/air.md section 3).
+    import pytest
+
+    torch = pytest.importorskip("torch")
+    assert torch.version.cuda is None, torch.__version__
