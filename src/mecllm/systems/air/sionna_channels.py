@@ -47,16 +47,10 @@ def sionna_drops(
         from sionna.phy.channel import cir_to_ofdm_channel, subcarrier_frequencies
         from sionna.phy.channel.tr38901 import CDL
     except ImportError as exc:
-        raise InvalidInputError(
-            "generator 'sionna' needs Sionna: pip install -c requirements/constraints.txt "
-            "-e '.[air]' (or use --set generator=numpy)"
-        ) from exc
+        raise _missing("sionna") from exc
     bs, ut = _arrays(settings)
     freqs = subcarrier_frequencies(2 * settings.subcarriers, settings.subcarrier_hz)
-    out = np.empty(
-        (count, settings.slots, settings.antennas, 2 * settings.subcarriers), dtype=np.complex64
-    )
-    speeds = np.empty(count)
+    out, speeds = _empty(settings, count)
     done = 0
     with torch.no_grad():
         while done < count:
@@ -114,16 +108,10 @@ def sionna_uma_drops(
         )
         from sionna.phy.channel.tr38901 import UMa
     except ImportError as exc:
-        raise InvalidInputError(
-            "generator 'sionna-uma' needs Sionna: pip install -c requirements/constraints.txt "
-            "-e '.[air]'"
-        ) from exc
+        raise _missing("sionna-uma") from exc
     bs, ut = _arrays(settings)
     freqs = subcarrier_frequencies(2 * settings.subcarriers, settings.subcarrier_hz)
-    out = np.empty(
-        (count, settings.slots, settings.antennas, 2 * settings.subcarriers), dtype=np.complex64
-    )
-    speeds = np.empty(count)
+    out, speeds = _empty(settings, count)
     gains = np.empty(count)
     done = 0
     per = UMA_USERS_PER_SECTOR
@@ -161,6 +149,19 @@ def sionna_uma_drops(
             speeds[done : done + take] = np.linalg.norm(velocity[:take], axis=1) * 3.6
             done += take
     return out, speeds, gains
+
+
+def _missing(generator: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"generator {generator!r} needs Sionna: pip install -c requirements/constraints.txt "
+        "-e '.[air]' (or use --set generator=numpy)"
+    )
+
+
+def _empty(settings: AirSettings, count: int) -> tuple[ComplexArray, NDArray[np.float64]]:
+    """Room for ``count`` drops' channels and speeds."""
+    shape = (count, settings.slots, settings.antennas, 2 * settings.subcarriers)
+    return np.empty(shape, dtype=np.complex64), np.empty(count)
 
 
 def _arrays(settings: AirSettings) -> tuple[object, object]:
