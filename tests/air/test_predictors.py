@@ -161,3 +161,21 @@ def test_lora_starts_as_the_frozen_model_and_trains_only_its_update(tiny: AirIns
     base = torch.zeros(3, tiny.settings.horizon, plain.net.outputs)
     assert torch.allclose(plain.net(x, base), lora.net(x, base), atol=1e-5)
     assert lora.parameters()[1] > plain.parameters()[1]
+
+
+def test_an_interrupted_training_resumes_from_its_checkpoint(tiny: AirInstance) -> None:
+    import torch
+
+    from mecllm.systems.air.networks import NetworkPredictor, TrainingPlan
+
+    folder = Path(tiny.folder) / "resume"
+    first = NetworkPredictor("gru", tiny.settings, TrainingPlan(epochs=1, seed=9))
+    first.fit(tiny.data(), folder)
+    path = first.checkpoint_path(folder)
+    saved = torch.load(path, weights_only=True)
+    saved["finished"] = False  # as if the process had been killed after its first epoch
+    torch.save(saved, path)
+    again = NetworkPredictor("gru", tiny.settings, TrainingPlan(epochs=2, seed=9))
+    again.fit(tiny.data(), folder)
+    assert again.epochs == 2  # one more epoch, not two from scratch
+    assert torch.load(path, weights_only=True)["finished"]
