@@ -49,3 +49,17 @@ def test_uma_users_carry_their_large_scale_gain(tmp_path: object) -> None:
     assert np.allclose(np.mean(np.abs(h) ** 2, axis=(1, 2, 3)), 1.0, rtol=1e-3)
     assert np.all((gains > -180) & (gains < -60)) and np.std(gains) > 3
     assert np.all((speeds >= 10 - 1e-3) & (speeds <= 100 + 1e-3))
+
+
+@pytest.mark.slow
+def test_sionna_data_sets_are_reproducible_from_their_seed() -> None:
+    from mecllm.systems.air.sionna_channels import sionna_drops, sionna_uma_drops
+
+    s = air_preset("small", subcarriers=8)
+    first, _ = sionna_drops(s, 6, np.random.default_rng(5))
+    again, _ = sionna_drops(s, 6, np.random.default_rng(5))
+    assert np.array_equal(first, again)
+    u = air_preset("uma-cell", subcarriers=8)
+    first, _, gains = sionna_uma_drops(u, 10, np.random.default_rng(5))
+    again, _, gains_again = sionna_uma_drops(u, 10, np.random.default_rng(5))
+    assert np.array_equal(first, again) and np.array_equal(gains, gains_again)
