@@ -29,7 +29,9 @@ an interrupted training resumes there, a finished one is loaded instead of train
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import math
 import os
 import time
@@ -274,18 +276,26 @@ class NetworkPredictor:
         return total, trained
 
     def checkpoint_path(self, folder: Path) -> Path:
+        """``weights/<method>-<layout>-<base>-<digest>-seed<S>.pt``: the digest covers every
+        setting that changes what is trained (training share, options, rate, batch), so a
+        few-shot or differently configured training never loads another's weights. The caps
+        (epochs, time) are not in it: a larger cap continues a training that stopped at one."""
         s = self.settings
-        parts = [self.name, s.token_layout, f"base-{s.base}"]
-        if s.preprocessor:
-            parts.append("pre")
-        if s.epoch_sequences:
-            parts.append(f"epoch{s.epoch_sequences}")
-        if self.plan.adapters:
-            parts.append("adapters")
-        if s.lora_rank:
-            parts.append(f"lora{s.lora_rank}")
-        parts.append(f"seed{self.plan.seed}")
-        return folder / "weights" / ("-".join(parts) + ".pt")
+        recipe = {
+            "method": self.name,
+            "train_fraction": s.train_fraction,
+            "token_layout": s.token_layout,
+            "preprocessor": s.preprocessor,
+            "base": s.base,
+            "lora_rank": s.lora_rank,
+            "epoch_sequences": s.epoch_sequences,
+            "adapters": self.plan.adapters,
+            "learning_rate": self.plan.learning_rate,
+            "batch": self.plan.batch,
+        }
+        digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
+        name = f"{self.name}-{s.token_layout}-{s.base}-{digest}-seed{self.plan.seed}.pt"
+        return folder / "weights" / name
 
     def _tokens(self, history: ComplexArray) -> torch.Tensor:
         return to_tokens(history, self.settings.token_layout, self.settings.preprocessor)
@@ -308,7 +318,7 @@ class NetworkPredictor:
             optimiser.load_state_dict(saved["optimiser"])
             self.epochs, stale = int(saved["epochs"]), int(saved["stale"])
             self.best_val_db, self.fit_s = float(saved["best_val_db"]), float(saved["fit_s"])
-            if bool(saved["finished"]):
+            if self._done(stale):
                 self.net.load_state_dict(best_state)
                 return
         layout = self.settings.token_layout
@@ -342,11 +352,7 @@ class NetworkPredictor:
             else:
                 stale += 1
             self.fit_s = time.perf_counter() - started
-            finished = (
-                stale >= PATIENCE
-                or self.epochs >= self.plan.epochs
-                or self.fit_s >= self.plan.time_limit_s
-            )
+            finished = self._done(stale)
             self._save(path, best_state, optimiser, stale, finished)
             if progress is not None:
                 progress(
@@ -356,6 +362,14 @@ class NetworkPredictor:
                     f"{self.fit_s:.0f} s",
                 )
         self.net.load_state_dict(best_state)
+
+    def _done(self, stale: int) -> bool:
+        """Early stopping, or a cap of this plan reached."""
+        return (
+            stale >= PATIENCE
+            or self.epochs >= self.plan.epochs
+            or self.fit_s >= self.plan.time_limit_s
+        )
 
     def _save(
         self,

@@ -102,28 +102,21 @@ class Wiener(Predictor):
         target = data.target("train")
         n, f, a, k = target.shape
         y = np.transpose(target, (0, 3, 1, 2)).reshape(n * k, f * a)
-        self.cov = (x.conj().T @ x) / x.shape[0]  # E[x x^H] (P A, P A)
-        self.cross = (x.conj().T @ y) / x.shape[0]  # E[x y^T]  (P A, F A)
+        cov = (x.conj().T @ x) / x.shape[0]  # E[x^H x] (P A, P A), Hermitian
+        cross = (x.conj().T @ y) / x.shape[0]  # E[x^H y]  (P A, F A)
+        # (C + s I)^-1 C_xy = U (L + s)^-1 U^H C_xy: one eigendecomposition serves every
+        # drop's own noise variance s.
+        values, self.vectors = np.linalg.eigh(cov)
+        self.values = np.maximum(values, 0.0)
+        self.projected = self.vectors.conj().T @ cross
 
     def predict(self, history: ComplexArray, noise_var: FloatArray) -> ComplexArray:
-        n, _p, a, k = history.shape
+        n, _, a, k = history.shape
         f = self.settings.horizon
-        out = np.empty((n, f, a, k), dtype=np.complex64)
-        for value in np.unique(noise_var):
-            rows = np.flatnonzero(noise_var == value)
-            weights = self._weights(float(value))
-            x = _space_time(history[rows])
-            y = (x @ weights).reshape(rows.size, k, f, a)
-            out[rows] = np.transpose(y, (0, 2, 3, 1))
-        return out
-
-    def _weights(self, noise: float) -> NDArray[np.complex128]:
-        """``(C + noise I)^-1 C_xy``, (P A, F A), kept per noise level."""
-        cache: dict[float, NDArray[np.complex128]] = self.__dict__.setdefault("_cache", {})
-        if noise not in cache:
-            eye = np.eye(self.cov.shape[0])
-            cache[noise] = np.linalg.solve(self.cov + noise * eye, self.cross)
-        return cache[noise]
+        z = _space_time(history) @ self.vectors  # (n K, P A)
+        scale = 1.0 / (self.values[None, :] + np.repeat(noise_var, k)[:, None])
+        y = ((z * scale) @ self.projected).reshape(n, k, f, a)
+        return np.asarray(np.transpose(y, (0, 2, 3, 1)), dtype=np.complex64)
 
 
 class ArKalman(Predictor):
