@@ -157,7 +157,8 @@ def _network_claims(rows: list[Row]) -> list[Claim]:
             claims.append(
                 Claim(
                     "air-networks",
-                    f"lm {text} ({setting} of the training drops, mean NMSE)",
+                    f"lm {text} ({'all' if setting == 'full' else setting} of the training "
+                    "drops, mean NMSE)",
                     total > 0 and wins == total,
                     f"{wins}/{total} seeds",
                 )
