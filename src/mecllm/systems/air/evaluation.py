@@ -80,12 +80,16 @@ def evaluate_air(
     data = instance.data()
     true = data.target("test")
     pred = plan.predictions
-    history, noise = data.history("test")
-    outdated = Outdated(s).predict(history, noise)
+    perfect: dict[str, dict[str, float]] = {}
+    stale: dict[str, dict[str, float]] = {}
     groups = scoring.user_groups(true.shape[0], s.users, np.random.default_rng([instance.seed, 5]))
     edges = np.linspace(s.speed_min_kmh, s.speed_max_kmh, SPEED_BINS + 1)
     top1, top3, loss = scoring.beam_scores(true, pred, s.rows, s.cols)
     snrs = snrs or tuple(sorted({*SE_SNRS_DB, s.bf_snr_db}))
+    if bounds:
+        history, noise = data.history("test")
+        perfect = _sum_se(true, true, groups, snrs)
+        stale = _sum_se(true, Outdated(s).predict(history, noise), groups, snrs)
     return AirEvaluation(
         algorithm=plan.algorithm,
         nmse_db=[float(v) for v in scoring.nmse_db(true, pred)],
@@ -95,8 +99,8 @@ def evaluate_air(
         se_mrt=scoring.se_mrt(true, pred),
         se_mrt_perfect=scoring.se_mrt(true, true),
         se_sum=_sum_se(true, pred, groups, snrs),
-        se_sum_perfect=_sum_se(true, true, groups, snrs) if bounds else {},
-        se_sum_outdated=_sum_se(true, outdated, groups, snrs) if bounds else {},
+        se_sum_perfect=perfect,
+        se_sum_outdated=stale,
         beam_top1=top1,
         beam_top3=top3,
         beam_gain_loss_db=loss,
