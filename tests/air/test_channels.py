@@ -120,3 +120,13 @@ def test_instance_files_are_validated() -> None:
         AirInstance.from_dict({"kind": "edge-air", "settings": {}, "seed": -1})
     with pytest.raises(InvalidInputError, match="unknown settings"):
         settings_from_dict({"nope": 1})
+
+
+def test_parallel_generations_of_one_folder_wait_for_each_other(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    s = air_preset("tiny", train_drops=40, val_drops=4, test_drops=4)
+    with ThreadPoolExecutor(3) as pool:
+        folders = list(pool.map(lambda _: materialise(s, 3, tmp_path / "d"), range(3)))
+    assert folders == [tmp_path / "d"] * 3
+    assert AirData.open(s, 3, tmp_path / "d").channels.shape[0] == 48

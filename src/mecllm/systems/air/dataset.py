@@ -16,6 +16,7 @@ complete: a killed generation leaves nothing that looks finished.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Callable
@@ -67,6 +68,16 @@ def materialise(
     Returns the folder. A folder made from other settings is refused, not overwritten.
     """
     folder.mkdir(parents=True, exist_ok=True)
+    # One generator per folder: trials of one seed running in parallel workers wait here for
+    # the first to finish, then find its files.
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _materialise_locked(settings, seed, folder, progress)
+
+
+def _materialise_locked(
+    settings: AirSettings, seed: int, folder: Path, progress: Progress | None
+) -> Path:
     meta_path = folder / "meta.json"
     want = _meta(settings, seed)
     if meta_path.exists():
