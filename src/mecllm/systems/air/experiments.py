@@ -4,6 +4,9 @@ trains one predictor and scores it."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 
 from mecllm.core.experiment import Claim, Experiment, Row, Setting, Summary, TrialSpec
@@ -12,12 +15,15 @@ from mecllm.systems.air.algorithms import solve_air
 from mecllm.systems.air.evaluation import evaluate_air
 from mecllm.systems.air.instance import KIND, AirInstance
 from mecllm.systems.air.settings import air_preset
+from mecllm.systems.air.to_finetune import finetune_scores
 
 #: The predictors of the sweeps (the networks are named explicitly in a TOML sweep: they
 #: train for minutes each).
 ALGORITHM_NAMES = ("air-outdated", "air-ls-ar", "air-wiener", "air-ar-kalman", "air-pad")
 #: The large model's comparison (``mecllm reproduce air-lm``: minutes of training per trial).
 NETWORK_COMPARISON = ("air-ls-ar", "air-wiener", "air-transformer", "air-lm-random", "air-lm")
+#: The CSI sources of ``air-to-finetune`` (perfect first: the reference).
+FINETUNE_SOURCES = ("air-perfect", "air-outdated", "air-ls-ar", "air-wiener", "air-pad")
 _SNRS = (0.0, 5.0, 10.0, 15.0, 20.0)
 _SPEEDS = ((10.0, 30.0), (30.0, 50.0), (50.0, 70.0), (70.0, 90.0), (90.0, 110.0))
 
@@ -95,6 +101,23 @@ def _builtin() -> dict[str, Experiment]:
             kind="bars",
             system=KIND,
         ),
+        "air-to-finetune": Experiment(
+            name="air-to-finetune",
+            title="What prediction is worth to fine-tuning: plans made on perfect, outdated or "
+            "predicted CSI, scored on the true channels",
+            settings=(Setting("default", {}, 0),),
+            algorithms=FINETUNE_SOURCES,
+            metrics=(
+                "scr_true",
+                "scr_loss_pct",
+                "overrun_pct",
+                "late_users_pct",
+                "gain_error_db",
+                "beam_loss_db",
+            ),
+            kind="bars",
+            system=KIND,
+        ),
     }
 
 
@@ -112,7 +135,18 @@ def run_trial(spec: TrialSpec, rng: np.random.Generator) -> Row:
     del rng
     settings = air_preset(spec.preset, **dict(spec.overrides))
     instance = AirInstance(settings=settings, seed=spec.seed, preset=spec.preset)
+    started = time.perf_counter()
     result = solve_air(instance, spec.algorithm, SolveOptions(seed=spec.seed))
+    if spec.experiment == "air-to-finetune":
+        scores = finetune_scores(instance, result.plan.predictions, SolveOptions(seed=spec.seed))
+        return {
+            **spec.base_row(),
+            **scores,
+            "nmse_mean_db": result.nmse_db_mean,
+            "iterations": result.cost.epochs,
+            "wall_time_s": time.perf_counter() - started,
+            "status": result.status,
+        }
     report = evaluate_air(instance, result.plan, snrs=(settings.bf_snr_db,), bounds=False)
     snr = f"{settings.bf_snr_db:g}"
     zf, wmmse, mrt = (report.se_sum[k][snr] for k in ("zf", "wmmse", "mrt"))
@@ -166,12 +200,56 @@ def _network_claims(rows: list[Row]) -> list[Claim]:
     return claims
 
 
+def _per_seed(rows: list[Row], test: Callable[[dict[str, Row]], bool]) -> tuple[int, int]:
+    """(seeds where ``test`` holds, seeds): ``test`` sees one seed's rows by algorithm."""
+    seeds = sorted({r["seed"] for r in rows})
+    by_seed = [{r["algorithm"]: r for r in rows if r["seed"] == s} for s in seeds]
+    outcomes = []
+    for rows_of in by_seed:
+        try:
+            outcomes.append(test(rows_of))
+        except KeyError:  # an algorithm missing on this seed: not counted
+            continue
+    return sum(outcomes), len(outcomes)
+
+
+def _finetune_claims(rows: list[Row]) -> list[Claim]:
+    """What the plans on each CSI source deliver on the true channels, per seed."""
+    checks: list[tuple[str, Callable[[dict[str, Row]], bool]]] = [
+        (
+            "a plan on perfect CSI delivers the makespan it promises",
+            lambda r: abs(r["air-perfect"]["overrun_pct"]) < 1e-6,
+        ),
+        (
+            "a plan on outdated CSI finishes later than it promises",
+            lambda r: r["air-outdated"]["overrun_pct"] > 0,
+        ),
+        (
+            "plans on Wiener-predicted CSI keep more SCR on the true channels than on outdated CSI",
+            lambda r: r["air-wiener"]["scr_true"] > r["air-outdated"]["scr_true"],
+        ),
+        (
+            "plans on Wiener-predicted CSI keep more SCR than on ls-ar-predicted CSI",
+            lambda r: r["air-wiener"]["scr_true"] > r["air-ls-ar"]["scr_true"],
+        ),
+    ]
+    claims = []
+    for text, test in checks:
+        wins, total = _per_seed(rows, test)
+        claims.append(
+            Claim("air-to-finetune", text, total > 0 and wins == total, f"{wins}/{total} seeds")
+        )
+    return claims
+
+
 def check_claims(experiment: Experiment, rows: list[Row], summary: list[Summary]) -> list[Claim]:
     """Checks of the anchors' claims: a fitted linear predictor beats no prediction; the
     language model beats the rest."""
     del summary
     if experiment.name == "air-networks":
         return _network_claims(rows)
+    if experiment.name == "air-to-finetune":
+        return _finetune_claims(rows)
     if experiment.name != "air-methods":
         return []
     by = {(r["algorithm"], r["seed"]): r for r in rows}
