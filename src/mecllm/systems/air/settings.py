@@ -20,6 +20,8 @@ Mode = Literal["tdd", "fdd"]
 CdlModel = Literal["A", "B", "C", "D", "E"]
 
 GENERATORS: tuple[Generator, ...] = ("numpy", "sionna", "sionna-uma")
+#: Users of one UMa sector (``sionna-uma``: consecutive drops of a split share a sector).
+UMA_USERS_PER_SECTOR = 10
 MODES: tuple[Mode, ...] = ("tdd", "fdd")
 CDL_MODELS: tuple[CdlModel, ...] = ("A", "B", "C", "D", "E")
 TOKEN_LAYOUTS: tuple[TokenLayout, ...] = ("drop", "antenna", "subcarrier")

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from mecllm.core.errors import InvalidInputError
 from mecllm.systems.air.cdl import ComplexArray, velocities
-from mecllm.systems.air.settings import AirSettings
+from mecllm.systems.air.settings import UMA_USERS_PER_SECTOR, AirSettings
 
 #: Drops generated per Sionna call (memory: about 0.5 MB a drop at K = 48).
 BATCH = 250
@@ -80,10 +80,6 @@ def sionna_drops(
             if progress is not None:
                 progress(size)
     return out, speeds
-
-
-#: Users dropped per sector in a ``sionna-uma`` data set (a drop is one user of one sector).
-UMA_USERS_PER_SECTOR = 10
 
 
 def sionna_uma_drops(

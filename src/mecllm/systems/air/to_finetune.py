@@ -33,7 +33,7 @@ from mecllm.core.arrays import FloatArray
 from mecllm.core.options import SolveOptions
 from mecllm.systems.air.cdl import ComplexArray
 from mecllm.systems.air.instance import AirInstance
-from mecllm.systems.air.sionna_channels import UMA_USERS_PER_SECTOR
+from mecllm.systems.air.settings import UMA_USERS_PER_SECTOR
 from mecllm.systems.registry import get_system
 
 #: Users of one fine-tuning instance: one UMa sector's users.
