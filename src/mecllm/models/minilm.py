@@ -73,7 +73,7 @@ class Adapter(nn.Module):
         return out
 
 
-def _additive_mask(attention: torch.Tensor) -> torch.Tensor:
+def additive_mask(attention: torch.Tensor) -> torch.Tensor:
     """The attention mask as the additive bias of the scores (0 kept, -1e4 padded)."""
     return (1.0 - attention[:, None, None, :].float()) * -1e4
 
@@ -141,14 +141,14 @@ class AdaptedMiniLM(AdaptedEncoder):
         positions = torch.arange(ids.shape[1], device=ids.device)
         x = self.word(ids) + self.position(positions)[None] + self.token_type(torch.zeros_like(ids))
         x = self.embed_norm(x)
-        mask = _additive_mask(attention)
+        mask = additive_mask(attention)
         for block in self.blocks[:k]:
             x = block(x, mask)
         out: torch.Tensor = x
         return out
 
     def last_hidden(self, hidden: torch.Tensor, attention: torch.Tensor, k: int) -> torch.Tensor:
-        mask = _additive_mask(attention)
+        mask = additive_mask(attention)
         x = hidden
         for block in self.blocks[k:]:
             x = block(x, mask)

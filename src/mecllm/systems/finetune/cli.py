@@ -8,7 +8,7 @@ solvers, torch) when it runs, so that ``mecllm --help`` stays fast.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
@@ -106,6 +106,38 @@ BottleneckOpt = Annotated[
 ]
 
 
+CsiDataOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--csi-data",
+        help="The CSI task: an edge-air data folder (`mecllm generate --system edge-air` "
+        "prints it); each user fine-tunes on its own drops of its test split.",
+    ),
+]
+CsiModelOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--csi-model",
+        help="The CSI task: the trained predictor, an air-lm checkpoint "
+        "(weights/lm-drop-outdated-*.pt in an edge-air data folder).",
+    ),
+]
+
+
+def _csi(data: Path | None, model: Path | None) -> dict[str, Any]:
+    """The run settings of the CSI task (none for the text task), checked before anything
+    starts."""
+    if data is None and model is None:
+        return {}
+    if data is None or model is None:
+        raise InvalidInputError("the CSI task needs both --csi-data and --csi-model")
+    if not (data / "meta.json").is_file():
+        raise InvalidInputError(f"--csi-data {data}: not an edge-air data folder (no meta.json)")
+    if not model.is_file():
+        raise InvalidInputError(f"--csi-model {model}: no such file")
+    return {"task": "csi", "csi_data": str(data.resolve()), "csi_model": str(model.resolve())}
+
+
 def _train_mode(text: str) -> Literal["adapters", "split"]:
     if text == "adapters":
         return "adapters"
@@ -189,6 +221,8 @@ def train_cmd(
         ),
     ] = None,
     model_dir: ModelDirOpt = None,
+    csi_data: CsiDataOpt = None,
+    csi_model: CsiModelOpt = None,
 ) -> None:
     """Run a fine-tuning plan's split adapter training for real, all users at once (MiniLM,
     gRPC on loopback; needs the train extra)."""
@@ -206,12 +240,16 @@ def train_cmd(
         with needs_extra("train", "mecllm train"):
             from mecllm.systems.finetune.run.command import train_files
             from mecllm.systems.finetune.run.loop import Settings
+        csi = _csi(csi_data, csi_model)
+        if csi and mode != "adapters":
+            raise InvalidInputError("the CSI task runs in --mode adapters only")
         settings = Settings(
             bottleneck=bottleneck,
             n_train=160 if train_examples is None else train_examples,
             epochs=2 if epochs is None else epochs,
             seed=seed,
             model_dir=_model_dir(model_dir),
+            **csi,
         )
         sizes = [n for n, v in (("--epochs", epochs), ("--train-examples", train_examples)) if v]
         train_files(
@@ -240,6 +278,8 @@ def profile_cmd(
     bottleneck: BottleneckOpt = 16,
     repeats: Annotated[int, typer.Option("--repeats", help="Timed runs of each step.")] = 5,
     model_dir: ModelDirOpt = None,
+    csi_data: CsiDataOpt = None,
+    csi_model: CsiModelOpt = None,
 ) -> None:
     """Measure what a training step of `mecllm train`'s model costs by split (FLOPs and seconds,
     forward and backward) and write a cost file (needs the train extra)."""
@@ -253,8 +293,17 @@ def profile_cmd(
         with needs_extra("train", "mecllm profile"):
             from mecllm.systems.finetune.run.profile import profile, save
             from mecllm.systems.finetune.run.report import profile_table
+        csi = _csi(csi_data, csi_model)
+        if csi and model_dir is not None:
+            raise InvalidInputError("--model-dir applies to the text task only")
         costs = profile(
-            seq_len, batch, bottleneck, repeats, progress=say, model_dir=_model_dir(model_dir)
+            seq_len,
+            batch,
+            bottleneck,
+            repeats,
+            progress=say,
+            model_dir=_model_dir(model_dir),
+            csi=(csi["csi_data"], csi["csi_model"]) if csi else None,
         )
         save(costs, output)
         out.print(profile_table(costs))

@@ -35,6 +35,7 @@ WorkModelName = Literal["paper", "profiled"]
 WORK_MODELS: tuple[WorkModelName, ...] = ("paper", "profiled")
 
 _PROFILE_FIELDS = {
+    "task",
     "tokens_per_epoch",
     "user_fixed_flops_per_token",
     "user_flops_per_token_per_phi",
@@ -95,6 +96,8 @@ class Profile:
     split_embeddings_flops_per_token: float | None = None
     #: Where and under what load the profile was measured (``mecllm train`` compares its own).
     conditions: Conditions | None = None
+    #: What the profiled model learns: ``text`` or ``csi`` (``mecllm train`` runs that task).
+    task: str = "text"
 
     def to_dict(self) -> dict[str, Any]:
         """The ``profile`` section of an instance file."""
@@ -122,6 +125,7 @@ class Profile:
                 if value is not None
             }
             | ({"conditions": self.conditions.to_dict()} if self.conditions else {})
+            | ({"task": self.task} if self.task != "text" else {})
         )
 
     @classmethod
@@ -188,6 +192,7 @@ class Profile:
                 if "conditions" in data
                 else None
             ),
+            task=_task(data.get("task", "text"), "profile.task"),
         )
 
 
@@ -322,7 +327,14 @@ def fit_profile(cost: Mapping[str, Any], tokens_per_epoch: FloatArray) -> Profil
             if "conditions" in cost
             else None
         ),
+        task=_task(cost.get("task", "text"), "cost file task"),
     )
+
+
+def _task(value: object, where: str) -> str:
+    if value not in ("text", "csi"):
+        raise checks.fail(where, "must be 'text' or 'csi'", value)
+    return str(value)
 
 
 def _equivalent(cost: Mapping[str, Any], key: str, machine_flops: float) -> float | None:

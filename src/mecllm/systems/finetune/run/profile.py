@@ -30,18 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.nn import functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from mecllm.core.conditions import measure as measure_conditions
 from mecllm.core.fileio import atomic_write_text
 from mecllm.core.processes import die_with_parent
 from mecllm.core.timing import median_seconds
-from mecllm.models.encoder import AdaptedEncoder, TextTokenizer
-from mecllm.systems.finetune.run.loop import Settings, build
-from mecllm.systems.finetune.run.task import CLASS_TEXTS, make_split
+from mecllm.models.encoder import AdaptedEncoder
+from mecllm.systems.finetune.run.loop import Settings, build, output
+from mecllm.systems.finetune.run.tasks import Batch, Task
 
 #: Most competing processes the loaded measurement starts.
 MAX_BURNERS = 7
@@ -64,7 +62,8 @@ def _flops(run: Callable[[], object]) -> int:
 
 def train_step_cost(
     model: AdaptedEncoder,
-    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    task: Task,
+    batch: Batch,
     layers: range,
     repeats: int,
 ) -> Costs:
@@ -72,12 +71,11 @@ def train_step_cost(
     params = model.train_only(layers)
     if not params:
         return Costs(0, 0.0)
-    ids, att, labels = batch
     optimiser = torch.optim.AdamW(params, lr=1e-3)
     model.train()
 
     def step() -> None:
-        loss = F.cross_entropy(model(ids, att), labels)
+        loss = task.loss(output(model, batch), batch.target)
         optimiser.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
@@ -95,41 +93,53 @@ def profile(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     model_dir: str | None = None,
+    csi: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Measure (see the module docstring); the cost file's content. ``model_dir``: a local
     model directory (through transformers/peft, LoRA of rank ``bottleneck``); None, the
-    packaged MiniLM."""
+    packaged MiniLM. ``csi``: (data folder, ``lm`` checkpoint) of the CSI task, whose
+    sequence is the predictor's history (``seq_len`` is then ignored)."""
     conditions = measure_conditions()  # before any process of the profile's own runs
     torch.set_num_threads(1)
-    settings = Settings(bottleneck=bottleneck, seed=seed, max_len=seq_len, model_dir=model_dir)
-    model, tok = build(settings)
+    settings = Settings(
+        bottleneck=bottleneck,
+        seed=seed,
+        max_len=seq_len,
+        model_dir=model_dir,
+        task="csi" if csi else "text",
+        csi_data=csi[0] if csi else None,
+        csi_model=csi[1] if csi else None,
+    )
+    model, task = build(settings)
     for p in model.parameters():
         p.requires_grad_(False)
     generator = torch.Generator().manual_seed(seed)
-    ids, att, labels = _batch(tok, batch, seq_len, generator)
+    sample = task.sample(batch, seq_len, generator)
+    ids, att = sample.inputs, sample.attention
+    seq_len = sample.tokens_per_example
     blocks = model.n_blocks
     tokens = batch * seq_len
 
     with torch.no_grad():
 
         def forward() -> None:
-            model(ids, att)
+            output(model, sample)
 
         whole = Costs(_flops(forward), median_seconds(forward, repeats))
-        per_block = _per_block_forward(model, ids, att, repeats)
+        per_block = _per_block_forward(model, sample, repeats)
     embeddings = _embeddings_cost(model, ids, att, 0, repeats)
     with_first_block = _embeddings_cost(model, ids, att, 1, repeats)
     full_block = Costs(
         with_first_block.flops - embeddings.flops,
         max(with_first_block.seconds - embeddings.seconds, 0.0),
     )
-    loaded = _loaded_step_cost(model, (ids, att, labels), settings, repeats, progress)
+    loaded = _loaded_step_cost(model, task, sample, settings, repeats, progress)
     steps = []
     for k in range(blocks + 1):
         if progress:
             progress(f"profiling: split {k} of {blocks}")
-        user = train_step_cost(model, (ids, att, labels), range(k), repeats)
-        server = train_step_cost(model, (ids, att, labels), range(k, blocks), repeats)
+        user = train_step_cost(model, task, sample, range(k), repeats)
+        server = train_step_cost(model, task, sample, range(k, blocks), repeats)
         trained_user = sum(p.numel() for p in _adapters(model, range(k)))
         trained_server = sum(p.numel() for p in _adapters(model, range(k, blocks)))
         steps.append(
@@ -143,11 +153,16 @@ def profile(
                 },
             }
         )
+    if csi:
+        name = f"the channel predictor {csi[1]} (MiniLM-L6 body) with bottleneck adapters"
+    elif model_dir is None:
+        name = "all-MiniLM-L6-v2 with bottleneck adapters"
+    else:
+        name = f"{model_dir} with LoRA adapters ({getattr(model, 'targets', '')})"
     return {
         "kind": "train-cost",
-        "model": "all-MiniLM-L6-v2 with bottleneck adapters"
-        if model_dir is None
-        else f"{model_dir} with LoRA adapters ({getattr(model, 'targets', '')})",
+        "task": task.name,
+        "model": name,
         "model_dir": model_dir,
         "width": model.width,
         "blocks": blocks,
@@ -172,15 +187,13 @@ def profile(
     }
 
 
-def _per_block_forward(
-    model: AdaptedEncoder, ids: torch.Tensor, att: torch.Tensor, repeats: int
-) -> list[Costs]:
+def _per_block_forward(model: AdaptedEncoder, sample: Batch, repeats: int) -> list[Costs]:
     """Each block's share of the frozen forward pass: FLOPs as the difference of the passes
     cut after and before it (exact: FLOPs depend on shapes only), seconds timed by hooks around
     the block in whole passes (the median of ``repeats``)."""
 
     def cut_at(k: int) -> Callable[[], object]:
-        return lambda: model.bottom(ids, att, k)
+        return lambda: model.bottom(sample.inputs, sample.attention, k)
 
     cut = [_flops(cut_at(k)) for k in range(model.n_blocks + 1)]
     times: list[list[float]] = [[] for _ in range(model.n_blocks)]
@@ -198,7 +211,7 @@ def _per_block_forward(
         handles.append(model.block(i).register_forward_hook(end))
     try:
         for _ in range(max(repeats, 1)):
-            model(ids, att)
+            output(model, sample)
     finally:
         for handle in handles:
             handle.remove()
@@ -235,32 +248,19 @@ def _embeddings_cost(
     return cost
 
 
-def _batch(
-    tok: TextTokenizer, batch: int, seq_len: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A batch of task sentences, every position attended (the costs depend on the shapes),
-    with random labels."""
-    rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=generator)))
-    texts = [" ".join(e.text for e in make_split(int(rng.integers(1 << 30)), 8, 0)[0])
-             for _ in range(batch)]  # fmt: skip
-    ids, _ = tok(texts)
-    labels = torch.randint(0, len(CLASS_TEXTS), (batch,), generator=generator)
-    return ids[:, :seq_len], torch.ones_like(ids[:, :seq_len]), labels
-
-
 def _burn(settings: dict[str, Any], shape: tuple[int, int], ready: Any, stop: Any) -> None:
     """A competing process: train every adapter, step after step, until told to stop."""
     die_with_parent()
     torch.set_num_threads(1)
-    model, tok = build(Settings(**settings))
+    model, task = build(Settings(**settings))
     generator = torch.Generator().manual_seed(int(settings["seed"]) + 1)
-    ids, att, labels = _batch(tok, shape[0], shape[1], generator)
+    sample = task.sample(shape[0], shape[1], generator)
     params = model.train_only(range(model.n_blocks))
     optimiser = torch.optim.AdamW(params, lr=1e-3)
     model.train()
     ready.set()
     while not stop.is_set():
-        loss = F.cross_entropy(model(ids, att), labels)
+        loss = task.loss(output(model, sample), sample.target)
         optimiser.zero_grad()
         loss.backward()  # type: ignore[no-untyped-call]
         optimiser.step()
@@ -268,7 +268,8 @@ def _burn(settings: dict[str, Any], shape: tuple[int, int], ready: Any, stop: An
 
 def _loaded_step_cost(
     model: AdaptedEncoder,
-    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    task: Task,
+    batch: Batch,
     settings: Settings,
     repeats: int,
     progress: Callable[[str], None] | None,
@@ -292,7 +293,12 @@ def _loaded_step_cost(
             ready = context.Event()
             burner = context.Process(
                 target=_burn,
-                args=(dataclasses.asdict(settings), tuple(batch[0].shape), ready, stop),
+                args=(
+                    dataclasses.asdict(settings),
+                    (len(batch), batch.tokens_per_example),
+                    ready,
+                    stop,
+                ),
                 daemon=True,
             )
             burner.start()
@@ -300,7 +306,7 @@ def _loaded_step_cost(
         for _, ready in burners:
             if not ready.wait(timeout=120):
                 raise RuntimeError("a competing process did not start within 120 s")
-        cost = train_step_cost(model, batch, range(model.n_blocks), repeats)
+        cost = train_step_cost(model, task, batch, range(model.n_blocks), repeats)
     finally:
         stop.set()
         for burner, _ in burners:

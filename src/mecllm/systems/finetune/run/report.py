@@ -20,7 +20,7 @@ def records_table(records: list[dict[str, Any]]) -> list[Table]:
         "params down",
         "bytes down (+framing)",
         "loss before -> after",
-        "accuracy before -> after",
+        f"{_metric(records)} before -> after",
     ):
         transfer.add_column(name, justify="right")
     work = Table(title="Measured work (FLOPs by PyTorch's counter, per trained adapter parameter)")
@@ -47,7 +47,7 @@ def records_table(records: list[dict[str, Any]]) -> list[Table]:
             f"{r['params_down']:,}",
             f"{r['payload_down_bytes']:,} (+{framing_down})",
             f"{r['loss_before']:.3f} -> {r['loss_after']:.3f}",
-            f"{r['accuracy_before']:.3f} -> {r['accuracy_after']:.3f}",
+            _before_after(r),
         )
         work.add_row(
             str(r["user"]),
@@ -108,6 +108,16 @@ def phases_table(run: dict[str, Any]) -> Table:
     return table
 
 
+def _metric(records: list[dict[str, Any]]) -> str:
+    """The score the records report (``accuracy`` for the text task, ``nmse_db`` for CSI)."""
+    return str(records[0].get("metric", "accuracy")) if records else "accuracy"
+
+
+def _before_after(record: dict[str, Any]) -> str:
+    metric = record.get("metric", "accuracy")
+    return f"{record[f'{metric}_before']:.3f} -> {record[f'{metric}_after']:.3f}"
+
+
 def split_table(run: dict[str, Any]) -> Table:
     """Split mode: bytes per batch against the formula, seconds per batch planned and
     measured, accuracy."""
@@ -142,7 +152,7 @@ def split_table(run: dict[str, Any]) -> Table:
                 f"{measured[key]:.3g} ({_seconds(plan.get(key + '_s'))})"
                 for key in ("user", "up", "server", "down")
             ),
-            f"{r['accuracy_before']:.3f} -> {r['accuracy_after']:.3f}",
+            _before_after(r),
         )
     span = run["makespan_s"]
     if span["measured"] is not None:

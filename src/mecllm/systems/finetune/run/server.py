@@ -39,7 +39,7 @@ from contextlib import nullcontext
 import torch
 from torch.nn import functional as F
 
-from mecllm.models.encoder import AdaptedEncoder, TextTokenizer
+from mecllm.models.encoder import AdaptedEncoder
 from mecllm.systems.finetune.run.loop import (
     Settings,
     build,
@@ -48,7 +48,7 @@ from mecllm.systems.finetune.run.loop import (
     warm_up,
 )
 from mecllm.systems.finetune.run.pacing import Pace
-from mecllm.systems.finetune.run.task import make_split
+from mecllm.systems.finetune.run.tasks import Task, TextTask
 from mecllm.transport.rpc import MAX_MESSAGE_BYTES, log, serve
 from mecllm.transport.service import serve_until_signal, service_token
 from mecllm.transport.shaping import framed_chunks, messages, paced_chunks
@@ -76,7 +76,7 @@ def _copy_sharing_base(model: AdaptedEncoder) -> AdaptedEncoder:
 
 
 def trainer(
-    settings: Settings, base: AdaptedEncoder, tok: TextTokenizer
+    settings: Settings, base: AdaptedEncoder, task: Task
 ) -> tuple[Callable[[bytes], bytes], Callable[..., Iterator[bytes]]]:
     """The ``Train`` and ``Exchange`` methods bound to the loaded model ``base`` (each request
     trains a copy of its adapters)."""
@@ -86,9 +86,9 @@ def trainer(
     )  # the users' steps take turns on one core (mecllm.systems.finetune.run.pacing)
     # One sequence's FLOPs for the server's part at every split, counted once at start-up (on
     # a copy: counting marks adapters trainable), so that no request pays for counting.
-    probe, sample = copy.deepcopy(base), make_split(0, 1, 0)[0]
+    probe, sample = copy.deepcopy(base), task.data(0, 1, 0)[0]
     sequence_flops = [
-        flops_per_sequence(probe, tok, sample, range(k, layers)) for k in range(layers + 1)
+        flops_per_sequence(probe, task, sample, range(k, layers)) for k in range(layers + 1)
     ]
     del probe
 
@@ -119,10 +119,10 @@ def trainer(
         shapes = {n: tuple(t.shape) for n, t in model.adapter_state(user_part).items()}
         expect({n: t.shape for n, t in message.tensors.items()}, shapes)
         model.load_adapters({n: torch.from_numpy(v) for n, v in message.tensors.items()})
-        train_set, _ = make_split(seed, examples, settings.n_test)
+        train_set, _ = task.data(seed, examples, settings.n_test)
         server_part = range(split, layers)
         mine = dataclasses.replace(settings, n_train=examples, epochs=epochs)
-        stats = train_layers(model, tok, train_set, server_part, mine, pace, sequence_flops[split])
+        stats = train_layers(model, task, train_set, server_part, mine, pace, sequence_flops[split])
         log(f"user {user}: trained layers {split}..{layers - 1} in {stats.seconds:.2f} s")
         reply, _ = encode(
             {
@@ -257,14 +257,17 @@ def main() -> None:
     token = service_token(TOKEN_ENV)
     settings = Settings(**json.loads(args.settings))
     torch.set_num_threads(1)  # one thread per user served: shares are slices of one core each
-    base, tok = build(settings)  # one model: each request trains its own copy
-    warm_up(base, tok, make_split(0, settings.batch, 0)[0], settings.batch)
-    train, exchange = trainer(settings, base, tok)
+    base, task = build(settings)  # one model: each request trains its own copy
+    warm_up(base, task, task.data(0, settings.batch, 0)[0], settings.batch)
+    train, exchange = trainer(settings, base, task)
+    streams = {"Exchange": exchange}
+    if isinstance(task, TextTask):  # split mode trains the text task only
+        streams["Split"] = splitter(settings, base)
     server = serve(
         SERVICE,
         {"Train": train},
         token,
-        streams={"Exchange": exchange, "Split": splitter(settings, base)},
+        streams=streams,
         host=args.host,
         port=args.port,
         workers=8,

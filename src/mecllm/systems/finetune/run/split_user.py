@@ -20,12 +20,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from mecllm.systems.finetune.run.loop import Settings, build, warm_up
 from mecllm.systems.finetune.run.pacing import Pace
 from mecllm.systems.finetune.run.server import SERVICE
-from mecllm.systems.finetune.run.task import Example, make_split
+from mecllm.systems.finetune.run.tasks import Batch, Task
 from mecllm.systems.finetune.run.user import EXCHANGE_TIMEOUT_S, phase, run_job, wait_for_start
 from mecllm.transport.rpc import MAX_MESSAGE_BYTES, Client
 from mecllm.transport.shaping import framed_chunks, messages
@@ -88,11 +87,10 @@ def _batch_message(
 
 
 def _evaluate(
-    model: Any, tok: Any, data: list[Example], k: int, link: SplitLink, batch: int
+    model: Any, task: Task, data: Batch, k: int, link: SplitLink, batch: int
 ) -> tuple[float, float]:
-    """Loss and accuracy of the split model (both halves) on ``data``."""
-    ids, att = tok([e.text for e in data])
-    labels = torch.tensor([e.label for e in data])
+    """Loss and score of the split model (both halves) on ``data``."""
+    ids, att, labels = data.inputs, data.attention, data.target
     model.eval()
     logits = []
     for start in range(0, len(data), batch):
@@ -104,8 +102,7 @@ def _evaluate(
         reply = decode(link.receive())
         logits.append(torch.from_numpy(reply.tensors["logits"]))
     out = torch.cat(logits)
-    loss = float(F.cross_entropy(out, labels))
-    return loss, float((out.argmax(-1) == labels).float().mean())
+    return float(task.loss(out, labels)), task.score(out, data)
 
 
 def run(job: dict[str, Any], token: str) -> dict[str, Any]:
@@ -115,11 +112,11 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
     epochs = int(job.get("epochs", settings.epochs))
     torch.set_num_threads(1)
     phase("loading the model")
-    model, tok = build(settings)
+    model, task = build(settings)
     layers = model.n_blocks
     k = round(float(job["phi"]) * layers)
-    train, test = make_split(int(job["data_seed"]), examples, settings.n_test)
-    warm_up(model, tok, train, settings.batch)
+    train, test = task.data(int(job["data_seed"]), examples, settings.n_test)
+    warm_up(model, task, train, settings.batch)
     params = model.part_parameters(user=True, k=k)
     optimiser = torch.optim.AdamW(params, lr=settings.full_lr)
     paced = "machine_flops" in job
@@ -139,10 +136,9 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
         link = SplitLink(client, up_rate)
         link.send(encode(header, {})[0])
         phase("evaluation before training")
-        loss0, acc0 = _evaluate(model, tok, test, k, link, settings.batch)
+        loss0, acc0 = _evaluate(model, task, test, k, link, settings.batch)
         phase("split training")
-        ids, att = tok([e.text for e in train])
-        labels = torch.tensor([e.label for e in train])
+        ids, att, labels = train.inputs, train.attention, train.target
         generator = torch.Generator().manual_seed(settings.seed)
         up_bytes, down_bytes, framing_up, framing_down = [], [], [], []
         times: dict[str, list[float]] = {"user": [], "up": [], "server": [], "down": []}
@@ -185,7 +181,7 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
                 framing_down.append(reply.framing_bytes)
         trained_s = time.monotonic() - trained_at
         phase("evaluation after training")
-        loss1, acc1 = _evaluate(model, tok, test, k, link, settings.batch)
+        loss1, acc1 = _evaluate(model, task, test, k, link, settings.batch)
         link.close()
     done_at = time.monotonic()
     return {
@@ -209,8 +205,10 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
         "epochs": epochs,
         "loss_before": loss0,
         "loss_after": loss1,
-        "accuracy_before": acc0,
-        "accuracy_after": acc1,
+        "task": task.name,
+        "metric": task.metric,
+        f"{task.metric}_before": acc0,
+        f"{task.metric}_after": acc1,
     }
 
 

