@@ -113,3 +113,35 @@ def test_the_csi_task_needs_its_data_and_model() -> None:
         Settings(task="csi")
     with pytest.raises(InvalidInputError, match="task must be one of"):
         Settings(task="speech")  # type: ignore[arg-type]
+
+
+@pytest.mark.processes
+def test_a_run_of_the_csi_task_reports_each_users_nmse(
+    csi_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from mecllm.systems.finetune.run.training import train_plan
+    from mecllm.systems.finetune.scenario import generate, preset
+    from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
+
+    folder, checkpoint = csi_files
+    settings = Settings(
+        task="csi",
+        csi_data=str(folder),
+        csi_model=str(checkpoint),
+        n_train=32,
+        n_test=16,
+        epochs=2,
+        batch=16,
+        bottleneck=8,
+    )
+    instance = generate(preset("paper", n_users=2, n_servers=1), np.random.default_rng(0))
+    plan = equal_split(instance, np.zeros(2, dtype=np.int64), np.array([0.5, 0.0]))
+    run = train_plan(instance, plan, settings, log_dir=tmp_path)
+    records = run["users"]
+    assert [r.get("error") for r in records] == [None, None]
+    for record in records:
+        assert record["task"] == "csi" and record["metric"] == "nmse_db"
+        assert record["nmse_db_after"] < record["nmse_db_before"]
+    # The adapters travel as for the text task: blocks [0, k) up, the rest down.
+    assert records[0]["params_up"] == 3 * (2 * 384 * 8 + 8 + 384)
+    assert records[1]["params_up"] == 0
