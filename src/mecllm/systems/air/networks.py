@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from mecllm.core.fileio import atomic_write_bytes
+from mecllm.models.csi import CsiHead
 from mecllm.systems.air.cdl import ComplexArray
 from mecllm.systems.air.dataset import AirData
 from mecllm.systems.air.predictors import Outdated, Predictor, Wiener
@@ -121,20 +122,6 @@ def sequences_per_drop(settings: AirSettings) -> int:
     ]
 
 
-class Head(nn.Module):
-    """Linear over time (P -> F), then linear over features (WIDTH -> 2 A K)."""
-
-    def __init__(self, past: int, future: int, features: int) -> None:
-        super().__init__()
-        self.time = nn.Linear(past, future)
-        self.out = nn.Linear(WIDTH, features)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        steps = self.time(hidden.transpose(1, 2)).transpose(1, 2)  # (n, F, WIDTH)
-        out: torch.Tensor = self.out(steps)
-        return out
-
-
 class ChannelNet(nn.Module):
     """Embedding, a body over the tokens, the head, plus the base prediction."""
 
@@ -149,7 +136,7 @@ class ChannelNet(nn.Module):
         self.inputs = self.outputs * (2 if settings.preprocessor else 1)
         self.embed = nn.Linear(self.inputs, WIDTH)
         self.body = body
-        self.head = Head(settings.history, settings.horizon, self.outputs)
+        self.head = CsiHead(settings.history, settings.horizon, WIDTH, self.outputs)
 
     def forward(self, tokens: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         """Tokens (n, P, inputs) and the base prediction (n, F, outputs) -> (n, F, outputs)."""
