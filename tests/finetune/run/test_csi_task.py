@@ -36,10 +36,23 @@ def csi_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return instance.folder, path
 
 
+def _csi_settings(files: tuple[Path, Path], n_train: int, n_test: int, epochs: int) -> Settings:
+    return Settings(
+        task="csi",
+        csi_data=str(files[0]),
+        csi_model=str(files[1]),
+        n_train=n_train,
+        n_test=n_test,
+        epochs=epochs,
+        batch=16,
+        bottleneck=8,
+    )
+
+
 def test_the_predictor_computes_the_edge_air_network_at_every_split(
     csi_files: tuple[Path, Path],
 ) -> None:
-    folder, checkpoint = csi_files
+    checkpoint = csi_files[1]
     settings = air_preset("tiny")
     net = build("lm", settings, TrainingPlan(seed=0))
     net.load_state_dict(torch.load(checkpoint, weights_only=True)["best"])
@@ -87,17 +100,7 @@ def test_zero_correction_scores_as_the_outdated_prediction(csi_files: tuple[Path
 
 
 def test_training_the_adapters_lowers_a_users_nmse(csi_files: tuple[Path, Path]) -> None:
-    folder, checkpoint = csi_files
-    settings = Settings(
-        task="csi",
-        csi_data=str(folder),
-        csi_model=str(checkpoint),
-        n_train=48,
-        n_test=24,
-        epochs=4,
-        batch=16,
-        bottleneck=8,
-    )
+    settings = _csi_settings(csi_files, n_train=48, n_test=24, epochs=4)
     model, task = build_run(settings)
     train, test = task.data(1, settings.n_train, settings.n_test)
     _, before = evaluate(model, task, test)
@@ -123,17 +126,7 @@ def test_a_run_of_the_csi_task_reports_each_users_nmse(
     from mecllm.systems.finetune.scenario import generate, preset
     from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
 
-    folder, checkpoint = csi_files
-    settings = Settings(
-        task="csi",
-        csi_data=str(folder),
-        csi_model=str(checkpoint),
-        n_train=32,
-        n_test=16,
-        epochs=2,
-        batch=16,
-        bottleneck=8,
-    )
+    settings = _csi_settings(csi_files, n_train=32, n_test=16, epochs=2)
     instance = generate(preset("paper", n_users=2, n_servers=1), np.random.default_rng(0))
     plan = equal_split(instance, np.zeros(2, dtype=np.int64), np.array([0.5, 0.0]))
     run = train_plan(instance, plan, settings, log_dir=tmp_path)
