@@ -109,9 +109,12 @@ def _builtin() -> dict[str, Experiment]:
             algorithms=FINETUNE_SOURCES,
             metrics=(
                 "scr_true",
+                "scr_below_perfect_pct",
                 "scr_loss_pct",
                 "overrun_pct",
                 "late_users_pct",
+                "scr_true_calibrated",
+                "overrun_calibrated_pct",
                 "gain_error_db",
                 "beam_loss_db",
             ),
@@ -231,6 +234,13 @@ def _finetune_claims(rows: list[Row]) -> list[Claim]:
         (
             "plans on Wiener-predicted CSI keep more SCR than on ls-ar-predicted CSI",
             lambda r: r["air-wiener"]["scr_true"] > r["air-ls-ar"]["scr_true"],
+        ),
+        (
+            "calibrating the believed gain on other users' drops shrinks the outdated plan's "
+            "overrun",
+            lambda r: (
+                r["air-outdated"]["overrun_calibrated_pct"] < r["air-outdated"]["overrun_pct"]
+            ),
         ),
     ]
     claims = []

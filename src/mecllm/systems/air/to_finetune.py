@@ -16,10 +16,14 @@ user) and ``b_n`` the beamforming gain of maximum-ratio beams built from a CSI s
 - the link **achieves** ``b_n = mean |h^H h_hat|^2 / ||h_hat||^2`` on the true channel ``h``.
 
 For perfect CSI both are ``mean ||h||^2``. The plan (``PLANNER``) is made on the believed
-gains and scored on the achieved ones; ``oracle`` is the plan made on the achieved gains (what
-the same beams allow if their gain were known). The two systems do not import each other: the
-fine-tuning system is reached through the registry, its instances are built from its
-documented JSON form (docs/formats.md) and its scores read from its evaluation's JSON form.
+gains and scored on the achieved ones; a *calibrated* plan is made on the believed gains
+scaled by the ratio of achieved to believed gain measured on the test drops no cell uses
+(other users, whose channels the base station has since seen); ``oracle`` is the plan made on
+the achieved gains (what the same beams allow if their gain were known).
+
+The two systems do not import each other: the fine-tuning system is reached through the
+registry, its instances are built from its documented JSON form (docs/formats.md) and its
+scores read from its evaluation's JSON form.
 """
 
 from __future__ import annotations
@@ -77,7 +81,6 @@ class CellScore:
 
     scr_promised: float
     scr_true: float
-    scr_oracle: float
     makespan_promised_s: float
     makespan_true_s: float
     late_users: int
@@ -103,13 +106,11 @@ def score_cell(
     plan = system.solve(planned, PLANNER, options).plan
     promised = system.evaluate(planned, plan).to_dict()
     delivered = system.evaluate(real, plan).to_dict()
-    oracle = system.evaluate(real, system.solve(real, PLANNER, options).plan).to_dict()
     user_delay = np.array(delivered["per_user"]["delay_s"], dtype=float)
     limit = float(promised["delay_s"]) * (1 + LATE_RTOL)
     return CellScore(
         scr_promised=float(promised["scr"]),
         scr_true=float(delivered["scr"]),
-        scr_oracle=float(oracle["scr"]),
         makespan_promised_s=float(promised["delay_s"]),
         makespan_true_s=float(delivered["delay_s"]),
         late_users=int(np.sum(~(user_delay <= limit))),
@@ -117,10 +118,17 @@ def score_cell(
     )
 
 
+def oracle_scr(frame: dict[str, Any], achieved: FloatArray, options: SolveOptions) -> float:
+    """The SCR of the plan made on the achieved gains themselves (what the beams allow)."""
+    system = get_system(FINETUNE_KIND)
+    real = system.load_instance({**frame, "channel_gain": achieved[:, None].tolist()})
+    return float(system.evaluate(real, system.solve(real, PLANNER, options).plan).to_dict()["scr"])
+
+
 def cells_of(instance: AirInstance) -> int:
-    """How many cells a trial scores: whole groups of ``CELL_USERS`` test drops, at most
-    ``MAX_CELLS``."""
-    return min(MAX_CELLS, instance.settings.test_drops // CELL_USERS)
+    """How many cells a trial plans: whole groups of ``CELL_USERS`` test drops, at most
+    ``MAX_CELLS``, leaving at least one group to calibrate on."""
+    return min(MAX_CELLS, instance.settings.test_drops // CELL_USERS - 1)
 
 
 def finetune_scores(
@@ -139,26 +147,34 @@ def finetune_scores(
     Returns
     -------
     dict
-        Means over cells: ``scr_true``, ``scr_promised``, ``scr_oracle``, ``scr_loss_pct``
-        (100 (1 - true / oracle)), ``overrun_pct`` (true makespan over promised, in %),
-        ``late_users_pct`` and ``gain_error_db`` (believed over achieved gain, dB, mean over
-        users), ``beam_loss_db`` (achieved over perfect beamforming gain), ``cells``.
+        Means over cells, for the plan on the believed gains: ``scr_true``, ``scr_promised``,
+        ``scr_loss_pct`` (100 (1 - true / oracle)), ``overrun_pct`` (true makespan over
+        promised, in %), ``late_users_pct``; the same with ``_calibrated`` for the plan on
+        the believed gains scaled by the calibration factor (the ratio of achieved to believed
+        gain on the test drops no cell uses: what the base station measured on other users,
+        ``calibration_db``); ``scr_oracle``; ``scr_perfect`` (the plan on perfect CSI, the
+        same cells) and ``scr_below_perfect_pct`` (100 (1 - true / perfect): what the CSI
+        source costs the fine-tuning system); ``gain_error_db`` (believed over achieved gain,
+        dB, mean over users), ``beam_loss_db`` (achieved over perfect beamforming gain) and
+        ``cells``.
     """
     cells = cells_of(instance)
     if cells < 1:
         raise ValueError(
-            f"air-to-finetune needs at least {CELL_USERS} test drops, "
-            f"got {instance.settings.test_drops}"
+            f"air-to-finetune needs at least {2 * CELL_USERS} test drops (a cell and a "
+            f"calibration group), got {instance.settings.test_drops}"
         )
     data = instance.data()
     users = cells * CELL_USERS
-    true = data.target("test")[:users]
-    believed, achieved = beam_gains(true, np.asarray(csi)[:users])
-    perfect, _ = beam_gains(true, true)
+    target = data.target("test")
+    believed_all, achieved_all = beam_gains(target, np.asarray(csi))
+    believed, achieved = believed_all[:users], achieved_all[:users]
+    factor = float(np.sum(achieved_all[users:]) / max(np.sum(believed_all[users:]), 1e-300))
+    perfect, _ = beam_gains(target[:users], target[:users])
     uma = instance.settings.generator == "sionna-uma"
     large_uma = 10.0 ** (data.gains_db[data.rows("test")][:users] / 10.0)
     system = get_system(FINETUNE_KIND)
-    scores = []
+    scores, calibrated, oracle, best = [], [], [], []
     for c in range(cells):
         rows = slice(c * CELL_USERS, (c + 1) * CELL_USERS)
         drawn = system.generate(
@@ -168,19 +184,40 @@ def finetune_scores(
         )
         frame: dict[str, Any] = drawn.to_dict()
         large = large_uma[rows] if uma else np.asarray(frame["channel_gain"], float)[:, 0]
-        scores.append(score_cell(frame, large * believed[rows], large * achieved[rows], options))
+        real = large * achieved[rows]
+        oracle.append(oracle_scr(frame, real, options))
+        best.append(oracle_scr(frame, large * perfect[rows], options))
+        scores.append(score_cell(frame, large * believed[rows], real, options))
+        calibrated.append(score_cell(frame, factor * large * believed[rows], real, options))
     return {
-        "scr_true": float(np.mean([s.scr_true for s in scores])),
-        "scr_promised": float(np.mean([s.scr_promised for s in scores])),
-        "scr_oracle": float(np.mean([s.scr_oracle for s in scores])),
-        "scr_loss_pct": float(np.mean([100 * (1 - s.scr_true / s.scr_oracle) for s in scores])),
-        "overrun_pct": float(
-            np.mean([100 * (s.makespan_true_s / s.makespan_promised_s - 1) for s in scores])
+        **_summary(scores, oracle, users, ""),
+        **_summary(calibrated, oracle, users, "_calibrated"),
+        "scr_oracle": float(np.mean(oracle)),
+        "scr_perfect": float(np.mean(best)),
+        "scr_below_perfect_pct": float(
+            np.mean([100 * (1 - s.scr_true / b) for s, b in zip(scores, best, strict=True)])
         ),
-        "late_users_pct": float(100 * sum(s.late_users for s in scores) / users),
+        "calibration_db": float(_db(np.array([factor]))[0]),
         "gain_error_db": float(np.mean(_db(believed) - _db(achieved))),
         "beam_loss_db": float(np.mean(_db(achieved) - _db(perfect))),
         "cells": float(cells),
+    }
+
+
+def _summary(
+    scores: list[CellScore], oracle: list[float], users: int, suffix: str
+) -> dict[str, float]:
+    """Means over cells of one way of planning (metric names end with ``suffix``)."""
+    return {
+        f"scr_true{suffix}": float(np.mean([s.scr_true for s in scores])),
+        f"scr_promised{suffix}": float(np.mean([s.scr_promised for s in scores])),
+        f"scr_loss{suffix}_pct": float(
+            np.mean([100 * (1 - s.scr_true / o) for s, o in zip(scores, oracle, strict=True)])
+        ),
+        f"overrun{suffix}_pct": float(
+            np.mean([100 * (s.makespan_true_s / s.makespan_promised_s - 1) for s in scores])
+        ),
+        f"late_users{suffix}_pct": float(100 * sum(s.late_users for s in scores) / users),
     }
 
 
