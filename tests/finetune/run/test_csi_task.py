@@ -138,3 +138,34 @@ def test_a_run_of_the_csi_task_reports_each_users_nmse(
     # The adapters travel as for the text task: blocks [0, k) up, the rest down.
     assert records[0]["params_up"] == 3 * (2 * 384 * 8 + 8 + 384)
     assert records[1]["params_up"] == 0
+
+
+def test_a_predictor_served_in_shards_predicts_as_the_whole_model(
+    csi_files: tuple[Path, Path],
+) -> None:
+    from mecllm.models.causal import CacheError, WorkItem
+    from mecllm.models.csi_shard import PredictorShard
+
+    checkpoint = csi_files[1]
+    whole = load_predictor(checkpoint, bottleneck=16)
+    whole.eval()
+    shards = [PredictorShard(checkpoint, 0, 2), PredictorShard(checkpoint, 2, 6)]
+    rng = np.random.default_rng(0)
+    histories = rng.standard_normal((3, whole.past, whole.features)).astype(np.float32)
+    items = [WorkItem(rid, 0, hidden=h) for rid, h in enumerate(histories)]
+    for shard in shards:
+        for item in items:
+            shard.check(item)
+        outputs = shard.step(items)
+        items = [
+            WorkItem(i.rid, 0, hidden=np.asarray(o)) for i, o in zip(items, outputs, strict=True)
+        ]
+    x = torch.from_numpy(histories)
+    att = torch.ones(3, whole.past, dtype=torch.long)
+    with torch.no_grad():
+        want = whole.top(whole.bottom(x, att, 6), att, 6).numpy()
+    got = np.stack([np.asarray(i.hidden) for i in items])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    assert sum(s.weight_bytes() for s in shards) > 0
+    with pytest.raises(CacheError, match="shape"):
+        shards[1].check(WorkItem(9, 0, hidden=histories[0]))
