@@ -12,6 +12,8 @@ every request):
   paced to the downlink rate (:mod:`mecllm.transport.shaping`). Users are served at the same
   time, each on its own copy of the adapters (the frozen base weights are shared).
 - ``Train`` (one message each way, unpaced): the same work, for a quick exchange and tests.
+- ``Prepare``: a user's training data built before the run starts (from its data seed), kept
+  for its exchange, so that the server's measured phase is its training alone.
 - ``Health``.
 
 A request is a :mod:`mecllm.transport.tensors` message whose header says which user, how many
@@ -48,7 +50,7 @@ from mecllm.systems.finetune.run.loop import (
     warm_up,
 )
 from mecllm.systems.finetune.run.pacing import Pace
-from mecllm.systems.finetune.run.tasks import Task, TextTask
+from mecllm.systems.finetune.run.tasks import Batch, Task, TextTask
 from mecllm.transport.rpc import MAX_MESSAGE_BYTES, log, serve
 from mecllm.transport.service import serve_until_signal, service_token
 from mecllm.transport.shaping import framed_chunks, messages, paced_chunks
@@ -66,6 +68,8 @@ SERVICE = "mecllm.Train"
 #: Largest data size and epochs a request may ask the server to train on.
 MAX_EXAMPLES = 100_000
 MAX_EPOCHS = 100
+#: Users' training data a server keeps prepared at once (the oldest is dropped).
+MAX_PREPARED = 256
 
 
 def _copy_sharing_base(model: AdaptedEncoder) -> AdaptedEncoder:
@@ -77,9 +81,14 @@ def _copy_sharing_base(model: AdaptedEncoder) -> AdaptedEncoder:
 
 def trainer(
     settings: Settings, base: AdaptedEncoder, task: Task
-) -> tuple[Callable[[bytes], bytes], Callable[..., Iterator[bytes]]]:
-    """The ``Train`` and ``Exchange`` methods bound to the loaded model ``base`` (each request
-    trains a copy of its adapters)."""
+) -> tuple[Callable[[bytes], bytes], Callable[..., Iterator[bytes]], Callable[[bytes], bytes]]:
+    """The ``Train``, ``Exchange`` and ``Prepare`` methods bound to the loaded model ``base``
+    (each request trains a copy of its adapters).
+
+    ``Prepare`` (header ``data_seed``, ``examples``) builds a user's training data before the
+    run starts and keeps it for the user's exchange, so that the server's phase T3 is its
+    training (a CSI user's drops take 0.2-2 s to read and tokenise; the text task's
+    sentences a few milliseconds)."""
     layers = base.n_blocks
     core = (
         threading.Lock()
@@ -91,6 +100,31 @@ def trainer(
         flops_per_sequence(probe, task, sample, range(k, layers)) for k in range(layers + 1)
     ]
     del probe
+    prepared: dict[tuple[int, int], Batch] = {}
+    prepared_lock = threading.Lock()
+
+    def examples_of(header: dict[str, object]) -> int:
+        if "examples" in header:
+            return whole_number(header, "examples", 1, MAX_EXAMPLES)
+        return settings.n_train
+
+    def training_data(seed: int, examples: int) -> Batch:
+        with prepared_lock:
+            ready = prepared.pop((seed, examples), None)
+        return ready if ready is not None else task.data(seed, examples, settings.n_test)[0]
+
+    def prepare(request: bytes) -> bytes:
+        header = decode(request).header
+        seed = whole_number(header, "data_seed", 0, 2**63 - 1)
+        examples = examples_of(header)
+        data = task.data(seed, examples, settings.n_test)[0]
+        with prepared_lock:
+            if len(prepared) >= MAX_PREPARED:
+                prepared.pop(next(iter(prepared)))
+            prepared[(seed, examples)] = data
+        log(f"prepared {examples} examples of data seed {seed}")
+        reply, _ = encode({"prepared": examples}, {})
+        return reply
 
     def work(request: bytes, received_at: float, paced: bool) -> tuple[bytes, float]:
         message = decode(request)
@@ -98,15 +132,13 @@ def trainer(
         user = whole_number(header, "user")
         split = whole_number(header, "split", 0, layers)
         seed = whole_number(header, "data_seed", 0, 2**63 - 1)
-        examples = (
-            whole_number(header, "examples", 1, MAX_EXAMPLES)
-            if "examples" in header
-            else settings.n_train
-        )
+        examples = examples_of(header)
         epochs = (
             whole_number(header, "epochs", 1, MAX_EPOCHS) if "epochs" in header else settings.epochs
         )
         down_rate = positive_number(header, "down_rate_bps", math.inf) if paced else math.inf
+        if split == layers:
+            down_rate = math.inf  # nothing to send back: the reply is a header alone
         pace = None
         if paced and "server_flops" in header:
             pace = Pace(
@@ -119,7 +151,7 @@ def trainer(
         shapes = {n: tuple(t.shape) for n, t in model.adapter_state(user_part).items()}
         expect({n: t.shape for n, t in message.tensors.items()}, shapes)
         model.load_adapters({n: torch.from_numpy(v) for n, v in message.tensors.items()})
-        train_set, _ = task.data(seed, examples, settings.n_test)
+        train_set = training_data(seed, examples)
         server_part = range(split, layers)
         mine = dataclasses.replace(settings, n_train=examples, epochs=epochs)
         stats = train_layers(model, task, train_set, server_part, mine, pace, sequence_flops[split])
@@ -150,7 +182,7 @@ def trainer(
         reply, rate = work(request, time.monotonic(), paced=True)
         yield from paced_chunks(reply, rate)
 
-    return train, exchange
+    return train, exchange, prepare
 
 
 #: Largest batch and sequence a split-mode message may carry.
@@ -259,13 +291,13 @@ def main() -> None:
     torch.set_num_threads(1)  # one thread per user served: shares are slices of one core each
     base, task = build(settings)  # one model: each request trains its own copy
     warm_up(base, task, task.data(0, settings.batch, 0)[0], settings.batch)
-    train, exchange = trainer(settings, base, task)
+    train, exchange, prepare = trainer(settings, base, task)
     streams = {"Exchange": exchange}
     if isinstance(task, TextTask):  # split mode trains the text task only
         streams["Split"] = splitter(settings, base)
     server = serve(
         SERVICE,
-        {"Train": train},
+        {"Train": train, "Prepare": prepare},
         token,
         streams=streams,
         host=args.host,

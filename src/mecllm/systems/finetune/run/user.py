@@ -100,6 +100,9 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
     # not the TCP and HTTP/2 set-up the plan does not model (13-43 ms measured on loopback).
     with Client(job["server_address"], SERVICE, token) as client:
         client.connect(EXCHANGE_TIMEOUT_S)
+        # The server builds this user's training data now, not inside its phase T3.
+        prepare, _ = encode({"data_seed": job["data_seed"], "examples": settings.n_train}, {})
+        client.call("Prepare", prepare, EXCHANGE_TIMEOUT_S)
         phase("waiting for the common start")
         go_at = wait_for_start(job)
         phase("local training")
@@ -122,7 +125,8 @@ def run(job: dict[str, Any], token: str) -> dict[str, Any]:
             header, {n: t.numpy() for n, t in model.adapter_state(mine).items()}
         )
         phase("upload, server training and download")
-        up_rate = float(job["up_rate_bps"]) if paced else math.inf
+        # Nothing to upload (k = 0): the message is a header alone, sent unpaced.
+        up_rate = float(job["up_rate_bps"]) if paced and split > 0 else math.inf
         upload_at = time.monotonic()
         chunks = list(client.stream("Exchange", paced_chunks(upload, up_rate), EXCHANGE_TIMEOUT_S))
         done_at = time.monotonic()
