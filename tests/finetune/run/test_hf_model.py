@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from mecllm.cli import app
 from mecllm.models.minilm import model_dir
 from mecllm.systems.finetune.run.loop import Settings, build
+from mecllm.systems.finetune.run.tasks import TextTask
 from mecllm.systems.finetune.scenario import generate, preset
 from mecllm.systems.finetune.solvers.allocation.equal_split import equal_split
 
@@ -30,11 +32,18 @@ pytestmark = pytest.mark.processes
 TEXTS = ["the phone was great", "nobody who used this kettle would call it awful"]
 
 
+def _with_tokenizer(settings: Settings) -> tuple[Any, Any]:
+    """The text task's model and its tokenizer."""
+    model, task = build(settings)
+    assert isinstance(task, TextTask)
+    return model, task.tok
+
+
 @pytest.fixture(scope="module")
 def packaged_pair() -> tuple:
     """The packaged MiniLM, hand-written and through transformers, same seed and rank."""
-    ours, tok0 = build(Settings(bottleneck=8, seed=3))
-    theirs, tok1 = build(Settings(bottleneck=8, seed=3, model_dir=str(model_dir())))
+    ours, tok0 = _with_tokenizer(Settings(bottleneck=8, seed=3))
+    theirs, tok1 = _with_tokenizer(Settings(bottleneck=8, seed=3, model_dir=str(model_dir())))
     return ours, tok0, theirs, tok1
 
 
@@ -59,7 +68,7 @@ def test_any_architecture_cuts_exactly_and_trains_only_its_side(
     tmp_path: Path, family: str
 ) -> None:
     folder = tiny_model_dir(tmp_path / family, family)
-    model, tok = build(Settings(bottleneck=4, model_dir=str(folder), max_len=12))
+    model, tok = _with_tokenizer(Settings(bottleneck=4, model_dir=str(folder), max_len=12))
     ids, att = tok(TEXTS)
     assert model.n_blocks == 3 and model.width == 64 and ids.shape == (2, 12)
     with torch.no_grad():

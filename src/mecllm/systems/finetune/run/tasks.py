@@ -93,6 +93,9 @@ class TextTask:
         self.tok = tok
 
     def encode(self, texts: list[str], labels: list[int]) -> Batch:
+        if not texts:  # some tokenizers refuse an empty batch
+            empty = torch.zeros(0, 0, dtype=torch.long)
+            return Batch(empty, empty, torch.zeros(0, dtype=torch.long), torch.zeros(0))
         ids, att = self.tok(texts)
         return Batch(ids, att, torch.tensor(labels), torch.zeros(len(texts)))
 
