@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from mecllm.models.encoder import AdaptedEncoder, Place
-from mecllm.models.minilm import AdaptedMiniLM, additive_mask, load_pretrained
+from mecllm.models.minilm import AdaptedMiniLM, additive_mask, load_frozen, load_pretrained
 
 
 class CsiHead(nn.Module):
@@ -123,10 +123,7 @@ def load_predictor(path: Path, bottleneck: int, seed: int = 0) -> CsiPredictor:
             mapped["csi_in." + key.removeprefix("embed.")] = value
         elif key.startswith("head."):
             mapped[key] = value
-    missing, unexpected = model.load_state_dict(mapped, strict=False)
-    left = [m for m in missing if ".adapter." not in m and m != "prototypes"]
-    if left or unexpected:
-        raise ValueError(f"{path} does not fit the predictor: missing {left}, extra {unexpected}")
-    for p in model.parameters():
-        p.requires_grad_(False)
+    misfit = load_frozen(model, mapped)
+    if misfit:
+        raise ValueError(f"{path} does not fit the predictor: {misfit}")
     return model

@@ -206,13 +206,20 @@ def load_pretrained(bottleneck: int, seed: int = 0) -> AdaptedMiniLM:
                 if inner.startswith(old + "."):
                     state[f"blocks.{index}.{new}{inner[len(old) :]}"] = value
                     break
+    misfit = load_frozen(model, state)
+    if misfit:
+        raise RuntimeError(f"MiniLM weights do not fit: {misfit}")
+    return model
+
+
+def load_frozen(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """Load ``state`` into ``model`` (adapters and the prototype buffer may be missing: they
+    start fresh) and freeze every parameter; what did not fit, in words ("" if all did)."""
     missing, unexpected = model.load_state_dict(state, strict=False)
-    base_missing = [m for m in missing if ".adapter." not in m and m != "prototypes"]
-    if base_missing or unexpected:
-        raise RuntimeError(f"MiniLM weights do not fit: missing {base_missing}, extra {unexpected}")
+    left = [m for m in missing if ".adapter." not in m and not m.endswith("prototypes")]
     for p in model.parameters():
         p.requires_grad_(False)
-    return model
+    return f"missing {left}, extra {unexpected}" if left or unexpected else ""
 
 
 class Tokenizer:
