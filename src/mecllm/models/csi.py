@@ -58,9 +58,17 @@ class CsiPredictor(AdaptedEncoder):
     def width(self) -> int:
         return self.lm.width
 
+    def embed_csi(self, tokens: torch.Tensor) -> torch.Tensor:
+        """CSI tokens (batch, P, features) -> embedded rows (batch, P, width): the linear
+        embedding, MiniLM's position embeddings and its embedding norm."""
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        out: torch.Tensor = self.lm.embed_norm(
+            self.csi_in(tokens) + self.lm.position(positions)[None]
+        )
+        return out
+
     def bottom(self, ids: torch.Tensor, attention: torch.Tensor, k: int) -> torch.Tensor:
-        positions = torch.arange(ids.shape[1], device=ids.device)
-        x = self.lm.embed_norm(self.csi_in(ids) + self.lm.position(positions)[None])
+        x = self.embed_csi(ids)
         mask = additive_mask(attention)
         for block in self.lm.blocks[:k]:
             x = block(x, mask)

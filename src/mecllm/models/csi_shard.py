@@ -94,12 +94,10 @@ class PredictorShard:
         x = torch.from_numpy(
             np.stack([np.asarray(item.hidden, dtype=np.float32) for item in items])
         )
-        lm = self.model.lm
         if self.first:
-            positions = torch.arange(self.past)
-            x = lm.embed_norm(self.model.csi_in(x) + lm.position(positions)[None])
+            x = self.model.embed_csi(x)
         mask = torch.zeros(x.shape[0], 1, 1, x.shape[1])
-        for block in lm.blocks[self.start : self.end]:
+        for block in self.model.lm.blocks[self.start : self.end]:
             x = block(x, mask)
         if self.last:
             x = self.model.head(x)

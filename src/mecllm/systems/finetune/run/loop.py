@@ -121,8 +121,8 @@ def model_shape(settings: Settings) -> tuple[int, int]:
 
 def output(model: AdaptedEncoder, batch: Batch) -> torch.Tensor:
     """The model's output on ``batch`` (logits, or the CSI correction)."""
-    last = model.n_blocks
-    return model.top(model.bottom(batch.inputs, batch.attention, last), batch.attention, last)
+    out: torch.Tensor = model(batch.inputs, batch.attention)
+    return out
 
 
 def warm_up(model: AdaptedEncoder, task: Task, data: Batch, batch: int) -> None:
